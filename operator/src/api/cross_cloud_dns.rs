@@ -1,0 +1,118 @@
+//! `CrossCloudDNS`: shared service discovery across member clusters through CoreDNS.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{conditions_schema, impl_has_conditions};
+
+/// Clusters that resolve each other's services under one shared zone.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "vigil.io",
+    version = "v1alpha1",
+    kind = "CrossCloudDNS",
+    plural = "crossclouddnses",
+    status = "CrossCloudDNSStatus",
+    shortname = "ccdns",
+    category = "vigil",
+    doc = "Service discovery across member clusters: Vigil writes the CoreDNS configuration each cluster needs so that <svc>.<ns>.svc.<zone> resolves from every cloud, and reports the health of every remote resolver.",
+    printcolumn(name = "Zone", type_ = "string", json_path = ".spec.zone"),
+    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.target.mode"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    cel
+)]
+#[x_kube(validation = Rule::new("self.failover.all(c, c in self.clusters)").message("every failover entry must also be listed in clusters").field_path(".failover"))]
+#[serde(rename_all = "camelCase")]
+pub struct CrossCloudDNSSpec {
+    /// Names of the `MemberCluster`s that share the zone.
+    #[x_kube(validation = Rule::new("self.size() >= 2").message("clusters must name at least two MemberClusters"))]
+    #[x_kube(validation = Rule::new("self.all(c, self.exists_one(d, d == c))").message("clusters must not repeat a name"))]
+    pub clusters: Vec<String>,
+    /// The shared zone.
+    #[serde(default = "default_zone")]
+    #[x_kube(validation = Rule::new("self.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?\\\\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("zone must be a lowercase DNS name with at least two labels"))]
+    pub zone: String,
+    /// Order in which remote clusters answer for a service the local cluster does not have;
+    /// clusters not listed come after, by name.
+    #[serde(default)]
+    pub failover: Vec<String>,
+    /// Tag forwarded queries with the asking cluster in an EDNS0 option.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edns0: Option<Edns0>,
+    /// Where the CoreDNS configuration goes.
+    #[serde(default)]
+    pub target: DnsTarget,
+}
+
+fn default_zone() -> String {
+    "clusterset.local".to_owned()
+}
+
+/// EDNS0 tagging of forwarded queries.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Edns0 {
+    /// Add the asking cluster's name to forwarded queries.
+    #[serde(default)]
+    pub tag_source_cluster: bool,
+    /// EDNS0 option code, from the local/experimental range 65001 to 65534.
+    #[serde(default = "default_option_code")]
+    #[x_kube(validation = Rule::new("self >= 65001 && self <= 65534").message("optionCode must be in the local/experimental range 65001 to 65534"))]
+    pub option_code: i32,
+}
+
+fn default_option_code() -> i32 {
+    65001
+}
+
+/// Where Vigil writes CoreDNS configuration in each cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsTarget {
+    /// `CoreDNSCustom` adds server blocks to the cluster CoreDNS's import ConfigMap;
+    /// `Dedicated` runs a Vigil-managed CoreDNS for DNS services that cannot be edited.
+    #[serde(default)]
+    pub mode: DnsTargetMode,
+    /// The import ConfigMap (default `kube-system/coredns-custom`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapRef>,
+}
+
+/// How CoreDNS is configured.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DnsTargetMode {
+    /// `*.server` keys in the cluster CoreDNS's import ConfigMap.
+    #[default]
+    #[serde(rename = "CoreDNSCustom")]
+    CoreDnsCustom,
+    /// A CoreDNS Deployment managed by Vigil.
+    Dedicated,
+}
+
+/// A ConfigMap in a namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapRef {
+    /// Namespace of the ConfigMap.
+    pub namespace: String,
+    /// Name of the ConfigMap.
+    pub name: String,
+}
+
+/// Observed state of cross-cloud DNS.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CrossCloudDNSStatus {
+    /// Generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` and the health of remote resolvers.
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+impl_has_conditions!(CrossCloudDNSStatus);

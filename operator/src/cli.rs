@@ -1,0 +1,207 @@
+//! The `vigil` command line: `run`, `crds`, `validate` and `render`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::controllers::RunOptions;
+use crate::manifest::{self, Loaded};
+use crate::render::{self, Desired};
+
+/// Vigil: supervised workloads, SLOs, cross-cloud DNS, ACME certificates and telemetry
+/// pipelines for fleets on AWS, Alibaba Cloud and VMware.
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller manager.
+    Run(RunArgs),
+    /// Print every CRD as a YAML stream.
+    Crds,
+    /// Check manifests offline, with the same rules as the cluster and the operator.
+    Validate(InputArgs),
+    /// Print what the operator would apply for the manifests, or write peer files with -o.
+    Render(RenderArgs),
+}
+
+/// Options of `vigil run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Address of the admin server (`/metrics`, `/healthz`, `/readyz`).
+    #[arg(long, env = "VIGIL_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    pub admin_addr: SocketAddr,
+    /// Namespace the operator runs in.
+    #[arg(long, env = "VIGIL_NAMESPACE", default_value = "vigil-system")]
+    pub namespace: String,
+    /// Elect a leader so that only one replica writes.
+    #[arg(long, env = "VIGIL_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "VIGIL_LEASE_NAME", default_value = "vigil-leader")]
+    pub lease_name: String,
+    /// Seconds a leader's Lease lasts without renewal.
+    #[arg(long, env = "VIGIL_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+    /// Identity in the Lease; the pod name in a cluster.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// First retry delay after a failed reconcile, in seconds.
+    #[arg(long, env = "VIGIL_BACKOFF_BASE_SECONDS", default_value_t = 5)]
+    pub backoff_base_seconds: u64,
+    /// Longest retry delay after repeated failures, in seconds.
+    #[arg(long, env = "VIGIL_BACKOFF_MAX_SECONDS", default_value_t = 300)]
+    pub backoff_max_seconds: u64,
+}
+
+/// Manifest inputs.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Files or directories of YAML manifests (multi-document); directories are read recursively.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    /// Namespace for namespaced objects that do not name one.
+    #[arg(short, long, default_value = "default")]
+    pub namespace: String,
+}
+
+/// Options of `vigil render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The manifests.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Write the files peer programs read (rule files, Corefiles, collector configs) here.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The options of the controller manager.
+    pub fn options(self) -> RunOptions {
+        let identity = self.identity.unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".to_owned());
+            format!("{host}-{}", std::process::id())
+        });
+        RunOptions {
+            admin_addr: self.admin_addr,
+            namespace: self.namespace,
+            leader_election: self.leader_election,
+            lease_name: self.lease_name,
+            lease_duration_seconds: self.lease_duration_seconds,
+            identity,
+            backoff_base: Duration::from_secs(self.backoff_base_seconds),
+            backoff_max: Duration::from_secs(self.backoff_max_seconds),
+        }
+    }
+}
+
+/// Every CRD as one YAML stream, as in `crds/`.
+pub fn crds_yaml() -> String {
+    crate::api::crds()
+        .iter()
+        .map(|crd| serde_yaml_ng::to_string(crd).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// The file name of a CRD in `crds/`: `<plural>.<group>.yaml`.
+pub fn crd_file_name(crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition) -> String {
+    format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default())
+}
+
+fn load(input: &InputArgs, err: &mut dyn Write) -> Result<Loaded, ExitCode> {
+    manifest::load(&input.paths, &input.namespace).map_err(|e| {
+        let _ = writeln!(err, "error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn report(loaded: &Loaded, err: &mut dyn Write) -> bool {
+    for problem in &loaded.problems {
+        let _ = writeln!(err, "{problem}");
+    }
+    loaded.problems.is_empty()
+}
+
+/// `vigil validate`: one line per valid object on `out`, one line per problem on `err`.
+pub fn validate(input: &InputArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    let loaded = match load(input, err) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    for (source, object) in &loaded.sources {
+        let _ = writeln!(out, "{source}: {object}: valid");
+    }
+    let ok = report(&loaded, err);
+    let _ = writeln!(
+        out,
+        "{} valid, {} problems, {} documents of other API groups skipped",
+        loaded.sources.len(),
+        loaded.problems.len(),
+        loaded.skipped
+    );
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+/// `vigil render`: the objects the controllers would apply, as a YAML stream on `out`, or
+/// with `-o DIR` the peer files. Nothing is printed or written when a manifest is invalid.
+pub fn render(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    let loaded = match load(&args.input, err) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    if !report(&loaded, err) {
+        return ExitCode::from(1);
+    }
+    let desired = render::render(&loaded.inventory);
+    let written = match &args.output {
+        Some(dir) => write_files(dir, &desired),
+        None => print_objects(&desired, out),
+    };
+    match written {
+        Ok(()) => {
+            let _ = writeln!(
+                err,
+                "rendered {} objects and {} files from {} Vigil objects",
+                desired.objects.len(),
+                desired.files.len(),
+                loaded.inventory.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn print_objects(desired: &Desired, out: &mut dyn Write) -> std::io::Result<()> {
+    for object in &desired.objects {
+        writeln!(out, "---")?;
+        out.write_all(serde_yaml_ng::to_string(object).map_err(std::io::Error::other)?.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn write_files(dir: &Path, desired: &Desired) -> std::io::Result<()> {
+    for file in &desired.files {
+        let path = dir.join(&file.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, &file.content)?;
+    }
+    Ok(())
+}

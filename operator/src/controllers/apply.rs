@@ -1,0 +1,43 @@
+//! Server-side apply of owned children: one field manager, owner references, labels.
+
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::{Api, Client, Resource, ResourceExt};
+
+use super::status::FIELD_MANAGER;
+
+/// Label set on every object Vigil creates.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "vigil";
+
+/// Marks `child` as owned by `owner` and managed by Vigil: a controller owner reference (so
+/// that deleting the owner deletes the child) and the `app.kubernetes.io/managed-by` label.
+pub fn own<O: Resource<DynamicType = ()>>(owner: &O, child: &mut DynamicObject) {
+    if let Some(reference) = owner.controller_owner_ref(&()) {
+        let refs = child.metadata.owner_references.get_or_insert_with(Vec::new);
+        refs.retain(|r| r.uid != reference.uid);
+        refs.push(reference);
+    }
+    child.labels_mut().insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
+}
+
+/// Applies `child` (owned by `owner`) with server-side apply under the `vigil` field
+/// manager, taking over fields another manager set: Vigil is the source of truth for what
+/// it renders.
+pub async fn apply_owned<O: Resource<DynamicType = ()>>(
+    client: &Client,
+    owner: &O,
+    mut child: DynamicObject,
+) -> Result<DynamicObject, kube::Error> {
+    own(owner, &mut child);
+    let types = child.types.clone().unwrap_or_default();
+    let gvk = GroupVersionKind::try_from(&types).map_err(|e| kube::Error::Discovery(kube::error::DiscoveryError::MissingKind(e.to_string())))?;
+    let resource = ApiResource::from_gvk(&gvk);
+    let api: Api<DynamicObject> = match child.namespace() {
+        Some(ns) => Api::namespaced_with(client.clone(), &ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    let name = child.name_any();
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&child)).await
+}

@@ -1,0 +1,235 @@
+//! `vigil run`: the controller manager. Checks that the CRDs are installed, serves the admin
+//! port, wins the leader Lease, runs one controller per kind, and stops cleanly on SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::watch;
+
+use super::{Backoff, Context, Stores, Watch};
+use crate::api;
+use crate::metrics::Metrics;
+
+/// Options of `vigil run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    pub admin_addr: SocketAddr,
+    /// Namespace the operator runs in: its Lease, and Secrets of cluster-scoped objects.
+    pub namespace: String,
+    /// Elect a leader through a Lease so that only one replica writes.
+    pub leader_election: bool,
+    /// Name of the Lease.
+    pub lease_name: String,
+    /// How long a leader's Lease lasts without renewal, in seconds.
+    pub lease_duration_seconds: u64,
+    /// Identity of this replica in the Lease (the pod name).
+    pub identity: String,
+    /// First retry delay after a failed reconcile.
+    pub backoff_base: Duration,
+    /// Longest retry delay after repeated failures.
+    pub backoff_max: Duration,
+}
+
+#[derive(Clone)]
+struct AdminState {
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+}
+
+async fn metrics_handler(State(state): State<AdminState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.encode(),
+    )
+}
+
+async fn ready_handler(State(state): State<AdminState>) -> impl IntoResponse {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on one port.
+async fn serve_admin(addr: SocketAddr, state: AdminState, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready_handler))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, "admin server listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// Fails with a clear message when any Vigil CRD is not installed.
+async fn check_crds(client: &Client) -> anyhow::Result<()> {
+    let resources = client
+        .list_api_group_resources(api::API_VERSION)
+        .await
+        .map_err(|e| anyhow::anyhow!("the Vigil CRDs ({}) are not installed: {e}; install them with `vigil crds | kubectl apply -f -` or the Helm chart", api::API_VERSION))?;
+    let missing: Vec<String> = crate::inventory::KINDS
+        .iter()
+        .filter(|kind| !resources.resources.iter().any(|r| r.kind == **kind))
+        .map(|kind| (*kind).to_owned())
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "the CRDs of {} are not installed; install them with `vigil crds | kubectl apply -f -` or the Helm chart",
+        missing.join(", ")
+    );
+    Ok(())
+}
+
+async fn terminate_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+    }
+}
+
+/// Runs the controller manager until SIGTERM, or until leadership is lost (an error, so
+/// that the pod restarts and stands for election again).
+pub async fn run(options: RunOptions) -> anyhow::Result<()> {
+    super::panics::install_hook();
+    let client = Client::try_default().await.context("cannot build a Kubernetes client (kubeconfig or in-cluster)")?;
+    check_crds(&client).await?;
+
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let admin = tokio::spawn(serve_admin(
+        options.admin_addr,
+        AdminState { metrics: metrics.clone(), ready: ready.clone() },
+        stop_rx.clone(),
+    ));
+    let signal_tx = stop_tx.clone();
+    tokio::spawn(async move {
+        terminate_signal().await;
+        let _ = signal_tx.send(true);
+    });
+    ready.store(true, Ordering::Release);
+
+    let leader = if options.leader_election {
+        let manager = LeaseManagerBuilder::new(client.clone(), &options.lease_name)
+            .with_namespace(&options.namespace)
+            .with_identity(&options.identity)
+            .with_duration(options.lease_duration_seconds)
+            .with_grace(options.lease_duration_seconds.div_ceil(3).max(1))
+            .with_field_manager(super::status::FIELD_MANAGER)
+            .build()
+            .await
+            .context("cannot set up leader election")?;
+        let (mut leading, task) = manager.watch().await;
+        tracing::info!(identity = %options.identity, lease = %options.lease_name, "waiting to become the leader");
+        let mut stop = stop_rx.clone();
+        let won = tokio::select! {
+            won = leading.wait_for(|l| *l) => { won.context("leader election stopped")?; true }
+            _ = stop.wait_for(|s| *s) => false,
+        };
+        if !won {
+            drop(leading);
+            let _ = task.await;
+            let _ = admin.await;
+            return Ok(());
+        }
+        tracing::info!(identity = %options.identity, "became the leader");
+        Some((leading, task))
+    } else {
+        None
+    };
+
+    let controllers = run_controllers(client, metrics, &options, stop_rx.clone());
+    let lost = match leader {
+        Some((mut leading, task)) => {
+            let lost = tokio::select! {
+                _ = controllers => false,
+                _ = leading.wait_for(|l| !*l) => true,
+            };
+            // Dropping the channel releases the Lease, so that another replica takes over
+            // at once instead of waiting for it to expire.
+            drop(leading);
+            let _ = task.await;
+            lost
+        }
+        None => {
+            controllers.await;
+            false
+        }
+    };
+    let _ = stop_tx.send(true);
+    let _ = admin.await;
+    anyhow::ensure!(!lost, "lost the leader Lease; exiting so that a new election decides");
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Runs one controller per kind until `stop` turns true.
+async fn run_controllers(client: Client, metrics: Arc<Metrics>, options: &RunOptions, stop: watch::Receiver<bool>) {
+    let acme_certificates = Watch::<api::AcmeCertificate>::new(&client);
+    let acme_issuers = Watch::<api::AcmeIssuer>::new(&client);
+    let cross_cloud_dns = Watch::<api::CrossCloudDNS>::new(&client);
+    let member_clusters = Watch::<api::MemberCluster>::new(&client);
+    let service_level_objectives = Watch::<api::ServiceLevelObjective>::new(&client);
+    let supervised_workloads = Watch::<api::SupervisedWorkload>::new(&client);
+    let telemetry_pipelines = Watch::<api::TelemetryPipeline>::new(&client);
+    let stores = Stores {
+        acme_certificates: acme_certificates.store.clone(),
+        acme_issuers: acme_issuers.store.clone(),
+        cross_cloud_dns: cross_cloud_dns.store.clone(),
+        member_clusters: member_clusters.store.clone(),
+        service_level_objectives: service_level_objectives.store.clone(),
+        supervised_workloads: supervised_workloads.store.clone(),
+        telemetry_pipelines: telemetry_pipelines.store.clone(),
+    };
+    let reporter = Reporter { controller: "vigil".into(), instance: Some(options.identity.clone()) };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        metrics,
+        stores,
+        namespace: options.namespace.clone(),
+        backoff: Backoff::new(options.backoff_base, options.backoff_max),
+    });
+    let shutdown = |stop: &watch::Receiver<bool>| {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    };
+    tracing::info!("controllers starting");
+    tokio::join!(
+        acme_certificates.run(ctx.clone(), shutdown(&stop)),
+        acme_issuers.run(ctx.clone(), shutdown(&stop)),
+        cross_cloud_dns.run(ctx.clone(), shutdown(&stop)),
+        member_clusters.run(ctx.clone(), shutdown(&stop)),
+        service_level_objectives.run(ctx.clone(), shutdown(&stop)),
+        supervised_workloads.run(ctx.clone(), shutdown(&stop)),
+        telemetry_pipelines.run(ctx.clone(), shutdown(&stop)),
+    );
+}

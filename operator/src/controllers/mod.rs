@@ -1,0 +1,323 @@
+//! The controllers and the runtime they share.
+//!
+//! Every controller runs the same pipeline: observe (reflector stores -> [`Inventory`]) ->
+//! validate -> render -> apply -> status. This module holds what they share: the typed
+//! [`Error`], the [`Context`], the reconcile driver (panics caught, metrics, per-object
+//! backoff, Events) and the manager that starts them all.
+
+pub mod apply;
+mod manager;
+pub mod member_cluster;
+pub mod panics;
+pub mod status;
+mod validating;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
+use kube::{Client, Resource};
+
+pub use manager::{RunOptions, run};
+
+use crate::api::{self, HasConditions, READY};
+use crate::inventory::Inventory;
+use crate::metrics::{ControllerLabels, ErrorLabels, Metrics};
+use crate::validate::{FieldError, summarize};
+use status::{HasStatus, condition, update_status};
+
+/// Why a reconcile failed. The variant names the condition reason, the Event reason and
+/// the `reason` label of `vigil_reconcile_errors_total`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec breaks a rule that only the operator can check.
+    #[error("invalid spec: {}", summarize(.0))]
+    InvalidSpec(Vec<FieldError>),
+    /// A call to the Kubernetes API failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// A Secret the spec refers to is missing or unusable.
+    #[error("Secret {namespace}/{name}: {problem}")]
+    Secret {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The reconcile panicked; the panic was caught and logged with its backtrace.
+    #[error("reconcile panicked at {location}: {message}")]
+    Panicked {
+        /// The panic message.
+        message: String,
+        /// Where it panicked.
+        location: String,
+    },
+}
+
+impl Error {
+    /// The CamelCase reason of this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::InvalidSpec(_) => "InvalidSpec",
+            Error::Kube(_) => "KubernetesApiError",
+            Error::Secret { .. } => "SecretUnusable",
+            Error::Panicked { .. } => "ReconcilePanicked",
+        }
+    }
+}
+
+/// Per-object exponential backoff after errors.
+#[derive(Debug)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    /// Backoff from `base`, doubling up to `max`.
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Self { base, max, failures: Mutex::new(HashMap::new()) }
+    }
+
+    /// Records one more failure of `key` and returns how long to wait before the retry.
+    pub fn failed(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let count = failures.entry(key.to_owned()).or_insert(0);
+        let delay = self.base.saturating_mul(2u32.saturating_pow(*count)).min(self.max);
+        *count = count.saturating_add(1);
+        delay
+    }
+
+    /// Forgets the failures of `key` after a success.
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
+/// The reflector stores of every kind, shared by all controllers.
+#[derive(Clone)]
+pub struct Stores {
+    acme_certificates: Store<DeserializeGuard<api::AcmeCertificate>>,
+    acme_issuers: Store<DeserializeGuard<api::AcmeIssuer>>,
+    cross_cloud_dns: Store<DeserializeGuard<api::CrossCloudDNS>>,
+    member_clusters: Store<DeserializeGuard<api::MemberCluster>>,
+    service_level_objectives: Store<DeserializeGuard<api::ServiceLevelObjective>>,
+    supervised_workloads: Store<DeserializeGuard<api::SupervisedWorkload>>,
+    telemetry_pipelines: Store<DeserializeGuard<api::TelemetryPipeline>>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores").finish_non_exhaustive()
+    }
+}
+
+fn decoded<K: Clone + Resource>(store: &Store<DeserializeGuard<K>>) -> Vec<K>
+where
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    store.state().iter().filter_map(|g| g.0.as_ref().ok().cloned()).collect()
+}
+
+impl Stores {
+    /// A snapshot of every well-formed object, for validation and rendering.
+    pub fn inventory(&self) -> Inventory {
+        Inventory {
+            acme_certificates: decoded(&self.acme_certificates),
+            acme_issuers: decoded(&self.acme_issuers),
+            cross_cloud_dns: decoded(&self.cross_cloud_dns),
+            member_clusters: decoded(&self.member_clusters),
+            service_level_objectives: decoded(&self.service_level_objectives),
+            supervised_workloads: decoded(&self.supervised_workloads),
+            telemetry_pipelines: decoded(&self.telemetry_pipelines),
+        }
+    }
+}
+
+/// What every reconcile gets.
+pub struct Context {
+    /// Client of the cluster the operator runs in.
+    pub client: Client,
+    /// The operator's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Publishes Events about reconciled objects.
+    pub recorder: Recorder,
+    /// Every Vigil object, as the watches see it.
+    pub stores: Stores,
+    /// Namespace the operator runs in (default for Secrets of cluster-scoped objects).
+    pub namespace: String,
+    /// Per-object backoff after errors.
+    pub backoff: Backoff,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("namespace", &self.namespace).finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Publishes an Event about `object`; a failure is logged, never fatal.
+    pub async fn publish<K: Resource<DynamicType = ()>>(&self, object: &K, type_: EventType, reason: &str, note: String) {
+        let event = Event { type_, reason: reason.to_owned(), note: Some(note), action: "Reconcile".to_owned(), secondary: None };
+        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(%error, reason, "could not publish Event");
+        }
+    }
+}
+
+/// A kind with a controller.
+pub trait Reconcile: HasStatus + Send + Sync + 'static {
+    /// Brings the world in line with `self` and reports in its status.
+    fn reconcile(self: Arc<Self>, ctx: Arc<Context>) -> impl Future<Output = Result<Action, Error>> + Send;
+}
+
+fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    format!("{}/{}", K::kind(&()), ObjectRef::from_obj(object))
+}
+
+/// Runs one reconcile with everything around it: a panic caught and counted, the duration
+/// observed, the error counted, reported in the `Ready` condition and as an Event.
+async fn drive<K: Reconcile>(object: Arc<DeserializeGuard<K>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let controller = K::kind(&()).to_string();
+    let started = Instant::now();
+    let result = match &object.0 {
+        Ok(typed) => {
+            let typed = Arc::new(typed.clone());
+            let result = match panics::catch(K::reconcile(typed.clone(), ctx.clone())).await {
+                Ok(result) => result,
+                Err(panic) => {
+                    ctx.metrics.reconcile_panics.get_or_create(&ControllerLabels { controller: controller.clone() }).inc();
+                    tracing::error!(
+                        controller,
+                        object = %object_key(typed.as_ref()),
+                        panic.message = %panic.message,
+                        panic.location = %panic.location,
+                        panic.backtrace = %panic.backtrace,
+                        "reconcile panicked; retrying with backoff"
+                    );
+                    Err(Error::Panicked { message: panic.message, location: panic.location })
+                }
+            };
+            match &result {
+                Ok(_) => ctx.backoff.succeeded(&object_key(typed.as_ref())),
+                Err(error) => report_error(typed.as_ref(), error, &ctx).await,
+            }
+            result
+        }
+        Err(invalid) => {
+            // A malformed object cannot be decoded, so no status can be written for it: say
+            // so in an Event and the log, and wait for the next change.
+            let reference = object.object_ref(&());
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "MalformedObject".to_owned(),
+                note: Some(format!("cannot decode the object: {}", invalid.error)),
+                action: "Reconcile".to_owned(),
+                secondary: None,
+            };
+            if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+                tracing::warn!(%error, "could not publish Event");
+            }
+            tracing::warn!(controller, object = ?reference.name, error = %invalid.error, "malformed object");
+            Ok(Action::await_change())
+        }
+    };
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&ControllerLabels { controller })
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+/// Counts the error and reports it on the object: `Ready` turns False with the error's
+/// reason (other conditions are kept) and a Warning Event is published.
+async fn report_error<K: Reconcile>(object: &K, error: &Error, ctx: &Context) {
+    let controller = K::kind(&()).to_string();
+    let reason = error.reason();
+    ctx.metrics.reconcile_errors.get_or_create(&ErrorLabels { controller: controller.clone(), reason: reason.to_owned() }).inc();
+    tracing::warn!(controller, object = %object_key(object), reason, %error, "reconcile failed");
+    let mut status = object.status().cloned().unwrap_or_default();
+    let mut conditions: Vec<_> = status.conditions().iter().filter(|c| c.type_ != READY).cloned().collect();
+    conditions.insert(0, condition(READY, Some(false), reason, error.to_string()));
+    *status.conditions_mut() = conditions;
+    match update_status(&ctx.client, object, status).await {
+        Ok(true) => ctx.publish(object, EventType::Warning, reason, error.to_string()).await,
+        Ok(false) => {}
+        Err(e) => tracing::warn!(object = %object_key(object), error = %e, "could not report the error in status"),
+    }
+}
+
+fn error_policy<K: Reconcile>(object: Arc<DeserializeGuard<K>>, _: &Error, ctx: Arc<Context>) -> Action {
+    match &object.0 {
+        Ok(typed) => Action::requeue(ctx.backoff.failed(&object_key(typed))),
+        Err(_) => Action::await_change(),
+    }
+}
+
+/// A watch of one kind, with its store, before its controller runs.
+pub struct Watch<K: Reconcile> {
+    store: Store<DeserializeGuard<K>>,
+    stream: futures::stream::BoxStream<'static, Result<DeserializeGuard<K>, watcher::Error>>,
+}
+
+impl<K: Reconcile> std::fmt::Debug for Watch<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch").finish_non_exhaustive()
+    }
+}
+
+impl<K: Reconcile> Watch<K> {
+    /// Watches every object of the kind, cluster-wide. Only spec changes (new generations)
+    /// trigger a reconcile: the operator's own status writes do not wake it up.
+    pub fn new(client: &Client) -> Self {
+        let api: Api<DeserializeGuard<K>> = Api::all(client.clone());
+        let (store, writer) = reflector::store();
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(predicates::generation, Default::default())
+            .boxed();
+        Self { store, stream }
+    }
+
+    /// Runs the controller until `shutdown` resolves.
+    pub async fn run(self, ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+        Controller::for_stream(self.stream, self.store)
+            .graceful_shutdown_on(shutdown)
+            .run(drive::<K>, error_policy::<K>, ctx)
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(controller = %K::kind(&()), %error, "reconcile loop");
+                }
+            })
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum_and_resets() {
+        let backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(60));
+        let delays: Vec<u64> = (0..6).map(|_| backoff.failed("a").as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(backoff.failed("b").as_secs(), 5, "objects back off independently");
+        backoff.succeeded("a");
+        assert_eq!(backoff.failed("a").as_secs(), 5);
+    }
+}

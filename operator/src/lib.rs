@@ -1,0 +1,17 @@
+//! Vigil: a Kubernetes operator for fleets that span AWS, Alibaba Cloud and VMware on-prem.
+//!
+//! The library holds everything; the `vigil` binary only parses the command line.
+//! - [`api`]: the CRD types of group `vigil.io`.
+//! - [`inventory`], [`manifest`], [`validate`], [`render`]: the pure pipeline shared by the
+//!   controllers and the offline commands.
+//! - [`controllers`]: the controller manager and its runtime.
+
+pub mod api;
+pub mod cli;
+pub mod controllers;
+pub mod inventory;
+pub mod manifest;
+pub mod metrics;
+pub mod render;
+pub mod telemetry;
+pub mod validate;

@@ -1,0 +1,162 @@
+//! Reading manifests from files: multi-document YAML, files or whole directories.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::inventory::{Inventory, Object};
+use crate::validate::{FieldError, SchemaValidator, Validate};
+
+/// Where a document came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// The file.
+    pub file: PathBuf,
+    /// Index of the document in the file, from 0.
+    pub index: usize,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.file.display(), self.index)
+    }
+}
+
+/// One problem in one document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Where the document is.
+    pub source: Source,
+    /// `Kind/name` (`Kind/namespace/name`) when known.
+    pub object: Option<String>,
+    /// What is wrong.
+    pub error: FieldError,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.object {
+            Some(object) => write!(f, "{}: {}: {}", self.source, object, self.error),
+            None => write!(f, "{}: {}", self.source, self.error),
+        }
+    }
+}
+
+/// What reading a set of manifests gave.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Every valid Vigil object.
+    pub inventory: Inventory,
+    /// Where each valid object came from, in reading order.
+    pub sources: Vec<(Source, String)>,
+    /// Every problem found, in reading order.
+    pub problems: Vec<Problem>,
+    /// Documents of other API groups, left alone (Secrets, Namespaces, ...).
+    pub skipped: usize,
+}
+
+/// Expands files and directories into the YAML files to read, sorted for a stable order.
+pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut stack = vec![path.clone()];
+            while let Some(dir) = stack.pop() {
+                for entry in std::fs::read_dir(&dir)? {
+                    let entry = entry?.path();
+                    if entry.is_dir() {
+                        stack.push(entry);
+                    } else if is_yaml(&entry) {
+                        files.push(entry);
+                    }
+                }
+            }
+        } else {
+            // A named file is read whatever its extension: the user chose it.
+            std::fs::metadata(path)?;
+            files.push(path.clone());
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+fn is_yaml(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+}
+
+/// Reads every document of the given files and directories, checks it against the schema,
+/// its CEL rules and the semantic rules, and returns the valid objects and the problems.
+pub fn load(paths: &[PathBuf], default_namespace: &str) -> std::io::Result<Loaded> {
+    let validator = SchemaValidator::new();
+    let mut loaded = Loaded::default();
+    let mut decoded: Vec<(Source, Object)> = Vec::new();
+    for file in collect_files(paths)? {
+        let text = std::fs::read_to_string(&file)?;
+        for (index, document) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
+            let source = Source { file: file.clone(), index };
+            let value = match Value::deserialize(document) {
+                Ok(Value::Null) => continue,
+                Ok(value) => value,
+                Err(e) => {
+                    let error = FieldError::new("", format!("not valid YAML: {e}"));
+                    loaded.problems.push(Problem { source, object: None, error });
+                    continue;
+                }
+            };
+            if !is_vigil(&value) {
+                loaded.skipped += 1;
+                continue;
+            }
+            match validator.check(&value, default_namespace) {
+                Ok(object) => decoded.push((source, object)),
+                Err(errors) => {
+                    let object = Some(describe(&value));
+                    loaded.problems.extend(errors.into_iter().map(|error| Problem {
+                        source: source.clone(),
+                        object: object.clone(),
+                        error,
+                    }));
+                }
+            }
+        }
+    }
+    // Semantic rules see every object that passed the schema, whatever the file order.
+    let mut all = Inventory::default();
+    for (_, object) in &decoded {
+        all.insert(object.clone());
+    }
+    for (source, object) in decoded {
+        let label = format!("{}/{}", object.kind(), object.key());
+        let errors = object.validate(&all);
+        if errors.is_empty() {
+            loaded.sources.push((source, label));
+            loaded.inventory.insert(object);
+        } else {
+            loaded.problems.extend(errors.into_iter().map(|error| Problem {
+                source: source.clone(),
+                object: Some(label.clone()),
+                error,
+            }));
+        }
+    }
+    Ok(loaded)
+}
+
+fn is_vigil(value: &Value) -> bool {
+    let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    api_version.split('/').next() == Some(crate::api::GROUP)
+}
+
+fn describe(value: &Value) -> String {
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("<no kind>");
+    let meta = value.get("metadata");
+    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("<no name>");
+    match meta.and_then(|m| m.get("namespace")).and_then(Value::as_str) {
+        Some(ns) => format!("{kind}/{ns}/{name}"),
+        None => format!("{kind}/{name}"),
+    }
+}
