@@ -1,6 +1,5 @@
 //! The `vigil` binary: parses the command line and hands over to the library.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -9,7 +8,7 @@ use vigil::cli::{self, Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crds => match std::io::stdout().write_all(cli::crds_yaml().as_bytes()) {
+        Command::Crds(args) => match cli::crds(&args, &mut std::io::stdout()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(error) => {
@@ -17,7 +16,9 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Validate(input) => cli::validate(&input, &mut std::io::stdout(), &mut std::io::stderr()),
+        Command::Validate(input) => {
+            cli::validate(&input, &mut std::io::stdout(), &mut std::io::stderr())
+        }
         Command::Render(args) => cli::render(&args, &mut std::io::stdout(), &mut std::io::stderr()),
         Command::Run(args) => run(args),
     }

@@ -85,7 +85,10 @@ pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
 }
 
 fn is_yaml(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
 }
 
 /// Reads every document of the given files and directories, checks it against the schema,
@@ -97,13 +100,20 @@ pub fn load(paths: &[PathBuf], default_namespace: &str) -> std::io::Result<Loade
     for file in collect_files(paths)? {
         let text = std::fs::read_to_string(&file)?;
         for (index, document) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
-            let source = Source { file: file.clone(), index };
+            let source = Source {
+                file: file.clone(),
+                index,
+            };
             let value = match Value::deserialize(document) {
                 Ok(Value::Null) => continue,
                 Ok(value) => value,
                 Err(e) => {
                     let error = FieldError::new("", format!("not valid YAML: {e}"));
-                    loaded.problems.push(Problem { source, object: None, error });
+                    loaded.problems.push(Problem {
+                        source,
+                        object: None,
+                        error,
+                    });
                     continue;
                 }
             };
@@ -115,11 +125,13 @@ pub fn load(paths: &[PathBuf], default_namespace: &str) -> std::io::Result<Loade
                 Ok(object) => decoded.push((source, object)),
                 Err(errors) => {
                     let object = Some(describe(&value));
-                    loaded.problems.extend(errors.into_iter().map(|error| Problem {
-                        source: source.clone(),
-                        object: object.clone(),
-                        error,
-                    }));
+                    loaded
+                        .problems
+                        .extend(errors.into_iter().map(|error| Problem {
+                            source: source.clone(),
+                            object: object.clone(),
+                            error,
+                        }));
                 }
             }
         }
@@ -136,26 +148,40 @@ pub fn load(paths: &[PathBuf], default_namespace: &str) -> std::io::Result<Loade
             loaded.sources.push((source, label));
             loaded.inventory.insert(object);
         } else {
-            loaded.problems.extend(errors.into_iter().map(|error| Problem {
-                source: source.clone(),
-                object: Some(label.clone()),
-                error,
-            }));
+            loaded
+                .problems
+                .extend(errors.into_iter().map(|error| Problem {
+                    source: source.clone(),
+                    object: Some(label.clone()),
+                    error,
+                }));
         }
     }
     Ok(loaded)
 }
 
 fn is_vigil(value: &Value) -> bool {
-    let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     api_version.split('/').next() == Some(crate::api::GROUP)
 }
 
 fn describe(value: &Value) -> String {
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("<no kind>");
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("<no kind>");
     let meta = value.get("metadata");
-    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("<no name>");
-    match meta.and_then(|m| m.get("namespace")).and_then(Value::as_str) {
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("<no name>");
+    match meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+    {
         Some(ns) => format!("{kind}/{ns}/{name}"),
         None => format!("{kind}/{name}"),
     }

@@ -34,7 +34,9 @@ pub struct ProbeLabels {
 }
 
 fn latency_histogram() -> Histogram {
-    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
 }
 
 /// Every metric of the operator.
@@ -62,7 +64,8 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("vigil");
-        let reconcile_duration = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let reconcile_duration =
+            Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         let reconcile_errors = Family::default();
         let reconcile_panics = Family::default();
         let probe_duration = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
@@ -86,7 +89,13 @@ impl Metrics {
             "Latency of member cluster probes, by cluster, probe and result",
             probe_duration.clone(),
         );
-        Self { registry, reconcile_duration, reconcile_errors, reconcile_panics, probe_duration }
+        Self {
+            registry,
+            reconcile_duration,
+            reconcile_errors,
+            reconcile_panics,
+            probe_duration,
+        }
     }
 
     /// The text exposition of every metric.

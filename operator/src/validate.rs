@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use kube::core::cel::{CompiledSchema, Validator, compile_schema};
 use kube::ResourceExt;
+use kube::core::cel::{CompiledSchema, Validator, compile_schema};
 use serde_json::Value;
 
 use crate::api::{
@@ -35,7 +35,10 @@ pub struct FieldError {
 impl FieldError {
     /// A problem at `path`.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -51,7 +54,11 @@ impl fmt::Display for FieldError {
 
 /// Joins field errors into one sentence for a condition message.
 pub fn summarize(errors: &[FieldError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 const UNKNOWN_FIELD: &str = "unknown field";
@@ -70,7 +77,9 @@ pub struct SchemaValidator {
 
 impl fmt::Debug for SchemaValidator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SchemaValidator").field("kinds", &self.kinds.keys()).finish()
+        f.debug_struct("SchemaValidator")
+            .field("kinds", &self.kinds.keys())
+            .finish()
     }
 }
 
@@ -93,11 +102,18 @@ impl SchemaValidator {
                     .map(|s| serde_json::to_value(s).unwrap_or_default())
                     .unwrap_or_default();
                 let compiled = compile_schema(&schema);
-                let kind = KindSchema { namespaced: crd.spec.scope == "Namespaced", schema, compiled };
+                let kind = KindSchema {
+                    namespaced: crd.spec.scope == "Namespaced",
+                    schema,
+                    compiled,
+                };
                 (crd.spec.names.kind, kind)
             })
             .collect();
-        Self { kinds, cel: Validator::new() }
+        Self {
+            kinds,
+            cel: Validator::new(),
+        }
     }
 
     /// True when `kind` is a Vigil kind.
@@ -107,11 +123,24 @@ impl SchemaValidator {
 
     /// Checks one manifest of a Vigil kind and decodes it. Namespaced objects without a
     /// namespace get `default_namespace`, as `kubectl apply` would.
-    pub fn check(&self, manifest: &Value, default_namespace: &str) -> Result<Object, Vec<FieldError>> {
-        let api_version = manifest.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-        let kind = manifest.get("kind").and_then(Value::as_str).unwrap_or_default();
+    pub fn check(
+        &self,
+        manifest: &Value,
+        default_namespace: &str,
+    ) -> Result<Object, Vec<FieldError>> {
+        let api_version = manifest
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = manifest
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let Some(schema) = self.kinds.get(kind) else {
-            return Err(vec![FieldError::new("kind", format!("{kind:?} is not a kind of {}", api::GROUP))]);
+            return Err(vec![FieldError::new(
+                "kind",
+                format!("{kind:?} is not a kind of {}", api::GROUP),
+            )]);
         };
         if api_version != api::API_VERSION {
             return Err(vec![FieldError::new(
@@ -128,11 +157,14 @@ impl SchemaValidator {
         if ill_typed {
             return Err(errors);
         }
-        if let Err(failures) = self.cel.validate_compiled(&schema.compiled, &manifest, None) {
+        if let Err(failures) = self
+            .cel
+            .validate_compiled(&schema.compiled, &manifest, None)
+        {
             errors.extend(
-                failures
-                    .iter()
-                    .map(|f| FieldError::new(f.field_path.trim_start_matches('.'), f.message.clone())),
+                failures.iter().map(|f| {
+                    FieldError::new(f.field_path.trim_start_matches('.'), f.message.clone())
+                }),
             );
         }
         if !errors.is_empty() {
@@ -143,10 +175,18 @@ impl SchemaValidator {
     }
 }
 
-fn check_metadata(manifest: &mut Value, kind: &str, namespaced: bool, default_ns: &str) -> Vec<FieldError> {
+fn check_metadata(
+    manifest: &mut Value,
+    kind: &str,
+    namespaced: bool,
+    default_ns: &str,
+) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let Some(meta) = manifest.get_mut("metadata").and_then(Value::as_object_mut) else {
-        return vec![FieldError::new("metadata", "metadata with a name is required")];
+        return vec![FieldError::new(
+            "metadata",
+            "metadata with a name is required",
+        )];
     };
     match meta.get("name").and_then(Value::as_str) {
         None => errors.push(FieldError::new("metadata.name", "a name is required")),
@@ -179,7 +219,9 @@ pub fn is_dns_label(label: &str) -> bool {
     let bytes = label.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }
@@ -188,7 +230,13 @@ pub fn is_dns_label(label: &str) -> bool {
 /// server does before CEL: types, enums, required properties, and no unknown fields
 /// (strict field validation).
 fn check_structure(schema: &Value, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
-    let at = |path: &str| if path.is_empty() { "spec".to_owned() } else { path.to_owned() };
+    let at = |path: &str| {
+        if path.is_empty() {
+            "spec".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
     if value.is_null() {
         if schema.get("nullable").and_then(Value::as_bool) != Some(true) && !path.is_empty() {
             errors.push(FieldError::new(at(path), "must not be null"));
@@ -206,26 +254,43 @@ fn check_structure(schema: &Value, value: &Value, path: &str, errors: &mut Vec<F
             _ => true,
         };
         if !fits {
-            errors.push(FieldError::new(at(path), format!("must be of type {expected}, not {}", json_type(value))));
+            errors.push(FieldError::new(
+                at(path),
+                format!("must be of type {expected}, not {}", json_type(value)),
+            ));
             return;
         }
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
         && !allowed.contains(value)
     {
-        let names: Vec<String> = allowed.iter().map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_owned)).collect();
-        errors.push(FieldError::new(at(path), format!("{value} is not one of {}", names.join(", "))));
+        let names: Vec<String> = allowed
+            .iter()
+            .map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_owned))
+            .collect();
+        errors.push(FieldError::new(
+            at(path),
+            format!("{value} is not one of {}", names.join(", ")),
+        ));
         return;
     }
-    let preserve = schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
+    let preserve = schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true);
     match value {
         Value::Object(map) => {
             let properties = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
             if let Some(required) = schema.get("required").and_then(Value::as_array) {
                 for key in required.iter().filter_map(Value::as_str) {
-                    if !map.contains_key(key) && !(path.is_empty() && key == "metadata") {
-                        let field = if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+                    let metadata = path.is_empty() && key == "metadata";
+                    if !metadata && !map.contains_key(key) {
+                        let field = if path.is_empty() {
+                            key.to_owned()
+                        } else {
+                            format!("{path}.{key}")
+                        };
                         errors.push(FieldError::new(field, "required field is missing"));
                     }
                 }
@@ -234,9 +299,15 @@ fn check_structure(schema: &Value, value: &Value, path: &str, errors: &mut Vec<F
                 if path.is_empty() && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
                     continue;
                 }
-                let child_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let child_path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 match (properties.and_then(|p| p.get(key)), additional) {
-                    (Some(s), _) | (None, Some(s)) => check_structure(s, child, &child_path, errors),
+                    (Some(s), _) | (None, Some(s)) => {
+                        check_structure(s, child, &child_path, errors)
+                    }
                     (None, None) if preserve => {}
                     (None, None) => errors.push(FieldError::new(child_path, UNKNOWN_FIELD)),
                 }
@@ -280,14 +351,20 @@ fn decode(kind: &str, manifest: Value) -> Result<Object, FieldError> {
         "ServiceLevelObjective" => Object::ServiceLevelObjective(typed(manifest)?),
         "SupervisedWorkload" => Object::SupervisedWorkload(typed(manifest)?),
         "TelemetryPipeline" => Object::TelemetryPipeline(typed(manifest)?),
-        other => return Err(FieldError::new("kind", format!("{other:?} is not a Vigil kind"))),
+        other => {
+            return Err(FieldError::new(
+                "kind",
+                format!("{other:?} is not a Vigil kind"),
+            ));
+        }
     })
 }
 
 /// Parses a Go duration (`90s`, `1h30m`) as the API server's CEL `duration()` does.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let parsed: kube::core::Duration =
-        text.parse().map_err(|e| format!("{text:?} is not a duration such as 30s or 1h30m: {e}"))?;
+    let parsed: kube::core::Duration = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration such as 30s or 1h30m: {e}"))?;
     if parsed.is_negative() {
         return Err(format!("{text:?} must not be negative"));
     }
@@ -315,7 +392,11 @@ impl Validate for Object {
     }
 }
 
-fn duration_field(errors: &mut Vec<FieldError>, path: &str, value: Option<&str>) -> Option<std::time::Duration> {
+fn duration_field(
+    errors: &mut Vec<FieldError>,
+    path: &str,
+    value: Option<&str>,
+) -> Option<std::time::Duration> {
     let value = value?;
     match parse_duration(value) {
         Ok(d) => Some(d),
@@ -338,7 +419,10 @@ fn member_refs<'a>(
         .filter_map(|(i, name)| {
             let found = inventory.member_cluster(name);
             if found.is_none() {
-                errors.push(FieldError::new(format!("{path}[{i}]"), format!("MemberCluster {name:?} does not exist")));
+                errors.push(FieldError::new(
+                    format!("{path}[{i}]"),
+                    format!("MemberCluster {name:?} does not exist"),
+                ));
             }
             found
         })
@@ -348,7 +432,11 @@ fn member_refs<'a>(
 impl Validate for MemberCluster {
     fn validate(&self, _: &Inventory) -> Vec<FieldError> {
         let mut errors = Vec::new();
-        duration_field(&mut errors, "spec.probeInterval", Some(&self.spec.probe_interval));
+        duration_field(
+            &mut errors,
+            "spec.probeInterval",
+            Some(&self.spec.probe_interval),
+        );
         for (i, endpoint) in self.spec.dns.endpoints.iter().enumerate() {
             if let Err(message) = parse_host_port(endpoint) {
                 errors.push(FieldError::new(format!("spec.dns.endpoints[{i}]"), message));
@@ -379,18 +467,37 @@ impl Validate for ServiceLevelObjective {
     fn validate(&self, _: &Inventory) -> Vec<FieldError> {
         let mut errors = Vec::new();
         let spec = &self.spec;
-        if spec.alerting.page.disabled && spec.alerting.ticket.disabled && spec.alerting.absent_for.is_none() {
+        if spec.alerting.page.disabled
+            && spec.alerting.ticket.disabled
+            && spec.alerting.absent_for.is_none()
+        {
             errors.push(FieldError::new(
                 "spec.alerting",
                 "both page and ticket are disabled: the SLO would never alert; enable one tier",
             ));
         }
-        duration_field(&mut errors, "spec.alerting.absentFor", spec.alerting.absent_for.as_deref());
+        duration_field(
+            &mut errors,
+            "spec.alerting.absentFor",
+            spec.alerting.absent_for.as_deref(),
+        );
         let selectors = [
-            ("spec.sli.ratio.errors", spec.sli.ratio.as_ref().map(|r| r.errors.as_str())),
-            ("spec.sli.ratio.total", spec.sli.ratio.as_ref().map(|r| r.total.as_str())),
-            ("spec.sli.latency.metric", spec.sli.latency.as_ref().map(|l| l.metric.as_str())),
-            ("spec.sli.boolGauge.query", spec.sli.bool_gauge.as_ref().map(|b| b.query.as_str())),
+            (
+                "spec.sli.ratio.errors",
+                spec.sli.ratio.as_ref().map(|r| r.errors.as_str()),
+            ),
+            (
+                "spec.sli.ratio.total",
+                spec.sli.ratio.as_ref().map(|r| r.total.as_str()),
+            ),
+            (
+                "spec.sli.latency.metric",
+                spec.sli.latency.as_ref().map(|l| l.metric.as_str()),
+            ),
+            (
+                "spec.sli.boolGauge.query",
+                spec.sli.bool_gauge.as_ref().map(|b| b.query.as_str()),
+            ),
         ];
         for (path, text) in selectors {
             if let Some(message) = text.and_then(unbalanced_promql) {
@@ -444,7 +551,9 @@ fn unbalanced_promql(text: &str) -> Option<String> {
     if quote.is_some() {
         Some(format!("unterminated string in PromQL {text:?}"))
     } else {
-        stack.last().map(|open| format!("unclosed {open:?} in PromQL {text:?}"))
+        stack
+            .last()
+            .map(|open| format!("unclosed {open:?} in PromQL {text:?}"))
     }
 }
 
@@ -463,11 +572,20 @@ impl Validate for AcmeIssuer {
             if let Some(rfc2136) = solver.dns01.as_ref().and_then(|d| d.rfc2136.as_ref())
                 && let Err(message) = parse_host_port(&rfc2136.nameserver)
             {
-                errors.push(FieldError::new(format!("spec.solvers[{i}].dns01.rfc2136.nameserver"), message));
+                errors.push(FieldError::new(
+                    format!("spec.solvers[{i}].dns01.rfc2136.nameserver"),
+                    message,
+                ));
             }
         }
         let wildcard_only_http = self.spec.solvers.iter().all(|s| s.dns01.is_none());
-        if wildcard_only_http && self.spec.solvers.iter().any(|s| s.selector.dns_names.iter().any(|n| n.starts_with("*."))) {
+        if wildcard_only_http
+            && self
+                .spec
+                .solvers
+                .iter()
+                .any(|s| s.selector.dns_names.iter().any(|n| n.starts_with("*.")))
+        {
             errors.push(FieldError::new(
                 "spec.solvers",
                 "a wildcard name can only be validated with a dns01 solver",
@@ -492,7 +610,10 @@ impl Validate for AcmeCertificate {
                     if name.starts_with("*.") && !has_dns01 {
                         errors.push(FieldError::new(
                             format!("spec.dnsNames[{i}]"),
-                            format!("{name:?} is a wildcard but AcmeIssuer {:?} has no dns01 solver", issuer.name_any()),
+                            format!(
+                                "{name:?} is a wildcard but AcmeIssuer {:?} has no dns01 solver",
+                                issuer.name_any()
+                            ),
                         ));
                     }
                 }
@@ -500,12 +621,24 @@ impl Validate for AcmeCertificate {
         }
         for (i, name) in spec.dns_names.iter().enumerate() {
             if spec.dns_names[..i].contains(name) {
-                errors.push(FieldError::new(format!("spec.dnsNames[{i}]"), format!("{name:?} is listed twice")));
+                errors.push(FieldError::new(
+                    format!("spec.dnsNames[{i}]"),
+                    format!("{name:?} is listed twice"),
+                ));
             }
         }
-        duration_field(&mut errors, "spec.renewBefore", spec.renew_before.as_deref());
+        duration_field(
+            &mut errors,
+            "spec.renewBefore",
+            spec.renew_before.as_deref(),
+        );
         if let Some(distribute) = &spec.distribute {
-            member_refs(&mut errors, inventory, "spec.distribute.clusters", &distribute.clusters);
+            member_refs(
+                &mut errors,
+                inventory,
+                "spec.distribute.clusters",
+                &distribute.clusters,
+            );
         }
         errors
     }
@@ -517,7 +650,12 @@ impl Validate for CrossCloudDNS {
         let members = member_refs(&mut errors, inventory, "spec.clusters", &self.spec.clusters);
         for member in members {
             if member.spec.dns.endpoints.is_empty() {
-                let i = self.spec.clusters.iter().position(|c| *c == member.name_any()).unwrap_or_default();
+                let i = self
+                    .spec
+                    .clusters
+                    .iter()
+                    .position(|c| *c == member.name_any())
+                    .unwrap_or_default();
                 errors.push(FieldError::new(
                     format!("spec.clusters[{i}]"),
                     format!(
@@ -529,7 +667,10 @@ impl Validate for CrossCloudDNS {
         }
         for (i, name) in self.spec.failover.iter().enumerate() {
             if self.spec.failover[..i].contains(name) {
-                errors.push(FieldError::new(format!("spec.failover[{i}]"), format!("{name:?} is listed twice")));
+                errors.push(FieldError::new(
+                    format!("spec.failover[{i}]"),
+                    format!("{name:?} is listed twice"),
+                ));
             }
         }
         errors
@@ -561,10 +702,16 @@ impl Validate for TelemetryPipeline {
             }
         }
         for (i, boost) in spec.sampling.slo_boost.iter().enumerate() {
-            if inventory.service_level_objective(&namespace, &boost.slo_ref.name).is_none() {
+            if inventory
+                .service_level_objective(&namespace, &boost.slo_ref.name)
+                .is_none()
+            {
                 errors.push(FieldError::new(
                     format!("spec.sampling.sloBoost[{i}].sloRef.name"),
-                    format!("ServiceLevelObjective {namespace}/{} does not exist", boost.slo_ref.name),
+                    format!(
+                        "ServiceLevelObjective {namespace}/{} does not exist",
+                        boost.slo_ref.name
+                    ),
                 ));
             }
             if boost.percentage <= spec.sampling.percentage {
@@ -587,13 +734,28 @@ impl Validate for SupervisedWorkload {
         let mut errors = Vec::new();
         let spec = &self.spec;
         if let Some(breaker) = &spec.circuit_breaker {
-            duration_field(&mut errors, "spec.circuitBreaker.window", Some(&breaker.window));
-            let cooldown = duration_field(&mut errors, "spec.circuitBreaker.cooldown", Some(&breaker.cooldown));
-            let max = duration_field(&mut errors, "spec.circuitBreaker.maxCooldown", breaker.max_cooldown.as_deref());
+            duration_field(
+                &mut errors,
+                "spec.circuitBreaker.window",
+                Some(&breaker.window),
+            );
+            let cooldown = duration_field(
+                &mut errors,
+                "spec.circuitBreaker.cooldown",
+                Some(&breaker.cooldown),
+            );
+            let max = duration_field(
+                &mut errors,
+                "spec.circuitBreaker.maxCooldown",
+                breaker.max_cooldown.as_deref(),
+            );
             if let (Some(cooldown), Some(max)) = (cooldown, max)
                 && max < cooldown
             {
-                errors.push(FieldError::new("spec.circuitBreaker.maxCooldown", "must not be shorter than cooldown"));
+                errors.push(FieldError::new(
+                    "spec.circuitBreaker.maxCooldown",
+                    "must not be shorter than cooldown",
+                ));
             }
             let fits = match (breaker.action, spec.target.kind) {
                 (BreakerAction::AlertOnly, _) => true,
@@ -613,7 +775,11 @@ impl Validate for SupervisedWorkload {
             }
         }
         if let Some(config) = &spec.config {
-            duration_field(&mut errors, "spec.config.rollbackWithin", Some(&config.rollback_within));
+            duration_field(
+                &mut errors,
+                "spec.config.rollbackWithin",
+                Some(&config.rollback_within),
+            );
             if let Some(schema) = &config.schema
                 && let Err(message) = check_json_schema(schema)
             {
@@ -622,10 +788,16 @@ impl Validate for SupervisedWorkload {
         }
         if let Some(telemetry) = &spec.telemetry {
             let namespace = self.namespace().unwrap_or_default();
-            if inventory.telemetry_pipeline(&namespace, &telemetry.pipeline_ref.name).is_none() {
+            if inventory
+                .telemetry_pipeline(&namespace, &telemetry.pipeline_ref.name)
+                .is_none()
+            {
                 errors.push(FieldError::new(
                     "spec.telemetry.pipelineRef.name",
-                    format!("TelemetryPipeline {namespace}/{} does not exist", telemetry.pipeline_ref.name),
+                    format!(
+                        "TelemetryPipeline {namespace}/{} does not exist",
+                        telemetry.pipeline_ref.name
+                    ),
                 ));
             }
         }
@@ -643,10 +815,16 @@ impl Validate for SupervisedWorkload {
 
 /// Checks the shape of a JSON Schema: an object whose `type` keywords name JSON types.
 fn check_json_schema(schema: &Value) -> Result<(), String> {
-    const TYPES: [&str; 7] = ["object", "array", "string", "number", "integer", "boolean", "null"];
+    const TYPES: [&str; 7] = [
+        "object", "array", "string", "number", "integer", "boolean", "null",
+    ];
     fn walk(schema: &Value, path: &str) -> Result<(), String> {
         let Some(map) = schema.as_object() else {
-            return if schema.is_boolean() { Ok(()) } else { Err(format!("{path} must be a schema object")) };
+            return if schema.is_boolean() {
+                Ok(())
+            } else {
+                Err(format!("{path} must be a schema object"))
+            };
         };
         if let Some(t) = map.get("type") {
             let names: Vec<&Value> = match t {
@@ -660,7 +838,9 @@ fn check_json_schema(schema: &Value) -> Result<(), String> {
             }
         }
         if let Some(props) = map.get("properties") {
-            let props = props.as_object().ok_or_else(|| format!("{path}.properties must be an object"))?;
+            let props = props
+                .as_object()
+                .ok_or_else(|| format!("{path}.properties must be an object"))?;
             for (key, child) in props {
                 walk(child, &format!("{path}.properties.{key}"))?;
             }
@@ -669,7 +849,9 @@ fn check_json_schema(schema: &Value) -> Result<(), String> {
             walk(items, &format!("{path}.items"))?;
         }
         if let Some(required) = map.get("required")
-            && !required.as_array().is_some_and(|r| r.iter().all(Value::is_string))
+            && !required
+                .as_array()
+                .is_some_and(|r| r.iter().all(Value::is_string))
         {
             return Err(format!("{path}.required must be a list of property names"));
         }

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{LocalObjectRef, conditions_schema, impl_has_conditions};
 
-
 /// A TLS certificate for a set of DNS names.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -20,11 +19,19 @@ use super::common::{LocalObjectRef, conditions_schema, impl_has_conditions};
     shortname = "acmecert",
     category = "vigil",
     doc = "A TLS certificate issued over ACME, kept in a kubernetes.io/tls Secret, renewed before it expires and copied to every target cluster.",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(name = "Secret", type_ = "string", json_path = ".spec.secretName"),
     printcolumn(name = "Expires", type_ = "date", json_path = ".status.notAfter"),
     printcolumn(name = "Renewal", type_ = "date", json_path = ".status.renewalTime"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     cel
 )]
 #[x_kube(validation = Rule::new("!(has(self.renewBefore) && has(self.renewBeforePercentage))").message("set at most one of renewBefore and renewBeforePercentage"))]

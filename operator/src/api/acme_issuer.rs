@@ -18,8 +18,16 @@ use super::common::{SecretRef, conditions_schema, impl_has_conditions};
     category = "vigil",
     doc = "An ACME account (Let's Encrypt, ZeroSSL, a private ACME server) and the challenge solvers used to prove control of names.",
     printcolumn(name = "Server", type_ = "string", json_path = ".spec.server"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     cel
 )]
 #[serde(rename_all = "camelCase")]
@@ -148,7 +156,11 @@ pub struct Route53Provider {
     /// AWS region of the API endpoint.
     pub region: String,
     /// Hosted zone to write to; looked up from the name when unset.
-    #[serde(default, rename = "hostedZoneID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "hostedZoneID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub hosted_zone_id: Option<String>,
     /// Secret with `access-key-id` and `secret-access-key`; the pod's identity (IRSA) when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]

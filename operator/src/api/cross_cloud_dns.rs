@@ -20,8 +20,16 @@ use super::common::{conditions_schema, impl_has_conditions};
     doc = "Service discovery across member clusters: Vigil writes the CoreDNS configuration each cluster needs so that <svc>.<ns>.svc.<zone> resolves from every cloud, and reports the health of every remote resolver.",
     printcolumn(name = "Zone", type_ = "string", json_path = ".spec.zone"),
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.target.mode"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     cel
 )]
 #[x_kube(validation = Rule::new("self.failover.all(c, c in self.clusters)").message("every failover entry must also be listed in clusters").field_path(".failover"))]

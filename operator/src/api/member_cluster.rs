@@ -56,7 +56,9 @@ fn default_probe_interval() -> String {
 }
 
 /// Cloud provider of a member cluster.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     /// Amazon Web Services (EKS or self-managed on EC2).
@@ -102,7 +104,10 @@ pub struct ClusterDns {
 
 impl Default for ClusterDns {
     fn default() -> Self {
-        Self { endpoints: Vec::new(), cluster_domain: default_cluster_domain() }
+        Self {
+            endpoints: Vec::new(),
+            cluster_domain: default_cluster_domain(),
+        }
     }
 }
 

@@ -24,9 +24,21 @@ use super::common::{conditions_schema, impl_has_conditions};
     printcolumn(name = "Service", type_ = "string", json_path = ".spec.service"),
     printcolumn(name = "Objective", type_ = "number", json_path = ".spec.objective"),
     printcolumn(name = "Window", type_ = "string", json_path = ".spec.window"),
-    printcolumn(name = "Budget", type_ = "string", json_path = ".status.errorBudgetRemaining"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Budget",
+        type_ = "string",
+        json_path = ".status.errorBudgetRemaining"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     cel
 )]
 #[serde(rename_all = "camelCase")]

@@ -20,10 +20,23 @@ use super::common::{LocalObjectRef, conditions_schema, impl_has_conditions};
     category = "vigil",
     doc = "Protection for a Deployment, StatefulSet, DaemonSet or CronJob: hardened pods, crash snapshots, a crash-loop circuit breaker and validated config reload with rollback.",
     printcolumn(name = "Target", type_ = "string", json_path = ".spec.target.name"),
-    printcolumn(name = "Kind", type_ = "string", json_path = ".spec.target.kind", priority = 1),
+    printcolumn(
+        name = "Kind",
+        type_ = "string",
+        json_path = ".spec.target.kind",
+        priority = 1
+    ),
     printcolumn(name = "Breaker", type_ = "string", json_path = ".status.breaker"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     cel
 )]
 #[serde(rename_all = "camelCase")]

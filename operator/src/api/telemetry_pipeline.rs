@@ -19,9 +19,21 @@ use super::common::{LocalObjectRef, SecretRef, conditions_schema, impl_has_condi
     category = "vigil",
     doc = "Telemetry for a set of member clusters: Vigil renders an OpenTelemetry Collector configuration for each cluster's provider, validates it, and rolls it out.",
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
-    printcolumn(name = "Sampling", type_ = "number", json_path = ".spec.sampling.percentage"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Sampling",
+        type_ = "number",
+        json_path = ".spec.sampling.percentage"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     cel
 )]
 #[serde(rename_all = "camelCase")]
@@ -82,7 +94,11 @@ pub struct Signals {
 
 impl Default for Signals {
     fn default() -> Self {
-        Self { traces: true, metrics: true, logs: false }
+        Self {
+            traces: true,
+            metrics: true,
+            logs: false,
+        }
     }
 }
 
@@ -180,7 +196,12 @@ pub struct Sampling {
 
 impl Default for Sampling {
     fn default() -> Self {
-        Self { percentage: default_percentage(), keep_errors: true, latency_threshold_ms: None, slo_boost: Vec::new() }
+        Self {
+            percentage: default_percentage(),
+            keep_errors: true,
+            latency_threshold_ms: None,
+            slo_boost: Vec::new(),
+        }
     }
 }
 

@@ -19,7 +19,9 @@ pub fn own<O: Resource<DynamicType = ()>>(owner: &O, child: &mut DynamicObject) 
         refs.retain(|r| r.uid != reference.uid);
         refs.push(reference);
     }
-    child.labels_mut().insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
+    child
+        .labels_mut()
+        .insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
 }
 
 /// Applies `child` (owned by `owner`) with server-side apply under the `vigil` field
@@ -32,12 +34,19 @@ pub async fn apply_owned<O: Resource<DynamicType = ()>>(
 ) -> Result<DynamicObject, kube::Error> {
     own(owner, &mut child);
     let types = child.types.clone().unwrap_or_default();
-    let gvk = GroupVersionKind::try_from(&types).map_err(|e| kube::Error::Discovery(kube::error::DiscoveryError::MissingKind(e.to_string())))?;
+    let gvk = GroupVersionKind::try_from(&types).map_err(|e| {
+        kube::Error::Discovery(kube::error::DiscoveryError::MissingKind(e.to_string()))
+    })?;
     let resource = ApiResource::from_gvk(&gvk);
     let api: Api<DynamicObject> = match child.namespace() {
         Some(ns) => Api::namespaced_with(client.clone(), &ns, &resource),
         None => Api::all_with(client.clone(), &resource),
     };
     let name = child.name_any();
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&child)).await
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&child),
+    )
+    .await
 }

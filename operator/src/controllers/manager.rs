@@ -50,7 +50,10 @@ struct AdminState {
 
 async fn metrics_handler(State(state): State<AdminState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
 }
@@ -64,13 +67,19 @@ async fn ready_handler(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on one port.
-async fn serve_admin(addr: SocketAddr, state: AdminState, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn serve_admin(
+    addr: SocketAddr,
+    state: AdminState,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready_handler))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, "admin server listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -117,7 +126,9 @@ async fn terminate_signal() {
 /// that the pod restarts and stands for election again).
 pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     super::panics::install_hook();
-    let client = Client::try_default().await.context("cannot build a Kubernetes client (kubeconfig or in-cluster)")?;
+    let client = Client::try_default()
+        .await
+        .context("cannot build a Kubernetes client (kubeconfig or in-cluster)")?;
     check_crds(&client).await?;
 
     let metrics = Arc::new(Metrics::new());
@@ -125,7 +136,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let admin = tokio::spawn(serve_admin(
         options.admin_addr,
-        AdminState { metrics: metrics.clone(), ready: ready.clone() },
+        AdminState {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+        },
         stop_rx.clone(),
     ));
     let signal_tx = stop_tx.clone();
@@ -184,13 +198,21 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     };
     let _ = stop_tx.send(true);
     let _ = admin.await;
-    anyhow::ensure!(!lost, "lost the leader Lease; exiting so that a new election decides");
+    anyhow::ensure!(
+        !lost,
+        "lost the leader Lease; exiting so that a new election decides"
+    );
     tracing::info!("stopped");
     Ok(())
 }
 
 /// Runs one controller per kind until `stop` turns true.
-async fn run_controllers(client: Client, metrics: Arc<Metrics>, options: &RunOptions, stop: watch::Receiver<bool>) {
+async fn run_controllers(
+    client: Client,
+    metrics: Arc<Metrics>,
+    options: &RunOptions,
+    stop: watch::Receiver<bool>,
+) {
     let acme_certificates = Watch::<api::AcmeCertificate>::new(&client);
     let acme_issuers = Watch::<api::AcmeIssuer>::new(&client);
     let cross_cloud_dns = Watch::<api::CrossCloudDNS>::new(&client);
@@ -207,7 +229,10 @@ async fn run_controllers(client: Client, metrics: Arc<Metrics>, options: &RunOpt
         supervised_workloads: supervised_workloads.store.clone(),
         telemetry_pipelines: telemetry_pipelines.store.clone(),
     };
-    let reporter = Reporter { controller: "vigil".into(), instance: Some(options.identity.clone()) };
+    let reporter = Reporter {
+        controller: "vigil".into(),
+        instance: Some(options.identity.clone()),
+    };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client,

@@ -42,7 +42,10 @@ pub struct ProbeFailure {
 
 impl ProbeFailure {
     fn new(reason: &'static str, message: impl Into<String>) -> Self {
-        Self { reason, message: message.into() }
+        Self {
+            reason,
+            message: message.into(),
+        }
     }
 }
 
@@ -55,9 +58,19 @@ impl Reconcile for MemberCluster {
         let interval = parse_duration(&self.spec.probe_interval).unwrap_or(Duration::from_secs(30));
         let name = self.name_any();
         let api = observe(&ctx, &name, "api", probe_api(&self, &ctx)).await;
-        let dns = observe(&ctx, &name, "dns", probe_dns(&self.spec.dns.endpoints, &self.spec.dns.cluster_domain)).await;
+        let dns = observe(
+            &ctx,
+            &name,
+            "dns",
+            probe_dns(&self.spec.dns.endpoints, &self.spec.dns.cluster_domain),
+        )
+        .await;
         let status = member_status(&api, &dns);
-        let was_ready = self.status.as_ref().and_then(|s| condition_status(&s.conditions, READY)).map(str::to_owned);
+        let was_ready = self
+            .status
+            .as_ref()
+            .and_then(|s| condition_status(&s.conditions, READY))
+            .map(str::to_owned);
         if update_status(&ctx.client, self.as_ref(), status.clone()).await? {
             announce(&self, &ctx, &status, was_ready.as_deref()).await;
         }
@@ -79,31 +92,62 @@ async fn observe<T>(
         probe: probe.to_owned(),
         result: if result.is_ok() { "success" } else { "failure" }.to_owned(),
     };
-    ctx.metrics.probe_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .probe_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
     result
 }
 
 /// Publishes an Event when `Ready` flips.
-async fn announce(member: &MemberCluster, ctx: &Context, status: &MemberClusterStatus, was_ready: Option<&str>) {
+async fn announce(
+    member: &MemberCluster,
+    ctx: &Context,
+    status: &MemberClusterStatus,
+    was_ready: Option<&str>,
+) {
     let Some(ready) = status.conditions.iter().find(|c| c.type_ == READY) else {
         return;
     };
     if was_ready == Some(ready.status.as_str()) {
         return;
     }
-    let type_ = if ready.status == "True" { EventType::Normal } else { EventType::Warning };
-    ctx.publish(member, type_, &ready.reason, ready.message.clone()).await;
+    let type_ = if ready.status == "True" {
+        EventType::Normal
+    } else {
+        EventType::Warning
+    };
+    ctx.publish(member, type_, &ready.reason, ready.message.clone())
+        .await;
 }
 
 /// The status for the outcomes of both probes. Pure, so that it is tested without a cluster.
-pub fn member_status(api: &Result<String, ProbeFailure>, dns: &Result<Option<usize>, ProbeFailure>) -> MemberClusterStatus {
+pub fn member_status(
+    api: &Result<String, ProbeFailure>,
+    dns: &Result<Option<usize>, ProbeFailure>,
+) -> MemberClusterStatus {
     let api_condition = match api {
-        Ok(version) => condition(API_REACHABLE, Some(true), "Reachable", format!("API server answers, Kubernetes {version}")),
+        Ok(version) => condition(
+            API_REACHABLE,
+            Some(true),
+            "Reachable",
+            format!("API server answers, Kubernetes {version}"),
+        ),
         Err(f) => condition(API_REACHABLE, Some(false), f.reason, f.message.clone()),
     };
     let dns_condition = match dns {
-        Ok(Some(count)) => condition(DNS_REACHABLE, Some(true), "Reachable", format!("all {count} DNS endpoints answer")),
-        Ok(None) => condition(DNS_REACHABLE, None, "NoEndpoints", "spec.dns.endpoints is empty: nothing to probe"),
+        Ok(Some(count)) => condition(
+            DNS_REACHABLE,
+            Some(true),
+            "Reachable",
+            format!("all {count} DNS endpoints answer"),
+        ),
+        Ok(None) => condition(
+            DNS_REACHABLE,
+            None,
+            "NoEndpoints",
+            "spec.dns.endpoints is empty: nothing to probe",
+        ),
         Err(f) => condition(DNS_REACHABLE, Some(false), f.reason, f.message.clone()),
     };
     let failures: Vec<String> = [api.as_ref().err(), dns.as_ref().err()]
@@ -112,8 +156,15 @@ pub fn member_status(api: &Result<String, ProbeFailure>, dns: &Result<Option<usi
         .map(|f| f.message.clone())
         .collect();
     let ready = match (api, dns) {
-        (Ok(_), Ok(_)) => condition(READY, Some(true), "Reachable", "the API server and DNS answer"),
-        (Err(f), _) | (Ok(_), Err(f)) => condition(READY, Some(false), f.reason, failures.join("; ")),
+        (Ok(_), Ok(_)) => condition(
+            READY,
+            Some(true),
+            "Reachable",
+            "the API server and DNS answer",
+        ),
+        (Err(f), _) | (Ok(_), Err(f)) => {
+            condition(READY, Some(false), f.reason, failures.join("; "))
+        }
     };
     MemberClusterStatus {
         observed_generation: None,
@@ -128,12 +179,26 @@ async fn probe_api(member: &MemberCluster, ctx: &Context) -> Result<String, Prob
     let client = match &member.spec.api_server {
         Some(api_server) => remote_client(&ctx.client, &api_server.kubeconfig_secret_ref).await?,
         None if member.spec.local => ctx.client.clone(),
-        None => return Err(ProbeFailure::new("NoApiServer", "spec.apiServer is not set and the cluster is not local")),
+        None => {
+            return Err(ProbeFailure::new(
+                "NoApiServer",
+                "spec.apiServer is not set and the cluster is not local",
+            ));
+        }
     };
     match tokio::time::timeout(API_TIMEOUT, client.apiserver_version()).await {
         Ok(Ok(info)) => Ok(info.git_version),
-        Ok(Err(error)) => Err(ProbeFailure::new("ApiUnreachable", format!("API server: {}", describe_kube_error(&error)))),
-        Err(_) => Err(ProbeFailure::new("ApiTimeout", format!("API server did not answer within {}s", API_TIMEOUT.as_secs()))),
+        Ok(Err(error)) => Err(ProbeFailure::new(
+            "ApiUnreachable",
+            format!("API server: {}", describe_kube_error(&error)),
+        )),
+        Err(_) => Err(ProbeFailure::new(
+            "ApiTimeout",
+            format!(
+                "API server did not answer within {}s",
+                API_TIMEOUT.as_secs()
+            ),
+        )),
     }
 }
 
@@ -146,7 +211,11 @@ fn describe_kube_error(error: &kube::Error) -> String {
     }
     let innermost = cause.to_string();
     let outer = error.to_string();
-    if outer.contains(&innermost) { outer } else { format!("{outer}: {innermost}") }
+    if outer.contains(&innermost) {
+        outer
+    } else {
+        format!("{outer}: {innermost}")
+    }
 }
 
 /// A client for a member, from the kubeconfig in its Secret.
@@ -159,16 +228,35 @@ async fn remote_client(
     let secret = secrets
         .get_opt(&reference.name)
         .await
-        .map_err(|e| ProbeFailure::new("SecretUnreadable", format!("{at}: {}", describe_kube_error(&e))))?
+        .map_err(|e| {
+            ProbeFailure::new(
+                "SecretUnreadable",
+                format!("{at}: {}", describe_kube_error(&e)),
+            )
+        })?
         .ok_or_else(|| ProbeFailure::new("SecretNotFound", format!("{at} does not exist")))?;
     let bytes = secret
         .data
         .as_ref()
         .and_then(|d| d.get(&reference.key))
-        .ok_or_else(|| ProbeFailure::new("KubeconfigMissing", format!("{at} has no key {:?}", reference.key)))?;
-    let text = std::str::from_utf8(&bytes.0)
-        .map_err(|_| ProbeFailure::new("KubeconfigInvalid", format!("{at} key {:?} is not UTF-8", reference.key)))?;
-    let invalid = |e: &dyn std::fmt::Display| ProbeFailure::new("KubeconfigInvalid", format!("{at} key {:?}: {e}", reference.key));
+        .ok_or_else(|| {
+            ProbeFailure::new(
+                "KubeconfigMissing",
+                format!("{at} has no key {:?}", reference.key),
+            )
+        })?;
+    let text = std::str::from_utf8(&bytes.0).map_err(|_| {
+        ProbeFailure::new(
+            "KubeconfigInvalid",
+            format!("{at} key {:?} is not UTF-8", reference.key),
+        )
+    })?;
+    let invalid = |e: &dyn std::fmt::Display| {
+        ProbeFailure::new(
+            "KubeconfigInvalid",
+            format!("{at} key {:?}: {e}", reference.key),
+        )
+    };
     let kubeconfig = Kubeconfig::from_yaml(text).map_err(|e| invalid(&e))?;
     let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
@@ -180,7 +268,10 @@ async fn remote_client(
 
 /// Queries every DNS endpoint for the API server's service name. Any answer, even
 /// NXDOMAIN, proves the resolver is reachable. `Ok(None)` when there is nothing to probe.
-pub async fn probe_dns(endpoints: &[String], cluster_domain: &str) -> Result<Option<usize>, ProbeFailure> {
+pub async fn probe_dns(
+    endpoints: &[String],
+    cluster_domain: &str,
+) -> Result<Option<usize>, ProbeFailure> {
     if endpoints.is_empty() {
         return Ok(None);
     }
@@ -194,7 +285,10 @@ pub async fn probe_dns(endpoints: &[String], cluster_domain: &str) -> Result<Opt
     if failures.is_empty() {
         Ok(Some(endpoints.len()))
     } else {
-        Err(ProbeFailure::new("DnsUnreachable", format!("DNS {}", failures.join("; "))))
+        Err(ProbeFailure::new(
+            "DnsUnreachable",
+            format!("DNS {}", failures.join("; ")),
+        ))
     }
 }
 
@@ -210,15 +304,32 @@ async fn query_once(endpoint: &str, name: &str) -> Result<(), String> {
     query.metadata.recursion_desired = true;
     query.add_query(Query::query(name, RecordType::A));
     let id = query.metadata.id;
-    let packet = query.to_vec().map_err(|e| format!("cannot encode query: {e}"))?;
-    let bind = if address.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-    let socket = tokio::net::UdpSocket::bind(bind).await.map_err(|e| format!("cannot open a UDP socket: {e}"))?;
-    socket.connect(address).await.map_err(|e| format!("cannot connect: {e}"))?;
-    socket.send(&packet).await.map_err(|e| format!("cannot send: {e}"))?;
+    let packet = query
+        .to_vec()
+        .map_err(|e| format!("cannot encode query: {e}"))?;
+    let bind = if address.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let socket = tokio::net::UdpSocket::bind(bind)
+        .await
+        .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
+    socket
+        .connect(address)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    socket
+        .send(&packet)
+        .await
+        .map_err(|e| format!("cannot send: {e}"))?;
     let mut buffer = [0u8; 4096];
     let answer = async {
         loop {
-            let n = socket.recv(&mut buffer).await.map_err(|e| format!("no answer: {e}"))?;
+            let n = socket
+                .recv(&mut buffer)
+                .await
+                .map_err(|e| format!("no answer: {e}"))?;
             if let Ok(reply) = Message::from_vec(&buffer[..n])
                 && reply.metadata.id == id
                 && reply.metadata.message_type == MessageType::Response
@@ -240,8 +351,19 @@ mod tests {
     #[test]
     fn both_probes_up_make_the_cluster_ready() {
         let status = member_status(&Ok("v1.36.3".into()), &Ok(Some(2)));
-        let types: Vec<(&str, &str)> = status.conditions.iter().map(|c| (c.type_.as_str(), c.status.as_str())).collect();
-        assert_eq!(types, [("Ready", "True"), ("ApiReachable", "True"), ("DnsReachable", "True")]);
+        let types: Vec<(&str, &str)> = status
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("Ready", "True"),
+                ("ApiReachable", "True"),
+                ("DnsReachable", "True")
+            ]
+        );
         assert_eq!(status.kubernetes_version.as_deref(), Some("v1.36.3"));
     }
 
@@ -258,16 +380,22 @@ mod tests {
     #[tokio::test]
     async fn a_silent_dns_endpoint_is_reported() {
         // A bound UDP socket that never answers.
-        let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let silent = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let endpoint = silent.local_addr().expect("address").to_string();
-        let failure = probe_dns(&[endpoint.clone()], "cluster.local").await.expect_err("no answer");
+        let failure = probe_dns(std::slice::from_ref(&endpoint), "cluster.local")
+            .await
+            .expect_err("no answer");
         assert_eq!(failure.reason, "DnsUnreachable");
         assert!(failure.message.contains(&endpoint), "{}", failure.message);
     }
 
     #[tokio::test]
     async fn an_answering_dns_endpoint_is_reachable() {
-        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let endpoint = server.local_addr().expect("address").to_string();
         let responder = tokio::spawn(async move {
             let mut buffer = [0u8; 512];
@@ -275,10 +403,19 @@ mod tests {
             let query = Message::from_vec(&buffer[..n]).expect("a DNS query");
             let mut reply = Message::response(query.metadata.id, OpCode::Query);
             reply.metadata.response_code = hickory_proto::op::ResponseCode::NXDomain;
-            server.send_to(&reply.to_vec().expect("encode"), peer).await.expect("send");
+            server
+                .send_to(&reply.to_vec().expect("encode"), peer)
+                .await
+                .expect("send");
             query.queries[0].name().to_string()
         });
-        assert_eq!(probe_dns(&[endpoint], "example.internal").await, Ok(Some(1)));
-        assert_eq!(responder.await.expect("responder"), "kubernetes.default.svc.example.internal.");
+        assert_eq!(
+            probe_dns(&[endpoint], "example.internal").await,
+            Ok(Some(1))
+        );
+        assert_eq!(
+            responder.await.expect("responder"),
+            "kubernetes.default.svc.example.internal."
+        );
     }
 }

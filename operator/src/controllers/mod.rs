@@ -12,6 +12,9 @@ pub mod panics;
 pub mod status;
 mod validating;
 
+#[cfg(test)]
+mod tests_runtime;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -87,21 +90,31 @@ pub struct Backoff {
 impl Backoff {
     /// Backoff from `base`, doubling up to `max`.
     pub fn new(base: Duration, max: Duration) -> Self {
-        Self { base, max, failures: Mutex::new(HashMap::new()) }
+        Self {
+            base,
+            max,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Records one more failure of `key` and returns how long to wait before the retry.
     pub fn failed(&self, key: &str) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let count = failures.entry(key.to_owned()).or_insert(0);
-        let delay = self.base.saturating_mul(2u32.saturating_pow(*count)).min(self.max);
+        let delay = self
+            .base
+            .saturating_mul(2u32.saturating_pow(*count))
+            .min(self.max);
         *count = count.saturating_add(1);
         delay
     }
 
     /// Forgets the failures of `key` after a success.
     pub fn succeeded(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 }
 
@@ -127,7 +140,11 @@ fn decoded<K: Clone + Resource>(store: &Store<DeserializeGuard<K>>) -> Vec<K>
 where
     K::DynamicType: std::hash::Hash + Eq + Clone,
 {
-    store.state().iter().filter_map(|g| g.0.as_ref().ok().cloned()).collect()
+    store
+        .state()
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok().cloned())
+        .collect()
 }
 
 impl Stores {
@@ -163,14 +180,28 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("namespace", &self.namespace).finish_non_exhaustive()
+        f.debug_struct("Context")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
     }
 }
 
 impl Context {
     /// Publishes an Event about `object`; a failure is logged, never fatal.
-    pub async fn publish<K: Resource<DynamicType = ()>>(&self, object: &K, type_: EventType, reason: &str, note: String) {
-        let event = Event { type_, reason: reason.to_owned(), note: Some(note), action: "Reconcile".to_owned(), secondary: None };
+    pub async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
         if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
             tracing::warn!(%error, reason, "could not publish Event");
         }
@@ -180,7 +211,10 @@ impl Context {
 /// A kind with a controller.
 pub trait Reconcile: HasStatus + Send + Sync + 'static {
     /// Brings the world in line with `self` and reports in its status.
-    fn reconcile(self: Arc<Self>, ctx: Arc<Context>) -> impl Future<Output = Result<Action, Error>> + Send;
+    fn reconcile(
+        self: Arc<Self>,
+        ctx: Arc<Context>,
+    ) -> impl Future<Output = Result<Action, Error>> + Send;
 }
 
 fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
@@ -189,7 +223,10 @@ fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
 
 /// Runs one reconcile with everything around it: a panic caught and counted, the duration
 /// observed, the error counted, reported in the `Ready` condition and as an Event.
-async fn drive<K: Reconcile>(object: Arc<DeserializeGuard<K>>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn drive<K: Reconcile>(
+    object: Arc<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let controller = K::kind(&()).to_string();
     let started = Instant::now();
     let result = match &object.0 {
@@ -198,7 +235,12 @@ async fn drive<K: Reconcile>(object: Arc<DeserializeGuard<K>>, ctx: Arc<Context>
             let result = match panics::catch(K::reconcile(typed.clone(), ctx.clone())).await {
                 Ok(result) => result,
                 Err(panic) => {
-                    ctx.metrics.reconcile_panics.get_or_create(&ControllerLabels { controller: controller.clone() }).inc();
+                    ctx.metrics
+                        .reconcile_panics
+                        .get_or_create(&ControllerLabels {
+                            controller: controller.clone(),
+                        })
+                        .inc();
                     tracing::error!(
                         controller,
                         object = %object_key(typed.as_ref()),
@@ -207,7 +249,10 @@ async fn drive<K: Reconcile>(object: Arc<DeserializeGuard<K>>, ctx: Arc<Context>
                         panic.backtrace = %panic.backtrace,
                         "reconcile panicked; retrying with backoff"
                     );
-                    Err(Error::Panicked { message: panic.message, location: panic.location })
+                    Err(Error::Panicked {
+                        message: panic.message,
+                        location: panic.location,
+                    })
                 }
             };
             match &result {
@@ -246,20 +291,40 @@ async fn drive<K: Reconcile>(object: Arc<DeserializeGuard<K>>, ctx: Arc<Context>
 async fn report_error<K: Reconcile>(object: &K, error: &Error, ctx: &Context) {
     let controller = K::kind(&()).to_string();
     let reason = error.reason();
-    ctx.metrics.reconcile_errors.get_or_create(&ErrorLabels { controller: controller.clone(), reason: reason.to_owned() }).inc();
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            controller: controller.clone(),
+            reason: reason.to_owned(),
+        })
+        .inc();
     tracing::warn!(controller, object = %object_key(object), reason, %error, "reconcile failed");
     let mut status = object.status().cloned().unwrap_or_default();
-    let mut conditions: Vec<_> = status.conditions().iter().filter(|c| c.type_ != READY).cloned().collect();
+    let mut conditions: Vec<_> = status
+        .conditions()
+        .iter()
+        .filter(|c| c.type_ != READY)
+        .cloned()
+        .collect();
     conditions.insert(0, condition(READY, Some(false), reason, error.to_string()));
     *status.conditions_mut() = conditions;
     match update_status(&ctx.client, object, status).await {
-        Ok(true) => ctx.publish(object, EventType::Warning, reason, error.to_string()).await,
+        Ok(true) => {
+            ctx.publish(object, EventType::Warning, reason, error.to_string())
+                .await
+        }
         Ok(false) => {}
-        Err(e) => tracing::warn!(object = %object_key(object), error = %e, "could not report the error in status"),
+        Err(e) => {
+            tracing::warn!(object = %object_key(object), error = %e, "could not report the error in status")
+        }
     }
 }
 
-fn error_policy<K: Reconcile>(object: Arc<DeserializeGuard<K>>, _: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy<K: Reconcile>(
+    object: Arc<DeserializeGuard<K>>,
+    _: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     match &object.0 {
         Ok(typed) => Action::requeue(ctx.backoff.failed(&object_key(typed))),
         Err(_) => Action::await_change(),
@@ -294,7 +359,11 @@ impl<K: Reconcile> Watch<K> {
     }
 
     /// Runs the controller until `shutdown` resolves.
-    pub async fn run(self, ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    pub async fn run(
+        self,
+        ctx: Arc<Context>,
+        shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    ) {
         Controller::for_stream(self.stream, self.store)
             .graceful_shutdown_on(shutdown)
             .run(drive::<K>, error_policy::<K>, ctx)
@@ -316,7 +385,11 @@ mod tests {
         let backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(60));
         let delays: Vec<u64> = (0..6).map(|_| backoff.failed("a").as_secs()).collect();
         assert_eq!(delays, [5, 10, 20, 40, 60, 60]);
-        assert_eq!(backoff.failed("b").as_secs(), 5, "objects back off independently");
+        assert_eq!(
+            backoff.failed("b").as_secs(),
+            5,
+            "objects back off independently"
+        );
         backoff.succeeded("a");
         assert_eq!(backoff.failed("a").as_secs(), 5);
     }

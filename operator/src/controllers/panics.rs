@@ -34,7 +34,8 @@ static HOOK: Once = Once::new();
 /// Installs the panic hook once for the process.
 pub fn install_hook() {
     HOOK.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
             let message = payload_message(info.payload());
             let location = info.location().map(ToString::to_string).unwrap_or_default();
             let backtrace = Backtrace::force_capture().to_string();
@@ -42,6 +43,7 @@ pub fn install_hook() {
                 LAST.set(Some(CaughtPanic { message, location, backtrace }));
             } else {
                 tracing::error!(panic.message = %message, panic.location = %location, panic.backtrace = %backtrace, "panic");
+                previous(info);
             }
         }));
     });
@@ -88,7 +90,11 @@ mod tests {
         })
         .await
         .expect_err("the future panics");
-        assert!(caught.message.contains("index out of bounds"), "{}", caught.message);
+        assert!(
+            caught.message.contains("index out of bounds"),
+            "{}",
+            caught.message
+        );
         assert!(caught.location.contains("panics.rs"), "{}", caught.location);
         assert!(caught.backtrace.contains("panics"), "{}", caught.backtrace);
     }

@@ -13,9 +13,18 @@ use crate::api::{self, HasConditions};
 pub const FIELD_MANAGER: &str = "vigil";
 
 /// A kind whose status has conditions.
-pub trait HasStatus: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Serialize + DeserializeOwned {
+pub trait HasStatus:
+    Resource<DynamicType = ()> + Clone + std::fmt::Debug + Serialize + DeserializeOwned
+{
     /// The status type.
-    type Status: HasConditions + Clone + Default + PartialEq + Serialize + std::fmt::Debug + Send + Sync;
+    type Status: HasConditions
+        + Clone
+        + Default
+        + PartialEq
+        + Serialize
+        + std::fmt::Debug
+        + Send
+        + Sync;
     /// The current status.
     fn status(&self) -> Option<&Self::Status>;
     /// The API of this kind, in this object's namespace when the kind is namespaced.
@@ -53,7 +62,12 @@ impl_has_status!(
 );
 
 /// A condition as a reconcile decides it; the transition time is filled by [`merge_conditions`].
-pub fn condition(type_: &str, status: Option<bool>, reason: &str, message: impl Into<String>) -> Condition {
+pub fn condition(
+    type_: &str,
+    status: Option<bool>,
+    reason: &str,
+    message: impl Into<String>,
+) -> Condition {
     Condition {
         type_: type_.to_owned(),
         status: match status {
@@ -72,7 +86,12 @@ pub fn condition(type_: &str, status: Option<bool>, reason: &str, message: impl 
 /// Merges freshly decided conditions with the previous ones: a condition whose status did
 /// not flip keeps its `lastTransitionTime`; a flipped or new one gets `now`. Conditions are
 /// kept in the order given, so the result is deterministic.
-pub fn merge_conditions(previous: &[Condition], fresh: Vec<Condition>, generation: Option<i64>, now: Time) -> Vec<Condition> {
+pub fn merge_conditions(
+    previous: &[Condition],
+    fresh: Vec<Condition>,
+    generation: Option<i64>,
+    now: Time,
+) -> Vec<Condition> {
     fresh
         .into_iter()
         .map(|mut c| {
@@ -89,9 +108,16 @@ pub fn merge_conditions(previous: &[Condition], fresh: Vec<Condition>, generatio
 
 /// Completes `status` (observed generation, merged conditions) against the object's
 /// current status. Returns `None` when the result equals what the object already has.
-pub fn next_status<K: HasStatus>(object: &K, mut status: K::Status, now: Time) -> Option<K::Status> {
+pub fn next_status<K: HasStatus>(
+    object: &K,
+    mut status: K::Status,
+    now: Time,
+) -> Option<K::Status> {
     let generation = object.meta().generation;
-    let previous = object.status().map(|s| s.conditions().to_vec()).unwrap_or_default();
+    let previous = object
+        .status()
+        .map(|s| s.conditions().to_vec())
+        .unwrap_or_default();
     let fresh = std::mem::take(status.conditions_mut());
     *status.conditions_mut() = merge_conditions(&previous, fresh, generation, now);
     status.set_observed_generation(generation);
@@ -101,7 +127,11 @@ pub fn next_status<K: HasStatus>(object: &K, mut status: K::Status, now: Time) -
 /// Writes the status with server-side apply when it differs from the object's; returns
 /// whether a write happened. No write means no watch event, so the operator never wakes
 /// itself up.
-pub async fn update_status<K: HasStatus>(client: &kube::Client, object: &K, status: K::Status) -> Result<bool, kube::Error> {
+pub async fn update_status<K: HasStatus>(
+    client: &kube::Client,
+    object: &K,
+    status: K::Status,
+) -> Result<bool, kube::Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let Some(status) = next_status(object, status, now) else {
         return Ok(false);
@@ -111,14 +141,23 @@ pub async fn update_status<K: HasStatus>(client: &kube::Client, object: &K, stat
         "kind": K::kind(&()),
         "status": status,
     });
-    object.api(client).patch_status(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+    object
+        .api(client)
+        .patch_status(
+            &object.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
         .await?;
     Ok(true)
 }
 
 /// The status of condition `type_` in the object's status, if present.
 pub fn condition_status<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a str> {
-    conditions.iter().find(|c| c.type_ == type_).map(|c| c.status.as_str())
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.as_str())
 }
 
 #[cfg(test)]
@@ -131,16 +170,36 @@ mod tests {
 
     #[test]
     fn unchanged_status_keeps_transition_time() {
-        let previous = merge_conditions(&[], vec![condition("Ready", Some(true), "Ok", "fine")], Some(1), at(100));
-        let merged = merge_conditions(&previous, vec![condition("Ready", Some(true), "Ok", "fine")], Some(2), at(200));
+        let previous = merge_conditions(
+            &[],
+            vec![condition("Ready", Some(true), "Ok", "fine")],
+            Some(1),
+            at(100),
+        );
+        let merged = merge_conditions(
+            &previous,
+            vec![condition("Ready", Some(true), "Ok", "fine")],
+            Some(2),
+            at(200),
+        );
         assert_eq!(merged[0].last_transition_time, at(100));
         assert_eq!(merged[0].observed_generation, Some(2));
     }
 
     #[test]
     fn flipped_status_gets_a_new_transition_time() {
-        let previous = merge_conditions(&[], vec![condition("Ready", Some(true), "Ok", "fine")], Some(1), at(100));
-        let merged = merge_conditions(&previous, vec![condition("Ready", Some(false), "Down", "down")], Some(1), at(200));
+        let previous = merge_conditions(
+            &[],
+            vec![condition("Ready", Some(true), "Ok", "fine")],
+            Some(1),
+            at(100),
+        );
+        let merged = merge_conditions(
+            &previous,
+            vec![condition("Ready", Some(false), "Down", "down")],
+            Some(1),
+            at(200),
+        );
         assert_eq!(merged[0].last_transition_time, at(200));
         assert_eq!(merged[0].status, "False");
     }

@@ -28,16 +28,28 @@ where
                 READY,
                 Some(false),
                 "NotImplemented",
-                format!("the spec is valid; this version of Vigil validates {} objects but does not act on them yet", K::kind(&())),
+                format!(
+                    "the spec is valid; this version of Vigil validates {} objects but does not act on them yet",
+                    K::kind(&())
+                ),
             ),
         )
     } else {
         let message = summarize(&errors);
-        (condition(VALID, Some(false), "InvalidSpec", message.clone()), condition(READY, Some(false), "InvalidSpec", message))
+        (
+            condition(VALID, Some(false), "InvalidSpec", message.clone()),
+            condition(READY, Some(false), "InvalidSpec", message),
+        )
     };
     *status.conditions_mut() = vec![ready, valid];
     if update_status(&ctx.client, object.as_ref(), status).await? && !errors.is_empty() {
-        ctx.publish(object.as_ref(), EventType::Warning, "InvalidSpec", summarize(&errors)).await;
+        ctx.publish(
+            object.as_ref(),
+            EventType::Warning,
+            "InvalidSpec",
+            summarize(&errors),
+        )
+        .await;
     }
     // References to other objects may become valid later: look again now and then.
     Ok(Action::requeue(std::time::Duration::from_secs(300)))

@@ -1,0 +1,360 @@
+//! Tests of the shared runtime against a mocked API server (the tower-test pattern): the
+//! requests it sends, the writes it does not send, panics caught and counted, backoff.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::client::Body;
+use kube::core::{DeserializeGuard, DynamicObject, ObjectMeta};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector;
+use kube::{Client, CustomResource};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::status::{HasStatus, condition, next_status, update_status};
+use super::{Backoff, Context, Error, Reconcile, Stores, apply, drive, error_policy};
+use crate::api::common::{conditions_schema, impl_has_conditions};
+use crate::api::{MemberCluster, MemberClusterSpec, MemberClusterStatus, Provider};
+use crate::metrics::{ControllerLabels, ErrorLabels, Metrics};
+
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: Method,
+    uri: String,
+    content_type: String,
+    body: Value,
+}
+
+type Log = Arc<Mutex<Vec<Recorded>>>;
+
+/// A mocked API server that records every request and answers with `respond`.
+fn mock_api(respond: impl Fn(&Recorded) -> (StatusCode, Value) + Send + 'static) -> (Client, Log) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let log: Log = Arc::default();
+    let seen = log.clone();
+    tokio::spawn(async move {
+        while let Some((request, send)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.expect("request body");
+            let body = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes)
+                    .or_else(|_| serde_yaml_ng::from_slice(&bytes))
+                    .expect("JSON or YAML body")
+            };
+            let recorded = Recorded {
+                method: parts.method,
+                uri: parts.uri.to_string(),
+                content_type: parts
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .map(|v| v.to_str().unwrap_or_default().to_owned())
+                    .unwrap_or_default(),
+                body,
+            };
+            let (status, answer) = respond(&recorded);
+            seen.lock().expect("log").push(recorded);
+            let response = Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(&answer).expect("encode")))
+                .expect("response");
+            send.send_response(response);
+        }
+    });
+    (Client::new(service, "default"), log)
+}
+
+fn member(name: &str) -> MemberCluster {
+    let mut member = MemberCluster::new(
+        name,
+        MemberClusterSpec {
+            provider: Provider::Aws,
+            region: "eu-west-1".into(),
+            local: true,
+            api_server: None,
+            dns: Default::default(),
+            probe_interval: "30s".into(),
+        },
+    );
+    member.metadata.uid = Some("4c1f0000-0000-0000-0000-000000000001".into());
+    member.metadata.generation = Some(3);
+    member
+}
+
+fn ready(message: &str) -> MemberClusterStatus {
+    MemberClusterStatus {
+        conditions: vec![condition("Ready", Some(true), "Reachable", message)],
+        ..Default::default()
+    }
+}
+
+fn t0() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).expect("timestamp"))
+}
+
+#[tokio::test]
+async fn apply_sends_one_server_side_apply_with_owner_and_label() {
+    let (client, log) = mock_api(|r| (StatusCode::OK, r.body.clone()));
+    let owner = member("aws");
+    let child: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "coredns-custom", "namespace": "kube-system"},
+        "data": {"vigil.server": "clusterset.local:53 {}"},
+    }))
+    .expect("a ConfigMap");
+    apply::apply_owned(&client, &owner, child)
+        .await
+        .expect("applied");
+
+    let log = log.lock().expect("log");
+    assert_eq!(log.len(), 1, "exactly one request: {log:?}");
+    let request = &log[0];
+    assert_eq!(request.method, Method::PATCH);
+    assert!(
+        request
+            .uri
+            .starts_with("/api/v1/namespaces/kube-system/configmaps/coredns-custom?"),
+        "{}",
+        request.uri
+    );
+    assert!(
+        request.uri.contains("fieldManager=vigil"),
+        "{}",
+        request.uri
+    );
+    assert!(request.uri.contains("force=true"), "{}", request.uri);
+    assert_eq!(request.content_type, "application/apply-patch+yaml");
+    assert_eq!(
+        request.body["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "vigil"
+    );
+    let reference = &request.body["metadata"]["ownerReferences"][0];
+    assert_eq!(reference["kind"], "MemberCluster");
+    assert_eq!(reference["name"], "aws");
+    assert_eq!(reference["uid"], "4c1f0000-0000-0000-0000-000000000001");
+    assert_eq!(reference["controller"], true);
+    assert_eq!(
+        request.body["data"]["vigil.server"],
+        "clusterset.local:53 {}"
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_status_is_not_written() {
+    let (client, log) = mock_api(|_| (StatusCode::INTERNAL_SERVER_ERROR, json!({})));
+    let mut object = member("aws");
+    object.status = next_status(&object, ready("up"), t0());
+    let written = update_status(&client, &object, ready("up"))
+        .await
+        .expect("no error");
+    assert!(!written);
+    assert!(
+        log.lock().expect("log").is_empty(),
+        "no request may be sent"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_status_is_applied_to_the_status_subresource() {
+    let (client, log) = mock_api(|r| {
+        let mut object = serde_json::to_value(member("aws")).expect("encode");
+        object["status"] = r.body["status"].clone();
+        (StatusCode::OK, object)
+    });
+    let mut object = member("aws");
+    object.status = next_status(&object, ready("up"), t0());
+    let down = MemberClusterStatus {
+        conditions: vec![condition(
+            "Ready",
+            Some(false),
+            "ApiUnreachable",
+            "connection refused",
+        )],
+        ..Default::default()
+    };
+    assert!(
+        update_status(&client, &object, down)
+            .await
+            .expect("written")
+    );
+
+    let log = log.lock().expect("log");
+    assert_eq!(log.len(), 1);
+    let request = &log[0];
+    assert_eq!(request.method, Method::PATCH);
+    assert!(
+        request
+            .uri
+            .starts_with("/apis/vigil.io/v1alpha1/memberclusters/aws/status?"),
+        "{}",
+        request.uri
+    );
+    assert!(request.uri.contains("fieldManager=vigil"));
+    let status = &request.body["status"];
+    assert_eq!(status["observedGeneration"], 3);
+    assert_eq!(status["conditions"][0]["reason"], "ApiUnreachable");
+    assert_eq!(status["conditions"][0]["observedGeneration"], 3);
+    assert_ne!(
+        status["conditions"][0]["lastTransitionTime"],
+        serde_json::to_value(t0()).expect("time"),
+        "a flipped condition gets a new transition time"
+    );
+}
+
+/// A kind whose reconcile panics, to test the task boundary.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "test.vigil.io",
+    version = "v1",
+    kind = "Boom",
+    status = "BoomStatus"
+)]
+struct BoomSpec {
+    fuse: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct BoomStatus {
+    observed_generation: Option<i64>,
+    #[schemars(schema_with = "conditions_schema")]
+    conditions: Vec<Condition>,
+}
+
+impl_has_conditions!(BoomStatus);
+
+impl HasStatus for Boom {
+    type Status = BoomStatus;
+    fn status(&self) -> Option<&BoomStatus> {
+        self.status.as_ref()
+    }
+    fn api(&self, client: &Client) -> kube::Api<Self> {
+        kube::Api::all(client.clone())
+    }
+}
+
+impl Reconcile for Boom {
+    async fn reconcile(self: Arc<Self>, _: Arc<Context>) -> Result<Action, Error> {
+        tokio::task::yield_now().await;
+        let fuses: Vec<u32> = Vec::new();
+        Ok(Action::requeue(Duration::from_secs(u64::from(
+            fuses[self.spec.fuse as usize],
+        ))))
+    }
+}
+
+fn context(client: Client) -> Arc<Context> {
+    Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "vigil".into(),
+                instance: None,
+            },
+        ),
+        client,
+        metrics: Arc::new(Metrics::new()),
+        stores: Stores {
+            acme_certificates: reflector::store().0,
+            acme_issuers: reflector::store().0,
+            cross_cloud_dns: reflector::store().0,
+            member_clusters: reflector::store().0,
+            service_level_objectives: reflector::store().0,
+            supervised_workloads: reflector::store().0,
+            telemetry_pipelines: reflector::store().0,
+        },
+        namespace: "vigil-system".into(),
+        backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
+    })
+}
+
+#[tokio::test]
+async fn a_panicking_reconcile_is_caught_counted_reported_and_backed_off() {
+    let (client, log) = mock_api(|r| {
+        if r.uri.contains("/booms/bomb/status") {
+            let mut bomb =
+                serde_json::to_value(Boom::new("bomb", BoomSpec { fuse: 2 })).expect("encode");
+            bomb["status"] = r.body["status"].clone();
+            (StatusCode::OK, bomb)
+        } else {
+            (StatusCode::CREATED, r.body.clone())
+        }
+    });
+    let ctx = context(client);
+    let mut bomb = Boom::new("bomb", BoomSpec { fuse: 2 });
+    bomb.metadata = ObjectMeta {
+        name: Some("bomb".into()),
+        uid: Some("b0-0b".into()),
+        generation: Some(1),
+        ..Default::default()
+    };
+    let object = Arc::new(DeserializeGuard(Ok(bomb)));
+
+    let error = drive(object.clone(), ctx.clone())
+        .await
+        .expect_err("the panic becomes an error");
+    assert!(
+        matches!(&error, Error::Panicked { message, .. } if message.contains("index out of bounds")),
+        "{error}"
+    );
+    assert_eq!(error.reason(), "ReconcilePanicked");
+
+    let controller = ControllerLabels {
+        controller: "Boom".into(),
+    };
+    assert_eq!(
+        ctx.metrics
+            .reconcile_panics
+            .get_or_create(&controller)
+            .get(),
+        1
+    );
+    let errors = ErrorLabels {
+        controller: "Boom".into(),
+        reason: "ReconcilePanicked".into(),
+    };
+    assert_eq!(ctx.metrics.reconcile_errors.get_or_create(&errors).get(), 1);
+    assert!(
+        ctx.metrics
+            .encode()
+            .contains("vigil_reconcile_panics_total{controller=\"Boom\"} 1")
+    );
+
+    let log = log.lock().expect("log").clone();
+    let status = log
+        .iter()
+        .find(|r| r.uri.contains("/booms/bomb/status"))
+        .expect("a status write");
+    assert_eq!(status.body["status"]["conditions"][0]["type"], "Ready");
+    assert_eq!(
+        status.body["status"]["conditions"][0]["reason"],
+        "ReconcilePanicked"
+    );
+    let event = log
+        .iter()
+        .find(|r| r.uri.contains("/events"))
+        .unwrap_or_else(|| panic!("an Event: {log:?}"));
+    assert_eq!(event.body["reason"], "ReconcilePanicked");
+    assert_eq!(event.body["type"], "Warning");
+
+    // The operator is still here, and the object is retried with a growing delay.
+    assert_eq!(
+        error_policy(object.clone(), &error, ctx.clone()),
+        Action::requeue(Duration::from_secs(5))
+    );
+    assert_eq!(
+        error_policy(object.clone(), &error, ctx.clone()),
+        Action::requeue(Duration::from_secs(10))
+    );
+    assert_eq!(
+        error_policy(object, &error, ctx),
+        Action::requeue(Duration::from_secs(20))
+    );
+}
