@@ -34,9 +34,10 @@ test: lint unit
 unit:
 	$(CARGO) test --workspace --all-targets
 
-## crds: regenerate crds/ from the Rust types
+## crds: regenerate crds/ and the chart's CRD templates from the Rust types
 crds:
 	$(CARGO) run --quiet --bin vigil -- crds -o crds
+	$(CARGO) run --quiet --bin vigil -- crds --helm -o charts/vigil/templates/crds
 
 ## demo: validate and render the examples offline
 demo:

@@ -94,9 +94,14 @@ fn every_field_is_documented_for_kubectl_explain() {
         if let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) {
             for (name, child) in properties {
                 let child_path = format!("{path}.{name}");
-                let documented = child.get("description").and_then(|d| d.as_str()).is_some_and(|d| !d.trim().is_empty());
+                let documented = child
+                    .get("description")
+                    .and_then(|d| d.as_str())
+                    .is_some_and(|d| !d.trim().is_empty());
                 // apiVersion, kind and metadata are described by Kubernetes itself.
-                if !documented && !matches!(child_path.as_str(), ".apiVersion" | ".kind" | ".metadata") {
+                if !documented
+                    && !matches!(child_path.as_str(), ".apiVersion" | ".kind" | ".metadata")
+                {
                     missing.push(child_path.clone());
                 }
                 walk(child, &child_path, missing);
@@ -108,11 +113,19 @@ fn every_field_is_documented_for_kubectl_explain() {
     }
     for crd in vigil::api::crds() {
         let schema = serde_json::to_value(
-            crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()).expect("schema"),
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .expect("schema"),
         )
         .expect("json");
         let mut missing = Vec::new();
         walk(&schema, "", &mut missing);
-        assert!(missing.is_empty(), "{}: fields without a description: {missing:?}", crd.metadata.name.unwrap_or_default());
+        assert!(
+            missing.is_empty(),
+            "{}: fields without a description: {missing:?}",
+            crd.metadata.name.unwrap_or_default()
+        );
     }
 }

@@ -145,8 +145,21 @@ fn a_missing_file_is_an_error_not_a_pass() {
 /// `crds/` is generated; this fails when the Rust types changed and `make crds` was not run.
 #[test]
 fn the_committed_crds_match_the_api_types() {
-    let dir = repo().join("crds");
-    let generated = vigil::cli::crd_files();
+    assert_generated("crds", vigil::cli::crd_files());
+}
+
+/// The chart's CRD templates are generated from the same types.
+#[test]
+fn the_chart_crds_match_the_api_types() {
+    let templates = vigil::cli::crd_files()
+        .into_iter()
+        .map(|(name, yaml)| (name, vigil::cli::helm_crd_template(&yaml)))
+        .collect();
+    assert_generated("charts/vigil/templates/crds", templates);
+}
+
+fn assert_generated(dir: &str, generated: Vec<(String, String)>) {
+    let dir = repo().join(dir);
     let mut committed: Vec<String> = std::fs::read_dir(&dir)
         .expect("crds directory")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -160,6 +173,10 @@ fn the_committed_crds_match_the_api_types() {
     );
     for (name, yaml) in generated {
         let on_disk = std::fs::read_to_string(dir.join(&name)).expect("readable");
-        assert!(on_disk == yaml, "crds/{name} is stale; run `make crds`");
+        assert!(
+            on_disk == yaml,
+            "{}/{name} is stale; run `make crds`",
+            dir.display()
+        );
     }
 }

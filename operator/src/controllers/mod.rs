@@ -28,6 +28,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, Resource};
+use tracing::Instrument;
 
 pub use manager::{RunOptions, run};
 
@@ -228,8 +229,10 @@ async fn drive<K: Reconcile>(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let controller = K::kind(&()).to_string();
+    let span = tracing::info_span!("reconcile", controller = %controller, object = %ObjectRef::from_obj(object.as_ref()));
     let started = Instant::now();
-    let result = match &object.0 {
+    let result = async {
+        match &object.0 {
         Ok(typed) => {
             let typed = Arc::new(typed.clone());
             let result = match panics::catch(K::reconcile(typed.clone(), ctx.clone())).await {
@@ -278,7 +281,10 @@ async fn drive<K: Reconcile>(
             tracing::warn!(controller, object = ?reference.name, error = %invalid.error, "malformed object");
             Ok(Action::await_change())
         }
-    };
+        }
+    }
+    .instrument(span)
+    .await;
     ctx.metrics
         .reconcile_duration
         .get_or_create(&ControllerLabels { controller })
