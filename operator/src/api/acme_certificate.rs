@@ -40,10 +40,12 @@ pub struct AcmeCertificateSpec {
     /// The cluster-scoped `AcmeIssuer` to issue from.
     pub issuer_ref: LocalObjectRef,
     /// DNS names of the certificate (subject alternative names); `*.` wildcards need a DNS-01 solver.
+    #[schemars(length(max = 100), inner(length(max = 253)))]
     #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 100").message("dnsNames must hold 1 to 100 names"))]
     #[x_kube(validation = Rule::new("self.all(n, n.size() <= 253 && n.matches('^(\\\\*\\\\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\\\\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))").message("every dnsNames entry must be a lowercase DNS name, optionally starting with *."))]
     pub dns_names: Vec<String>,
     /// Name of the `kubernetes.io/tls` Secret written in this namespace (and in target clusters).
+    #[schemars(length(max = 253))]
     #[x_kube(validation = Rule::new("self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("secretName must be a DNS subdomain name"))]
     pub secret_name: String,
     /// Private key policy.
@@ -51,6 +53,7 @@ pub struct AcmeCertificateSpec {
     pub private_key: PrivateKeyPolicy,
     /// Renew this long before expiry (Go duration, e.g. `720h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("renewBefore must be a positive duration"))]
     pub renew_before: Option<String>,
     /// Renew when this percentage of the lifetime is left (1 to 99). By default a certificate is
@@ -106,6 +109,7 @@ pub enum RotationPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct Distribution {
     /// Names of `MemberCluster`s.
+    #[schemars(length(max = 32), inner(length(max = 63)))]
     #[x_kube(validation = Rule::new("self.size() > 0").message("distribute.clusters must name at least one MemberCluster"))]
     pub clusters: Vec<String>,
     /// Namespace of the copies; the certificate's own namespace when unset.

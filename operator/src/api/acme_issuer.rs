@@ -33,10 +33,12 @@ use super::common::{SecretRef, conditions_schema, impl_has_conditions};
 #[serde(rename_all = "camelCase")]
 pub struct AcmeIssuerSpec {
     /// ACME directory URL, e.g. `https://acme-v02.api.letsencrypt.org/directory`.
+    #[schemars(length(max = 2048))]
     #[x_kube(validation = Rule::new("isURL(self) && self.startsWith('https://')").message("server must be an https URL of an ACME directory"))]
     pub server: String,
     /// Contact email registered with the account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 254))]
     #[x_kube(validation = Rule::new("self.matches('^[^@\\\\s]+@[^@\\\\s]+\\\\.[^@\\\\s]+$')").message("email must be an email address"))]
     pub email: Option<String>,
     /// Secret holding the account's private key (key `tls.key`); created when absent. Its
@@ -47,9 +49,11 @@ pub struct AcmeIssuerSpec {
     pub external_account_binding: Option<ExternalAccountBinding>,
     /// PEM bundle of CAs to trust for the directory's TLS certificate, for private ACME servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
     #[x_kube(validation = Rule::new("self.contains('-----BEGIN CERTIFICATE-----')").message("caBundle must hold PEM certificates"))]
     pub ca_bundle: Option<String>,
     /// Challenge solvers; for each name the most specific matching selector wins.
+    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("self.size() > 0").message("solvers must name at least one solver"))]
     pub solvers: Vec<AcmeSolver>,
 }
@@ -87,9 +91,11 @@ pub struct AcmeSolver {
 pub struct SolverSelector {
     /// DNS zones: the solver applies to names in these zones (and their subdomains).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(max = 253)))]
     pub dns_zones: Vec<String>,
     /// Exact names the solver applies to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(max = 253)))]
     pub dns_names: Vec<String>,
 }
 
@@ -123,6 +129,7 @@ pub struct Dns01Solver {
 #[serde(rename_all = "camelCase")]
 pub struct Rfc2136Provider {
     /// Authoritative server as `host:port`.
+    #[schemars(length(max = 261))]
     #[x_kube(validation = Rule::new("self.matches('^([A-Za-z0-9.-]+|\\\\[[0-9A-Fa-f:.]+\\\\]):[0-9]{1,5}$')").message("nameserver must be host:port"))]
     pub nameserver: String,
     /// Name of the TSIG key.

@@ -36,16 +36,19 @@ use super::common::{conditions_schema, impl_has_conditions};
 #[serde(rename_all = "camelCase")]
 pub struct CrossCloudDNSSpec {
     /// Names of the `MemberCluster`s that share the zone.
+    #[schemars(length(max = 32), inner(length(max = 63)))]
     #[x_kube(validation = Rule::new("self.size() >= 2").message("clusters must name at least two MemberClusters"))]
     #[x_kube(validation = Rule::new("self.all(c, self.exists_one(d, d == c))").message("clusters must not repeat a name"))]
     pub clusters: Vec<String>,
     /// The shared zone.
     #[serde(default = "default_zone")]
+    #[schemars(length(max = 253))]
     #[x_kube(validation = Rule::new("self.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?\\\\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("zone must be a lowercase DNS name with at least two labels"))]
     pub zone: String,
     /// Order in which remote clusters answer for a service the local cluster does not have;
     /// clusters not listed come after, by name.
     #[serde(default)]
+    #[schemars(length(max = 32), inner(length(max = 63)))]
     pub failover: Vec<String>,
     /// Tag forwarded queries with the asking cluster in an EDNS0 option.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -33,6 +33,7 @@ pub struct MemberClusterSpec {
     /// Cloud provider the cluster runs on: `aws`, `aliyun` (Alibaba Cloud) or `vmware` (on-prem).
     pub provider: Provider,
     /// Provider region, for example `eu-west-1`, `cn-hangzhou` or a datacenter name on-prem.
+    #[schemars(length(max = 63))]
     #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 63").message("region must be 1 to 63 characters"))]
     pub region: String,
     /// True for the cluster the operator itself runs in; its API server is reached with the
@@ -47,6 +48,7 @@ pub struct MemberClusterSpec {
     pub dns: ClusterDns,
     /// How often Vigil probes the API server and DNS endpoints (Go duration, 5s to 1h).
     #[serde(default = "default_probe_interval")]
+    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('5s') && duration(self) <= duration('1h')").message("probeInterval must be a duration between 5s and 1h"))]
     pub probe_interval: String,
 }
@@ -94,10 +96,12 @@ pub struct ApiServer {
 pub struct ClusterDns {
     /// DNS endpoints reachable from the other clusters, as `host:port` (IPv6 as `[addr]:port`).
     #[serde(default)]
+    #[schemars(length(max = 16), inner(length(max = 261)))]
     #[x_kube(validation = Rule::new("self.all(e, e.matches('^([A-Za-z0-9.-]+|\\\\[[0-9A-Fa-f:.]+\\\\]):[0-9]{1,5}$'))").message("each dns endpoint must be host:port"))]
     pub endpoints: Vec<String>,
     /// The cluster's own DNS domain for services.
     #[serde(default = "default_cluster_domain")]
+    #[schemars(length(max = 253))]
     #[x_kube(validation = Rule::new("self.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?\\\\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("clusterDomain must be a lowercase DNS name"))]
     pub cluster_domain: String,
 }

@@ -44,6 +44,7 @@ use super::common::{conditions_schema, impl_has_conditions};
 #[serde(rename_all = "camelCase")]
 pub struct ServiceLevelObjectiveSpec {
     /// Name of the service the objective is about; becomes the `service` label of every rule.
+    #[schemars(length(max = 128))]
     #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 128").message("service must be 1 to 128 characters"))]
     pub service: String,
     /// Target, in percent of good events: strictly between 0 and 100, for example 99.9.
@@ -51,6 +52,7 @@ pub struct ServiceLevelObjectiveSpec {
     pub objective: f64,
     /// Rolling window of the objective: `Nd` (days) or `Nh` (hours), for example `30d`, `28d`, `7d`.
     #[serde(default = "default_window")]
+    #[schemars(length(max = 8))]
     #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]{0,2}[dh]$')").message("window must be a number of days or hours such as 30d or 12h"))]
     pub window: String,
     /// The service level indicator: exactly one of `ratio`, `latency` or `boolGauge`.
@@ -94,9 +96,11 @@ pub struct Sli {
 #[serde(rename_all = "camelCase")]
 pub struct RatioSli {
     /// PromQL series selector of the counter of bad events, e.g. `http_requests_total{job="api",code=~"5.."}`.
+    #[schemars(length(max = 4096))]
     #[x_kube(validation = Rule::new("self.size() > 0").message("errors must be a PromQL selector"))]
     pub errors: String,
     /// PromQL series selector of the counter of all events, e.g. `http_requests_total{job="api"}`.
+    #[schemars(length(max = 4096))]
     #[x_kube(validation = Rule::new("self.size() > 0").message("total must be a PromQL selector"))]
     pub total: String,
 }
@@ -106,6 +110,7 @@ pub struct RatioSli {
 #[serde(rename_all = "camelCase")]
 pub struct LatencySli {
     /// Histogram metric selector without the `_bucket` suffix, e.g. `http_request_duration_seconds{job="api"}`.
+    #[schemars(length(max = 4096))]
     #[x_kube(validation = Rule::new("self.size() > 0").message("metric must be a PromQL selector"))]
     pub metric: String,
     /// Requests slower than this many seconds are bad. For classic histograms it must be a bucket boundary.
@@ -121,6 +126,7 @@ pub struct LatencySli {
 #[serde(rename_all = "camelCase")]
 pub struct BoolGaugeSli {
     /// PromQL query returning 1 while the service is good and 0 while it is bad.
+    #[schemars(length(max = 4096))]
     #[x_kube(validation = Rule::new("self.size() > 0").message("query must be a PromQL expression"))]
     pub query: String,
 }
@@ -149,6 +155,7 @@ pub struct AlertTier {
     pub disabled: bool,
     /// How long the condition must hold before the alert fires (Prometheus `for`, e.g. `2m`).
     #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("self.matches('^([0-9]+(ms|s|m|h|d|w|y))+$')").message("for must be a Prometheus duration such as 2m or 1h30m"))]
     pub for_: Option<String>,
     /// Extra labels on the alert.
@@ -197,6 +204,7 @@ pub enum Ruler {
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusSource {
     /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus.monitoring:9090`.
+    #[schemars(length(max = 2048))]
     #[x_kube(validation = Rule::new("isURL(self) && (self.startsWith('http://') || self.startsWith('https://'))").message("prometheus.url must be an http or https URL"))]
     pub url: String,
 }

@@ -68,6 +68,7 @@ pub struct WorkloadTarget {
     /// Kind of the workload.
     pub kind: WorkloadKind,
     /// Name of the workload.
+    #[schemars(length(max = 253))]
     #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 253").message("target.name must be 1 to 253 characters"))]
     pub name: String,
 }
@@ -159,6 +160,7 @@ pub struct CircuitBreaker {
     pub max_crashes: i32,
     /// Sliding window over which crashes are counted (Go duration).
     #[serde(default = "default_breaker_window")]
+    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("window must be a positive duration"))]
     pub window: String,
     /// What an open breaker does.
@@ -166,10 +168,12 @@ pub struct CircuitBreaker {
     pub action: BreakerAction,
     /// How long the breaker stays open before one retry (Go duration).
     #[serde(default = "default_cooldown")]
+    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("cooldown must be a positive duration"))]
     pub cooldown: String,
     /// Upper bound of the cooldown, which doubles after each failed retry (Go duration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
     pub max_cooldown: Option<String>,
 }
 
@@ -197,6 +201,7 @@ pub enum BreakerAction {
 #[serde(rename_all = "camelCase")]
 pub struct ConfigReload {
     /// The ConfigMap the workload reads its configuration from.
+    #[schemars(length(max = 253))]
     #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 253").message("configMapName must be 1 to 253 characters"))]
     pub config_map_name: String,
     /// JSON Schema (draft 2020-12) every key of the ConfigMap must satisfy before it is switched to.
@@ -205,6 +210,7 @@ pub struct ConfigReload {
     pub schema: Option<serde_json::Value>,
     /// Roll back to the previous config when the workload crashes within this long after a switch.
     #[serde(default = "default_rollback_within")]
+    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("rollbackWithin must be a positive duration"))]
     pub rollback_within: String,
 }

@@ -39,6 +39,7 @@ use super::common::{LocalObjectRef, SecretRef, conditions_schema, impl_has_condi
 #[serde(rename_all = "camelCase")]
 pub struct TelemetryPipelineSpec {
     /// Names of the `MemberCluster`s the pipeline runs in.
+    #[schemars(length(max = 32), inner(length(max = 63)))]
     #[x_kube(validation = Rule::new("self.size() > 0").message("clusters must name at least one MemberCluster"))]
     pub clusters: Vec<String>,
     /// `gateway` (a Deployment), `agent` (a DaemonSet) or `sidecar` (injected into pods).
@@ -191,6 +192,7 @@ pub struct Sampling {
     pub latency_threshold_ms: Option<i64>,
     /// Raise the percentage while an SLO burns its error budget.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
     pub slo_boost: Vec<SloBoost>,
 }
 

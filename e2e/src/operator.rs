@@ -1,0 +1,131 @@
+//! The `vigil` operator as a process, with its admin port.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::process::{Process, print_tails};
+use crate::{free_port, repo};
+
+/// The `vigil` binary of this workspace (built by `cargo build`/`cargo test --workspace`).
+pub fn vigil_binary() -> anyhow::Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"));
+    let path = target.join("debug/vigil");
+    anyhow::ensure!(
+        path.is_file(),
+        "{} is missing: run `cargo build --bin vigil`",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// A running `vigil run`.
+#[derive(Debug)]
+pub struct Operator {
+    process: Process,
+    /// The admin address (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: String,
+    /// The identity it uses in the leader Lease.
+    pub identity: String,
+}
+
+impl Operator {
+    /// Starts `vigil run` with `kubeconfig`, logging to `<dir>/<identity>.log`.
+    pub fn start(
+        kubeconfig: &Path,
+        dir: &Path,
+        identity: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let admin = format!("127.0.0.1:{}", free_port()?);
+        let mut args = vec![
+            "run".to_owned(),
+            format!("--admin-addr={admin}"),
+            "--namespace=vigil-system".to_owned(),
+            format!("--identity={identity}"),
+            "--backoff-base-seconds=1".to_owned(),
+            "--backoff-max-seconds=5".to_owned(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let kubeconfig = kubeconfig.to_string_lossy().into_owned();
+        let process = Process::start(
+            identity,
+            &vigil_binary()?,
+            &args,
+            dir,
+            &[
+                ("KUBECONFIG", kubeconfig.as_str()),
+                ("RUST_LOG", "info,vigil=debug"),
+            ],
+        )?;
+        Ok(Self {
+            process,
+            admin,
+            identity: identity.to_owned(),
+        })
+    }
+
+    /// GETs a path of the admin port; `None` while it does not answer.
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(&self.admin),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.admin);
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = String::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+            .await
+            .ok()?
+            .ok()?;
+        let status = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((status, body))
+    }
+
+    /// The value of one metric sample line, e.g. `vigil_reconcile_panics_total{controller="MemberCluster"}`.
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics").await?;
+        body.lines().find_map(|line| {
+            line.strip_prefix(sample)
+                .and_then(|v| v.trim().parse().ok())
+        })
+    }
+
+    /// Fails when the process has exited.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        self.process.check_alive()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// SIGTERM; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        self.process.terminate()
+    }
+
+    /// The operator's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.process.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_tails(&[&self.process], 60);
+        }
+    }
+}

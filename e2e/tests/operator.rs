@@ -1,0 +1,513 @@
+//! The operator on real control planes: installed with Helm, running with exactly the
+//! chart's RBAC, probing member clusters across three "clouds", and electing a leader.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use vigil::api::{MemberCluster, ServiceLevelObjective};
+use vigil_e2e::{Operator, TestCluster, eventually};
+
+const NS: &str = "vigil-system";
+
+fn condition(member: &MemberCluster, type_: &str) -> Option<(String, String, String)> {
+    member
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+async fn apply_member(client: &Client, name: &str, spec: serde_json::Value) -> anyhow::Result<()> {
+    let members: Api<MemberCluster> = Api::all(client.clone());
+    let member = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "MemberCluster", "metadata": {"name": name}, "spec": spec});
+    members
+        .patch(
+            name,
+            &PatchParams::apply("vigil-e2e"),
+            &Patch::Apply(&member),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Waits until `condition` of member `name` has `status`; returns (reason, message).
+async fn wait_condition(
+    client: &Client,
+    name: &str,
+    type_: &str,
+    status: &str,
+    within: Duration,
+) -> anyhow::Result<(String, String)> {
+    let members: Api<MemberCluster> = Api::all(client.clone());
+    eventually(
+        &format!("MemberCluster {name} {type_}={status}"),
+        within,
+        || {
+            let members = members.clone();
+            async move {
+                let member = members.get(name).await?;
+                Ok(condition(&member, type_)
+                    .filter(|(s, _, _)| s == status)
+                    .map(|(_, r, m)| (r, m)))
+            }
+        },
+    )
+    .await
+}
+
+async fn kubeconfig_secret(client: &Client, name: &str, kubeconfig: &str) -> anyhow::Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let secret = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": NS},
+        "stringData": {"kubeconfig": kubeconfig},
+    });
+    secrets
+        .patch(
+            name,
+            &PatchParams::apply("vigil-e2e"),
+            &Patch::Apply(&secret),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn deployment_ready(client: &Client, replicas: i32) -> anyhow::Result<()> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    eventually(
+        &format!("operator Deployment with {replicas} ready replicas"),
+        Duration::from_secs(90),
+        || {
+            let deployments = deployments.clone();
+            async move {
+                let deployment = deployments.get("vigil").await?;
+                let ready = deployment
+                    .status
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0);
+                Ok((ready == replicas).then_some(()))
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn helm_install_upgrade_and_uninstall_keep_the_crds() {
+    let cluster = TestCluster::start("helm").await.expect("cluster");
+    helm_scenario(&cluster)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+async fn helm_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
+    let chart = vigil_e2e::repo().join("charts/vigil");
+    let chart = chart.to_str().unwrap_or_default();
+    cluster.run_tool(
+        "helm",
+        &[
+            "install",
+            "vigil",
+            chart,
+            "--namespace",
+            NS,
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
+    )?;
+    cluster.wait_crds_established().await?;
+    deployment_ready(&cluster.client(), 1).await?;
+
+    cluster.run_tool(
+        "helm",
+        &[
+            "upgrade",
+            "vigil",
+            chart,
+            "--namespace",
+            NS,
+            "--set",
+            "replicas=2",
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
+    )?;
+    deployment_ready(&cluster.client(), 2).await?;
+
+    cluster.run_tool(
+        "helm",
+        &[
+            "uninstall",
+            "vigil",
+            "--namespace",
+            NS,
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
+    )?;
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client(), NS);
+    assert!(
+        deployments.get_opt("vigil").await?.is_none(),
+        "the Deployment is removed"
+    );
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client());
+    for crd in vigil::api::crds() {
+        let name = crd.metadata.name.unwrap_or_default();
+        assert!(
+            crds.get_opt(&name).await?.is_some(),
+            "{name} is kept on uninstall"
+        );
+    }
+    Ok(())
+}
+
+/// The operator runs as the chart's ServiceAccount: every permission it needs for what it
+/// does must be in the chart, or this test fails.
+#[tokio::test]
+async fn the_operator_reconciles_with_exactly_the_charts_rbac() {
+    let cluster = TestCluster::start("rbac").await.expect("cluster");
+    rbac_scenario(&cluster)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+async fn rbac_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
+    let chart = vigil_e2e::repo().join("charts/vigil");
+    cluster.run_tool(
+        "helm",
+        &[
+            "install",
+            "vigil",
+            chart.to_str().unwrap_or_default(),
+            "--namespace",
+            NS,
+            "--create-namespace",
+            "--set",
+            "replicas=0",
+            "--wait",
+        ],
+    )?;
+    cluster.wait_crds_established().await?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(cluster.client(), NS);
+    let request: TokenRequest = serde_json::from_value(
+        serde_json::json!({"spec": {"audiences": [], "expirationSeconds": 3600}}),
+    )?;
+    let token = accounts
+        .create_token_request("vigil", &PostParams::default(), &request)
+        .await?
+        .status
+        .and_then(|s| s.token)
+        .unwrap_or_default();
+    let kubeconfig = cluster.dir().join("operator.kubeconfig");
+    std::fs::write(&kubeconfig, cluster.token_kubeconfig(&token))?;
+
+    // A remote member whose kubeconfig Secret lives in the operator's namespace, and an SLO
+    // whose status the operator must write.
+    kubeconfig_secret(
+        &cluster.client(),
+        "self-kubeconfig",
+        &cluster.admin_kubeconfig_yaml()?,
+    )
+    .await?;
+    apply_member(
+        &cluster.client(),
+        "self",
+        serde_json::json!({"provider": "vmware", "region": "lab", "probeInterval": "5s",
+            "apiServer": {"kubeconfigSecretRef": {"namespace": NS, "name": "self-kubeconfig", "key": "kubeconfig"}}}),
+    )
+    .await?;
+    let namespace = cluster.namespace("slo").await?;
+    let slos: Api<ServiceLevelObjective> = Api::namespaced(cluster.client(), &namespace.name);
+    let slo = serde_json::json!({
+        "apiVersion": "vigil.io/v1alpha1", "kind": "ServiceLevelObjective", "metadata": {"name": "api"},
+        "spec": {"service": "api", "objective": 99.9, "sli": {"ratio": {"errors": "errors_total", "total": "requests_total"}}},
+    });
+    slos.patch("api", &PatchParams::apply("vigil-e2e"), &Patch::Apply(&slo))
+        .await?;
+
+    let operator = Operator::start(
+        &kubeconfig,
+        cluster.dir(),
+        "vigil-rbac",
+        &["--lease-name=vigil-leader"],
+    )?;
+    let (_, message) = wait_condition(
+        &cluster.client(),
+        "self",
+        "Ready",
+        "True",
+        Duration::from_secs(60),
+    )
+    .await?;
+    assert!(message.contains("API server"), "{message}");
+    let member: MemberCluster = Api::all(cluster.client()).get("self").await?;
+    assert!(
+        member
+            .status
+            .and_then(|s| s.kubernetes_version)
+            .is_some_and(|v| v.starts_with("v1.36"))
+    );
+
+    let status = eventually("SLO status written", Duration::from_secs(30), || {
+        let slos = slos.clone();
+        async move {
+            Ok(slos
+                .get("api")
+                .await?
+                .status
+                .filter(|s| !s.conditions.is_empty()))
+        }
+    })
+    .await?;
+    let valid = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Valid")
+        .expect("a Valid condition");
+    assert_eq!(valid.status, "True");
+
+    let events: Api<Event> = Api::all(cluster.client());
+    eventually(
+        "an Event from the operator",
+        Duration::from_secs(30),
+        || {
+            let events = events.clone();
+            async move {
+                let list = events.list(&ListParams::default()).await?;
+                Ok(list
+                    .items
+                    .into_iter()
+                    .find(|e| e.reporting_controller.as_deref() == Some("vigil")))
+            }
+        },
+    )
+    .await?;
+    let log = operator.log();
+    assert!(
+        !log.contains("forbidden"),
+        "the chart's RBAC misses a permission:\n{log}"
+    );
+    assert_eq!(
+        operator
+            .metric("vigil_reconcile_panics_total{controller=\"MemberCluster\"}")
+            .await
+            .unwrap_or(0.0),
+        0.0
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn member_clusters_across_three_clouds_report_reachability() {
+    let (aws, aliyun, vmware) = tokio::join!(
+        TestCluster::start("aws"),
+        TestCluster::start("aliyun"),
+        TestCluster::start("vmware")
+    );
+    let (aws, aliyun, mut vmware) = (
+        aws.expect("aws"),
+        aliyun.expect("aliyun"),
+        vmware.expect("vmware"),
+    );
+    fleet_scenario(&aws, &aliyun, &mut vmware)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+async fn fleet_scenario(
+    aws: &TestCluster,
+    aliyun: &TestCluster,
+    vmware: &mut TestCluster,
+) -> anyhow::Result<()> {
+    let home = aws.client();
+    aws.install_crds().await?;
+    aws.ensure_namespace(NS).await?;
+    kubeconfig_secret(&home, "aliyun-kubeconfig", &aliyun.admin_kubeconfig_yaml()?).await?;
+    kubeconfig_secret(&home, "vmware-kubeconfig", &vmware.admin_kubeconfig_yaml()?).await?;
+    apply_member(&home, "aws", serde_json::json!({"provider": "aws", "region": "eu-west-1", "local": true, "probeInterval": "5s"})).await?;
+    for (name, provider) in [("aliyun", "aliyun"), ("vmware", "vmware")] {
+        apply_member(
+            &home,
+            name,
+            serde_json::json!({"provider": provider, "region": "r1", "probeInterval": "5s",
+                "apiServer": {"kubeconfigSecretRef": {"namespace": NS, "name": format!("{name}-kubeconfig"), "key": "kubeconfig"}}}),
+        )
+        .await?;
+    }
+    let _operator = Operator::start(aws.kubeconfig(), aws.dir(), "vigil-fleet", &[])?;
+    for name in ["aws", "aliyun", "vmware"] {
+        wait_condition(&home, name, "Ready", "True", Duration::from_secs(60)).await?;
+    }
+    let members: Api<MemberCluster> = Api::all(home.clone());
+    let before = |m: &MemberCluster| m.status.as_ref().map(|s| s.conditions.clone());
+    let aws_before = before(&members.get("aws").await?);
+    let aliyun_before = before(&members.get("aliyun").await?);
+
+    let stopped = Instant::now();
+    vmware.stop_apiserver();
+    let (reason, message) = wait_condition(
+        &home,
+        "vmware",
+        "ApiReachable",
+        "False",
+        Duration::from_secs(5 + 15),
+    )
+    .await?;
+    let noticed = stopped.elapsed();
+    eprintln!(
+        "vmware unreachable noticed after {:.1}s: {reason}: {message}",
+        noticed.as_secs_f64()
+    );
+    assert!(
+        matches!(reason.as_str(), "ApiUnreachable" | "ApiTimeout"),
+        "{reason}"
+    );
+    assert!(
+        message.contains("API server"),
+        "a readable reason: {message}"
+    );
+    assert_eq!(
+        condition(&members.get("vmware").await?, "Ready")
+            .map(|c| c.0)
+            .as_deref(),
+        Some("False")
+    );
+
+    vmware.start_apiserver().await?;
+    wait_condition(&home, "vmware", "Ready", "True", Duration::from_secs(30)).await?;
+
+    // The other members were never disturbed: same conditions, same transition times.
+    assert_eq!(before(&members.get("aws").await?), aws_before);
+    assert_eq!(before(&members.get("aliyun").await?), aliyun_before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn only_the_leader_writes_and_a_standby_takes_over() {
+    let cluster = TestCluster::start("leader").await.expect("cluster");
+    leader_scenario(&cluster)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+async fn leader_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
+    cluster.install_crds().await?;
+    cluster.ensure_namespace(NS).await?;
+    let lease_seconds = 6;
+    let lease_flag = format!("--lease-duration-seconds={lease_seconds}");
+    let mut first = Operator::start(
+        cluster.kubeconfig(),
+        cluster.dir(),
+        "replica-a",
+        &[&lease_flag],
+    )?;
+    let leases: Api<Lease> = Api::namespaced(cluster.client(), NS);
+    let holder = |leases: Api<Lease>| async move {
+        Ok::<_, anyhow::Error>(
+            leases
+                .get_opt("vigil-leader")
+                .await?
+                .and_then(|l| l.spec)
+                .and_then(|s| s.holder_identity),
+        )
+    };
+    eventually("replica-a holds the Lease", Duration::from_secs(30), || {
+        let leases = leases.clone();
+        async move { Ok(holder(leases).await?.filter(|h| h == "replica-a")) }
+    })
+    .await?;
+    let second = Operator::start(
+        cluster.kubeconfig(),
+        cluster.dir(),
+        "replica-b",
+        &[&lease_flag],
+    )?;
+
+    apply_member(&cluster.client(), "home", serde_json::json!({"provider": "aws", "region": "eu-west-1", "local": true, "probeInterval": "5s"})).await?;
+    wait_condition(
+        &cluster.client(),
+        "home",
+        "Ready",
+        "True",
+        Duration::from_secs(30),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        second.log().contains("waiting to become the leader"),
+        "{}",
+        second.log()
+    );
+    assert!(
+        !second.log().contains("controllers starting"),
+        "the standby must not run controllers:\n{}",
+        second.log()
+    );
+    let events: Api<Event> = Api::all(cluster.client());
+    let writers: Vec<String> = events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|e| e.reporting_instance)
+        .collect();
+    assert!(
+        writers.iter().all(|w| w == "replica-a"),
+        "only the leader publishes: {writers:?}"
+    );
+
+    let killed = Instant::now();
+    first.kill();
+    eventually(
+        "replica-b takes the Lease",
+        Duration::from_secs(lease_seconds * 3),
+        || {
+            let leases = leases.clone();
+            async move { Ok(holder(leases).await?.filter(|h| h == "replica-b")) }
+        },
+    )
+    .await?;
+    let handover = killed.elapsed();
+    eprintln!(
+        "leader handover after SIGKILL: {:.1}s (lease {lease_seconds}s)",
+        handover.as_secs_f64()
+    );
+    assert!(
+        handover <= Duration::from_secs(lease_seconds * 2),
+        "handover took {handover:?}"
+    );
+
+    // The new leader reconciles: a spec change is observed.
+    apply_member(&cluster.client(), "home", serde_json::json!({"provider": "aws", "region": "eu-central-1", "local": true, "probeInterval": "5s"})).await?;
+    let members: Api<MemberCluster> = Api::all(cluster.client());
+    eventually(
+        "the new leader observes generation 2",
+        Duration::from_secs(30),
+        || {
+            let members = members.clone();
+            async move {
+                Ok(members
+                    .get("home")
+                    .await?
+                    .status
+                    .and_then(|s| s.observed_generation)
+                    .filter(|g| *g == 2))
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}
