@@ -274,6 +274,28 @@ fn check_structure(schema: &Value, value: &Value, path: &str, errors: &mut Vec<F
         ));
         return;
     }
+    let limit = |key: &str| schema.get(key).and_then(Value::as_u64);
+    match value {
+        Value::String(text)
+            if limit("maxLength").is_some_and(|max| text.chars().count() as u64 > max) =>
+        {
+            let max = limit("maxLength").unwrap_or_default();
+            errors.push(FieldError::new(
+                at(path),
+                format!("must be at most {max} characters"),
+            ));
+            return;
+        }
+        Value::Array(items) if limit("maxItems").is_some_and(|max| items.len() as u64 > max) => {
+            let max = limit("maxItems").unwrap_or_default();
+            errors.push(FieldError::new(
+                at(path),
+                format!("must have at most {max} items"),
+            ));
+            return;
+        }
+        _ => {}
+    }
     let preserve = schema
         .get("x-kubernetes-preserve-unknown-fields")
         .and_then(Value::as_bool)
