@@ -10,9 +10,11 @@ mod pki;
 mod process;
 
 pub mod cluster;
+pub mod dns;
 pub mod operator;
 
 pub use cluster::{TempNamespace, TestCluster};
+pub use dns::DnsServer;
 pub use operator::Operator;
 
 use std::path::PathBuf;

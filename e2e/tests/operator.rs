@@ -12,7 +12,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use vigil::api::{MemberCluster, ServiceLevelObjective};
-use vigil_e2e::{Operator, TestCluster, eventually};
+use vigil_e2e::{DnsServer, Operator, TestCluster, eventually};
 
 const NS: &str = "vigil-system";
 
@@ -337,19 +337,38 @@ async fn fleet_scenario(
     aws.ensure_namespace(NS).await?;
     kubeconfig_secret(&home, "aliyun-kubeconfig", &aliyun.admin_kubeconfig_yaml()?).await?;
     kubeconfig_secret(&home, "vmware-kubeconfig", &vmware.admin_kubeconfig_yaml()?).await?;
-    apply_member(&home, "aws", serde_json::json!({"provider": "aws", "region": "eu-west-1", "local": true, "probeInterval": "5s"})).await?;
-    for (name, provider) in [("aliyun", "aliyun"), ("vmware", "vmware")] {
+    // Each cluster's DNS is a real bind9 on loopback.
+    let aws_dns = DnsServer::start(aws.dir(), "cluster.local", None, &[]).await?;
+    let aliyun_dns = DnsServer::start(aliyun.dir(), "cluster.local", None, &[]).await?;
+    let mut vmware_dns = DnsServer::start(vmware.dir(), "onprem.local", None, &[]).await?;
+    apply_member(
+        &home,
+        "aws",
+        serde_json::json!({"provider": "aws", "region": "eu-west-1", "local": true, "probeInterval": "5s",
+            "dns": {"endpoints": [aws_dns.endpoint]}}),
+    )
+    .await?;
+    for (name, dns, domain) in [
+        ("aliyun", &aliyun_dns, "cluster.local"),
+        ("vmware", &vmware_dns, "onprem.local"),
+    ] {
         apply_member(
             &home,
             name,
-            serde_json::json!({"provider": provider, "region": "r1", "probeInterval": "5s",
-                "apiServer": {"kubeconfigSecretRef": {"namespace": NS, "name": format!("{name}-kubeconfig"), "key": "kubeconfig"}}}),
+            serde_json::json!({"provider": name, "region": "r1", "probeInterval": "5s",
+                "apiServer": {"kubeconfigSecretRef": {"namespace": NS, "name": format!("{name}-kubeconfig"), "key": "kubeconfig"}},
+                "dns": {"endpoints": [dns.endpoint], "clusterDomain": domain}}),
         )
         .await?;
     }
-    let _operator = Operator::start(aws.kubeconfig(), aws.dir(), "vigil-fleet", &[])?;
+    let operator = Operator::start(aws.kubeconfig(), aws.dir(), "vigil-fleet", &[])?;
     for name in ["aws", "aliyun", "vmware"] {
-        wait_condition(&home, name, "Ready", "True", Duration::from_secs(60)).await?;
+        let (_, message) =
+            wait_condition(&home, name, "Ready", "True", Duration::from_secs(60)).await?;
+        assert_eq!(message, "the API server and DNS answer");
+        let (_, dns) =
+            wait_condition(&home, name, "DnsReachable", "True", Duration::from_secs(5)).await?;
+        assert_eq!(dns, "all 1 DNS endpoints answer");
     }
     let members: Api<MemberCluster> = Api::all(home.clone());
     let before = |m: &MemberCluster| m.status.as_ref().map(|s| s.conditions.clone());
@@ -376,8 +395,8 @@ async fn fleet_scenario(
         "{reason}"
     );
     assert!(
-        message.contains("API server"),
-        "a readable reason: {message}"
+        message.contains("API server") && message.contains(&vmware.server()),
+        "a readable reason naming the server: {message}"
     );
     assert_eq!(
         condition(&members.get("vmware").await?, "Ready")
@@ -389,9 +408,28 @@ async fn fleet_scenario(
     vmware.start_apiserver().await?;
     wait_condition(&home, "vmware", "Ready", "True", Duration::from_secs(30)).await?;
 
+    vmware_dns.stop();
+    let (reason, message) = wait_condition(
+        &home,
+        "vmware",
+        "DnsReachable",
+        "False",
+        Duration::from_secs(5 + 10),
+    )
+    .await?;
+    assert_eq!(reason, "DnsUnreachable");
+    assert!(message.contains(&vmware_dns.endpoint), "{message}");
+
     // The other members were never disturbed: same conditions, same transition times.
     assert_eq!(before(&members.get("aws").await?), aws_before);
     assert_eq!(before(&members.get("aliyun").await?), aliyun_before);
+    assert_eq!(
+        operator
+            .metric("vigil_reconcile_panics_total{controller=\"MemberCluster\"}")
+            .await
+            .unwrap_or(0.0),
+        0.0
+    );
     Ok(())
 }
 

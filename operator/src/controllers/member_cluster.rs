@@ -176,9 +176,9 @@ pub fn member_status(
 /// Asks the member's API server for its version, with the kubeconfig from its Secret (or
 /// the operator's own client for the local cluster).
 async fn probe_api(member: &MemberCluster, ctx: &Context) -> Result<String, ProbeFailure> {
-    let client = match &member.spec.api_server {
+    let (client, server) = match &member.spec.api_server {
         Some(api_server) => remote_client(&ctx.client, &api_server.kubeconfig_secret_ref).await?,
-        None if member.spec.local => ctx.client.clone(),
+        None if member.spec.local => (ctx.client.clone(), "of the local cluster".to_owned()),
         None => {
             return Err(ProbeFailure::new(
                 "NoApiServer",
@@ -190,12 +190,12 @@ async fn probe_api(member: &MemberCluster, ctx: &Context) -> Result<String, Prob
         Ok(Ok(info)) => Ok(info.git_version),
         Ok(Err(error)) => Err(ProbeFailure::new(
             "ApiUnreachable",
-            format!("API server: {}", describe_kube_error(&error)),
+            format!("API server {server}: {}", describe_kube_error(&error)),
         )),
         Err(_) => Err(ProbeFailure::new(
             "ApiTimeout",
             format!(
-                "API server did not answer within {}s",
+                "API server {server} did not answer within {}s",
                 API_TIMEOUT.as_secs()
             ),
         )),
@@ -218,11 +218,11 @@ fn describe_kube_error(error: &kube::Error) -> String {
     }
 }
 
-/// A client for a member, from the kubeconfig in its Secret.
+/// A client for a member from the kubeconfig in its Secret, and the server's URL.
 async fn remote_client(
     local: &Client,
     reference: &crate::api::common::NamespacedSecretKeyRef,
-) -> Result<Client, ProbeFailure> {
+) -> Result<(Client, String), ProbeFailure> {
     let at = format!("Secret {}/{}", reference.namespace, reference.name);
     let secrets: Api<Secret> = Api::namespaced(local.clone(), &reference.namespace);
     let secret = secrets
@@ -263,7 +263,12 @@ async fn remote_client(
         .map_err(|e| invalid(&e))?;
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(API_TIMEOUT);
-    Client::try_from(config).map_err(|e| invalid(&e))
+    let server = config
+        .cluster_url
+        .to_string()
+        .trim_end_matches('/')
+        .to_owned();
+    Ok((Client::try_from(config).map_err(|e| invalid(&e))?, server))
 }
 
 /// Queries every DNS endpoint for the API server's service name. Any answer, even

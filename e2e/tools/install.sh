@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Builds the real Kubernetes control-plane peers that the end-to-end tests need
+# into <repo>/.tools/bin/, and installs the Debian packages the tests use.
+#
+#   e2e/tools/install.sh            build what is missing or stale
+#   FORCE=1 e2e/tools/install.sh    rebuild every Go binary
+#   TOOLS_BIN=/some/dir ...         build somewhere else (default <repo>/.tools/bin)
+#   SKIP_APT=1 ...                  do not touch Debian packages
+#
+# Prerequisites: Go >= 1.26 and apt (run as root, or with sudo available).
+# Versions are pinned in three modules (each with a complete go.sum):
+#   e2e/tools/go.mod       kube-apiserver, kube-controller-manager,
+#                          kube-scheduler, kubectl (k8s.io/kubernetes), kwok
+#   e2e/tools/helm/go.mod  helm
+#   e2e/tools/etcd/go.mod  etcd
+# Every binary has a stamp file .tools/bin/.<name>.version whose first word is
+# the pinned version it was built from, followed by the Go version and a hash
+# of its module's go.mod+go.sum. A binary is rebuilt when it is missing or its
+# stamp differs (with a warm Go build cache a rebuild only relinks).
+# See e2e/tools/README.md for how to run the built processes together.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+BIN="${TOOLS_BIN:-$REPO/.tools/bin}"
+FORCE="${FORCE:-0}"
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "install.sh: error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- Debian ----
+# pebble: ACME test server; bind9 + bind9-dnsutils: DNS server, dig, nsupdate;
+# prometheus: promtool. etcd comes from ../etcd/go.mod: Debian's etcd-server
+# 3.4.23 is too old for kube-apiserver 1.36 (see README.md).
+APT_PACKAGES=(pebble bind9 bind9-dnsutils prometheus)
+
+apt_install() {
+    local missing=() p
+    for p in "${APT_PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+            missing+=("$p")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        log "apt packages: ${APT_PACKAGES[*]} ... up to date"
+        return
+    fi
+    command -v apt-get >/dev/null || die "apt-get not found; install ${missing[*]} by hand"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || die "need root (or sudo) to install ${missing[*]}"
+        sudo=(sudo)
+    fi
+    # Keep the packages' init scripts from starting named/prometheus as
+    # daemons (they would take ports the tests want): policy-rc.d exit 101
+    # means "do not start services". Only added if the machine has none.
+    local policy=/usr/sbin/policy-rc.d added_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 755 "$policy"
+        added_policy=1
+    fi
+    local start=$SECONDS rc=0 aptlog
+    aptlog="$(mktemp)"
+    log "apt packages: installing ${missing[*]} ..."
+    {
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+            --no-install-recommends "${missing[@]}"
+    } >"$aptlog" 2>&1 || rc=$?
+    if [ "$added_policy" -eq 1 ]; then "${sudo[@]}" rm -f "$policy"; fi
+    if [ "$rc" -ne 0 ]; then
+        tail -n 30 "$aptlog" >&2
+        die "apt-get install ${missing[*]} failed (exit $rc)"
+    fi
+    rm -f "$aptlog"
+    log "apt packages: installing ${missing[*]} ... done in $((SECONDS - start))s"
+}
+
+# -------------------------------------------------------------------- Go ----
+command -v go >/dev/null || die "go not found in PATH (need Go >= 1.26)"
+gov="$(go env GOVERSION)"                 # e.g. go1.26.8
+gominor="${gov#go1.}"; gominor="${gominor%%.*}"; gominor="${gominor%%[!0-9]*}"
+case "$gov" in go1.*) ;; *) die "unexpected Go version $gov";; esac
+[ "${gominor:-0}" -ge 26 ] || die "$gov is too old: go.mod needs Go >= 1.26"
+
+export CGO_ENABLED=0      # static binaries, no C compiler needed
+export GOTOOLCHAIN=local  # build with the installed Go, never fetch another
+# -mod=readonly: go.mod/go.sum are complete, a build must not rewrite them.
+export GOFLAGS="-mod=readonly -trimpath -buildvcs=false"
+
+# pinned <module> in <dir>/go.mod (the require line, not a replace line)
+pinned() {
+    local v
+    v="$(awk -v m="$2" '
+        $1 == "require" && $2 == m && $3 ~ /^v[0-9]/ { print $3; exit }
+        $1 == m && $2 ~ /^v[0-9]/ { print $2; exit }' "$1/go.mod")"
+    [ -n "$v" ] || die "$2 is not required in $1/go.mod"
+    printf '%s' "$v"
+}
+
+K8S_VERSION="$(pinned "$HERE" k8s.io/kubernetes)"          # v1.36.3
+KWOK_VERSION="$(pinned "$HERE" sigs.k8s.io/kwok)"          # v0.8.0
+HELM_VERSION="$(pinned "$HERE/helm" helm.sh/helm/v3)"      # v3.22.0
+ETCD_VERSION="$(pinned "$HERE/etcd" go.etcd.io/etcd/server/v3)"  # v3.6.16
+HELM_CLIENT_GO="$(pinned "$HERE/helm" k8s.io/client-go)"   # v0.37.0
+
+k8s_minor="${K8S_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
+BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+
+# Version variables that the upstream release builds set (hack/lib/version.sh
+# in kubernetes, Makefile in helm); without them /version says v0.0.0.
+K8S_LDFLAGS=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    K8S_LDFLAGS+=" -X $pkg.gitVersion=$K8S_VERSION"
+    K8S_LDFLAGS+=" -X $pkg.gitMajor=1 -X $pkg.gitMinor=$k8s_minor"
+    K8S_LDFLAGS+=" -X $pkg.gitCommit= -X $pkg.gitTreeState=clean"
+    K8S_LDFLAGS+=" -X $pkg.buildDate=$BUILD_DATE"
+done
+# helm's Makefile derives its default Capabilities.KubeVersion from its client-go
+cg_minor="${HELM_CLIENT_GO#v0.}"; cg_minor="${cg_minor%%.*}"
+HELM_LDFLAGS="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+HELM_LDFLAGS+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    HELM_LDFLAGS+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$cg_minor"
+done
+KWOK_LDFLAGS="-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}"
+KWOK_LDFLAGS+=" -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${K8S_VERSION#v}"
+ETCD_LDFLAGS=""
+
+# build <name> <version> <module dir> <package> <extra ldflags>
+build() {
+    local name="$1" version="$2" dir="$3" pkg="$4" ldflags="$5"
+    local out="$BIN/$name" stamp="$BIN/.$name.version" want
+    want="$version $gov sum:$(cat "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -c1-12)"
+    if [ "$FORCE" != 1 ] && [ -x "$out" ] && [ -f "$stamp" ] &&
+        [ "$(cat "$stamp")" = "$want" ]; then
+        log "$name $version ... up to date"
+        return
+    fi
+    local start=$SECONDS
+    log "building $name $version ..."
+    rm -f "$stamp"
+    # go prints one "go: downloading" line per module on a cold cache: hide
+    # those, keep everything else (compile errors).
+    (cd "$dir" && go build -o "$out.tmp" -ldflags "-s -w $ldflags" "$pkg" 2>&1 |
+        { grep -v '^go: downloading ' || true; } >&2) ||
+        die "building $name failed"
+    mv -f "$out.tmp" "$out"
+    printf '%s\n' "$want" >"$stamp"
+    log "building $name $version ... done in $((SECONDS - start))s"
+}
+
+total_start=$SECONDS
+mkdir -p "$BIN"
+if [ "${SKIP_APT:-0}" != 1 ]; then apt_install; fi
+
+# Biggest first: later binaries reuse its compiled packages from the build cache.
+build kube-apiserver          "$K8S_VERSION"  "$HERE"      k8s.io/kubernetes/cmd/kube-apiserver          "$K8S_LDFLAGS"
+build kube-controller-manager "$K8S_VERSION"  "$HERE"      k8s.io/kubernetes/cmd/kube-controller-manager "$K8S_LDFLAGS"
+build kube-scheduler          "$K8S_VERSION"  "$HERE"      k8s.io/kubernetes/cmd/kube-scheduler          "$K8S_LDFLAGS"
+build kubectl                 "$K8S_VERSION"  "$HERE"      k8s.io/kubernetes/cmd/kubectl                 "$K8S_LDFLAGS"
+build kwok                    "$KWOK_VERSION" "$HERE"      sigs.k8s.io/kwok/cmd/kwok                     "$KWOK_LDFLAGS"
+build helm                    "$HELM_VERSION" "$HERE/helm" helm.sh/helm/v3/cmd/helm                      "$HELM_LDFLAGS"
+build etcd                    "$ETCD_VERSION" "$HERE/etcd" go.etcd.io/etcd/server/v3                     "$ETCD_LDFLAGS"
+
+# kwok has no built-in stages: without Stage objects (from --config or the
+# Stage CRD) it refuses to start, and nodes/pods never change state. Assemble
+# the defaults that kwokctl uses (node-initialize, node-heartbeat-with-lease,
+# pod-ready, pod-complete, pod-delete) from the pinned kwok module into
+# .tools/kwok/stages.yaml, for `kwok --config=.tools/kwok/stages.yaml`.
+STAGES="$(dirname "$BIN")/kwok/stages.yaml"
+STAGES_HEADER="# kwok default stages from sigs.k8s.io/kwok@$KWOK_VERSION"
+if [ "$FORCE" = 1 ] || [ ! -f "$STAGES" ] || [ "$(head -n 1 "$STAGES")" != "$STAGES_HEADER" ]; then
+    kwokdir="$(cd "$HERE" && go mod download -json sigs.k8s.io/kwok |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')"
+    [ -d "$kwokdir/kustomize/stage" ] || die "kwok module source not found (got '$kwokdir')"
+    mkdir -p "$(dirname "$STAGES")"
+    {
+        echo "$STAGES_HEADER"
+        for f in node/fast/node-initialize.yaml \
+                 node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+                 pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+            echo "---"
+            cat "$kwokdir/kustomize/stage/$f"
+        done
+    } >"$STAGES.tmp"
+    mv -f "$STAGES.tmp" "$STAGES"
+    log "kwok stages $KWOK_VERSION -> ${STAGES#"$REPO"/} ... done"
+else
+    log "kwok stages $KWOK_VERSION ... up to date"
+fi
+
+log "tools in $BIN ready in $((SECONDS - total_start))s"
