@@ -4,7 +4,8 @@ SHELL := bash
 CARGO ?= cargo
 VIGIL := target/debug/vigil
 
-.PHONY: all build lint fmt clippy deny test unit crds crds-check demo tools clean
+.PHONY: all build lint fmt clippy deny test unit chart e2e crds demo demo-down tools clean
+TOOLS := .tools/bin
 
 all: build
 
@@ -28,28 +29,43 @@ deny: tools/cargo-deny
 tools/cargo-deny:
 	@command -v cargo-deny >/dev/null 2>&1 || { echo "installing cargo-deny"; $(CARGO) install cargo-deny --locked; }
 
-## test: lint, then unit, golden, corpus and CRD staleness tests
-test: lint unit
+## test: everything CI runs: lint, unit/golden/corpus tests, the chart, end-to-end tests
+test: lint unit chart e2e
+
+## tools: build the pinned peers (Kubernetes, kwok, Helm, etcd) into .tools/bin and install
+## the Debian peers; only what is missing or at another version is rebuilt
+tools:
+	e2e/tools/install.sh
 
 unit:
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets --exclude vigil-e2e
+
+## chart: helm lint and helm template of charts/vigil
+chart: tools
+	$(TOOLS)/helm lint --strict charts/vigil
+	$(TOOLS)/helm template vigil charts/vigil --namespace vigil-system > /dev/null
+	$(TOOLS)/helm template vigil charts/vigil --namespace vigil-system \
+	  --set crds.install=false,metrics.serviceMonitor.enabled=true,replicas=2,rbac.secretNamespaces={fleet} > /dev/null
+
+## e2e: end-to-end tests on real control planes (two at a time: this machine has 2 cores)
+e2e: tools
+	$(CARGO) build --bin vigil
+	$(CARGO) test -p vigil-e2e -- --test-threads=2
 
 ## crds: regenerate crds/ and the chart's CRD templates from the Rust types
 crds:
 	$(CARGO) run --quiet --bin vigil -- crds -o crds
 	$(CARGO) run --quiet --bin vigil -- crds --helm -o charts/vigil/templates/crds
 
-## demo: validate and render the examples offline
-demo:
-	$(CARGO) build --quiet --bin vigil
+## demo: a local fleet of three clusters, the chart, the operator and the examples; stays up
+demo: tools
 	@echo "== vigil validate -f examples/"
-	$(VIGIL) validate -f examples/
-	@echo
-	@echo "== vigil render -f examples/"
-	$(VIGIL) render -f examples/
-	@echo
-	@echo "== the CRDs: vigil crds | kubectl apply -f -"
-	$(VIGIL) crds | grep -E '^  name: ' | sed 's/^  name: /  /'
+	$(CARGO) run --quiet --bin vigil -- validate -f examples/
+	scripts/demo.sh
+
+## demo-down: stop what `make demo` started
+demo-down:
+	scripts/demo-down.sh
 
 clean:
 	$(CARGO) clean

@@ -549,3 +549,54 @@ async fn leader_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn an_invalid_reference_is_reported_and_revalidated_when_the_target_appears() {
+    let cluster = TestCluster::start("refs").await.expect("cluster");
+    references_scenario(&cluster).await.unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+async fn references_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
+    cluster.install_crds().await?;
+    cluster.ensure_namespace(NS).await?;
+    let _operator = Operator::start(cluster.kubeconfig(), cluster.dir(), "vigil-refs", &[])?;
+    let dns: Api<vigil::api::CrossCloudDNS> = Api::all(cluster.client());
+    let mesh = serde_json::json!({
+        "apiVersion": "vigil.io/v1alpha1", "kind": "CrossCloudDNS", "metadata": {"name": "mesh"},
+        "spec": {"clusters": ["east", "west"]},
+    });
+    dns.patch("mesh", &PatchParams::apply("vigil-e2e"), &Patch::Apply(&mesh)).await?;
+    let valid = |dns: Api<vigil::api::CrossCloudDNS>, status: &'static str| async move {
+        let mesh = dns.get("mesh").await?;
+        Ok::<_, anyhow::Error>(
+            mesh.status
+                .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Valid"))
+                .filter(|c| c.status == status),
+        )
+    };
+    let invalid = eventually("mesh Valid=False", Duration::from_secs(30), || valid(dns.clone(), "False")).await?;
+    assert_eq!(invalid.reason, "InvalidSpec");
+    assert!(invalid.message.contains(r#"spec.clusters[0]: MemberCluster "east" does not exist"#), "{}", invalid.message);
+    let events: Api<Event> = Api::all(cluster.client());
+    let warning = eventually("an InvalidSpec Event", Duration::from_secs(30), || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await?;
+            Ok(list.items.into_iter().find(|e| e.reason.as_deref() == Some("InvalidSpec")))
+        }
+    })
+    .await?;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    assert_eq!(warning.regarding.and_then(|r| r.name).as_deref(), Some("mesh"));
+
+    for name in ["east", "west"] {
+        apply_member(
+            &cluster.client(),
+            name,
+            serde_json::json!({"provider": "aws", "region": "r1", "local": true, "dns": {"endpoints": ["127.0.0.1:1"]}}),
+        )
+        .await?;
+    }
+    eventually("mesh Valid=True once its members exist", Duration::from_secs(30), || valid(dns.clone(), "True")).await?;
+    Ok(())
+}

@@ -213,13 +213,16 @@ async fn run_controllers(
     options: &RunOptions,
     stop: watch::Receiver<bool>,
 ) {
-    let acme_certificates = Watch::<api::AcmeCertificate>::new(&client);
-    let acme_issuers = Watch::<api::AcmeIssuer>::new(&client);
-    let cross_cloud_dns = Watch::<api::CrossCloudDNS>::new(&client);
-    let member_clusters = Watch::<api::MemberCluster>::new(&client);
-    let service_level_objectives = Watch::<api::ServiceLevelObjective>::new(&client);
-    let supervised_workloads = Watch::<api::SupervisedWorkload>::new(&client);
-    let telemetry_pipelines = Watch::<api::TelemetryPipeline>::new(&client);
+    // Announces every spec change and deletion of any kind, so that objects referring to
+    // others are validated again.
+    let (changes, _) = tokio::sync::broadcast::channel(1024);
+    let acme_certificates = Watch::<api::AcmeCertificate>::new(&client, &changes);
+    let acme_issuers = Watch::<api::AcmeIssuer>::new(&client, &changes);
+    let cross_cloud_dns = Watch::<api::CrossCloudDNS>::new(&client, &changes);
+    let member_clusters = Watch::<api::MemberCluster>::new(&client, &changes);
+    let service_level_objectives = Watch::<api::ServiceLevelObjective>::new(&client, &changes);
+    let supervised_workloads = Watch::<api::SupervisedWorkload>::new(&client, &changes);
+    let telemetry_pipelines = Watch::<api::TelemetryPipeline>::new(&client, &changes);
     let stores = Stores {
         acme_certificates: acme_certificates.store.clone(),
         acme_issuers: acme_issuers.store.clone(),
@@ -249,12 +252,13 @@ async fn run_controllers(
     };
     tracing::info!("controllers starting");
     tokio::join!(
-        acme_certificates.run(ctx.clone(), shutdown(&stop)),
-        acme_issuers.run(ctx.clone(), shutdown(&stop)),
-        cross_cloud_dns.run(ctx.clone(), shutdown(&stop)),
-        member_clusters.run(ctx.clone(), shutdown(&stop)),
-        service_level_objectives.run(ctx.clone(), shutdown(&stop)),
-        supervised_workloads.run(ctx.clone(), shutdown(&stop)),
-        telemetry_pipelines.run(ctx.clone(), shutdown(&stop)),
+        acme_certificates.run(ctx.clone(), shutdown(&stop), Some(changes.subscribe())),
+        acme_issuers.run(ctx.clone(), shutdown(&stop), Some(changes.subscribe())),
+        cross_cloud_dns.run(ctx.clone(), shutdown(&stop), Some(changes.subscribe())),
+        // A member's probes do not depend on other objects.
+        member_clusters.run(ctx.clone(), shutdown(&stop), None),
+        service_level_objectives.run(ctx.clone(), shutdown(&stop), Some(changes.subscribe())),
+        supervised_workloads.run(ctx.clone(), shutdown(&stop), Some(changes.subscribe())),
+        telemetry_pipelines.run(ctx.clone(), shutdown(&stop), Some(changes.subscribe())),
     );
 }

@@ -28,6 +28,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, Resource};
+use tokio::sync::broadcast;
 use tracing::Instrument;
 
 pub use manager::{RunOptions, run};
@@ -351,27 +352,52 @@ impl<K: Reconcile> std::fmt::Debug for Watch<K> {
 
 impl<K: Reconcile> Watch<K> {
     /// Watches every object of the kind, cluster-wide. Only spec changes (new generations)
-    /// trigger a reconcile: the operator's own status writes do not wake it up.
-    pub fn new(client: &Client) -> Self {
+    /// trigger a reconcile: the operator's own status writes do not wake it up. Every spec
+    /// change and deletion is also announced on `changes`, for kinds that refer to others.
+    pub fn new(client: &Client, changes: &broadcast::Sender<()>) -> Self {
         let api: Api<DeserializeGuard<K>> = Api::all(client.clone());
         let (store, writer) = reflector::store();
+        let (deleted, changed) = (changes.clone(), changes.clone());
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
             .reflect(writer)
+            .inspect(move |event| {
+                if matches!(event, Ok(watcher::Event::Delete(_))) {
+                    let _ = deleted.send(());
+                }
+            })
             .applied_objects()
             .predicate_filter(predicates::generation, Default::default())
+            .inspect(move |object| {
+                if object.is_ok() {
+                    let _ = changed.send(());
+                }
+            })
             .boxed();
         Self { store, stream }
     }
 
-    /// Runs the controller until `shutdown` resolves.
+    /// Runs the controller until `shutdown` resolves. With `rerun_on`, every object of the
+    /// kind is reconciled again whenever the inventory changes, so that a reference to an
+    /// object that did not exist yet is validated again once it does.
     pub async fn run(
         self,
         ctx: Arc<Context>,
         shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+        rerun_on: Option<broadcast::Receiver<()>>,
     ) {
-        Controller::for_stream(self.stream, self.store)
-            .graceful_shutdown_on(shutdown)
+        let mut controller =
+            Controller::for_stream(self.stream, self.store).graceful_shutdown_on(shutdown);
+        if let Some(changes) = rerun_on {
+            let triggers = futures::stream::unfold(changes, |mut changes| async move {
+                match changes.recv().await {
+                    Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some(((), changes)),
+                    Err(broadcast::error::RecvError::Closed) => None,
+                }
+            });
+            controller = controller.reconcile_all_on(triggers);
+        }
+        controller
             .run(drive::<K>, error_policy::<K>, ctx)
             .for_each(|result| async move {
                 if let Err(error) = result {

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# make demo: a local fleet of three real control planes (aws, aliyun, vmware), the Helm
+# chart installed in `aws`, the operator running as the chart's ServiceAccount, and the
+# examples applied. Leaves everything running; `make demo-down` stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEMO="$PWD/.demo"
+BIN="$PWD/.tools/bin"
+mkdir -p "$DEMO"
+export KUBECONFIG="$DEMO/aws.kubeconfig"
+kubectl() { "$BIN/kubectl" "$@"; }
+helm() { "$BIN/helm" "$@"; }
+step() { printf '\n== %s\n' "$*"; }
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+step "building vigil and the local fleet"
+cargo build --quiet --bin vigil -p vigil
+cargo build --quiet --bin vigil-local -p vigil-e2e
+
+if alive "$DEMO/fleet.pid" && [ -f "$DEMO/ready" ]; then
+    step "the local fleet is already running"
+else
+    step "starting the local fleet (etcd, kube-apiserver, controller-manager, scheduler, kwok, bind9 per cluster)"
+    nohup target/debug/vigil-local "$DEMO" >"$DEMO/fleet.log" 2>&1 &
+    echo $! >"$DEMO/fleet.pid"
+    for _ in $(seq 1 180); do
+        [ -f "$DEMO/ready" ] && break
+        alive "$DEMO/fleet.pid" || { cat "$DEMO/fleet.log"; echo "the fleet did not start" >&2; exit 1; }
+        sleep 1
+    done
+    [ -f "$DEMO/ready" ] || { cat "$DEMO/fleet.log"; echo "the fleet did not start within 180s" >&2; exit 1; }
+    cat "$DEMO/fleet.log"
+fi
+
+step "helm upgrade --install vigil charts/vigil (the operator itself runs as a process below)"
+helm upgrade --install vigil charts/vigil --namespace vigil-system --create-namespace --set replicas=0 --wait >/dev/null
+kubectl get crds -l app.kubernetes.io/name=vigil
+
+step "kubeconfig Secrets of the aliyun and vmware clusters"
+for member in aliyun vmware; do
+    kubectl -n vigil-system create secret generic "$member-kubeconfig" \
+        --from-file=kubeconfig="$DEMO/$member.kubeconfig" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+done
+
+step "starting the operator as the chart's ServiceAccount (exactly the chart's RBAC)"
+if alive "$DEMO/operator.pid"; then kill "$(cat "$DEMO/operator.pid")"; sleep 1; fi
+TOKEN="$(kubectl -n vigil-system create token vigil --duration=24h)"
+SERVER="$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')"
+CA="$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
+cat >"$DEMO/operator.kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters: [{name: aws, cluster: {server: "$SERVER", certificate-authority-data: "$CA"}}]
+users: [{name: vigil, user: {token: "$TOKEN"}}]
+contexts: [{name: vigil, context: {cluster: aws, user: vigil}}]
+current-context: vigil
+KUBECONFIG
+KUBECONFIG="$DEMO/operator.kubeconfig" nohup target/debug/vigil run --namespace vigil-system \
+    --admin-addr 127.0.0.1:18080 --identity demo >"$DEMO/operator.log" 2>&1 &
+echo $! >"$DEMO/operator.pid"
+
+step "kubectl apply -f examples/"
+kubectl create namespace shop --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl apply --server-side -R -f examples/
+
+step "waiting for the member clusters to be probed"
+kubectl wait --for=condition=Ready memberclusters --all --timeout=120s
+
+step "kubectl get vigil -A"
+kubectl get vigil -A
+step "kubectl get memberclusters"
+kubectl get memberclusters
+step "conditions of the other kinds (their generators arrive in later versions)"
+kubectl get vigil -A -o custom-columns='KIND:.kind,NAME:.metadata.name,VALID:.status.conditions[?(@.type=="Valid")].status,READY:.status.conditions[?(@.type=="Ready")].reason'
+step "operator metrics (curl 127.0.0.1:18080/metrics)"
+curl -s 127.0.0.1:18080/metrics | grep -E '^vigil_(reconcile_panics_total|reconcile_errors_total|member_cluster_probe_duration_seconds_count)' | head -12 || true
+
+cat <<EOT
+
+The fleet keeps running. Use it with:
+  export KUBECONFIG=$DEMO/aws.kubeconfig      # also aliyun.kubeconfig, vmware.kubeconfig
+  $BIN/kubectl get vigil -A
+Operator log: $DEMO/operator.log   Fleet log: $DEMO/fleet.log
+Stop everything with: make demo-down
+EOT
