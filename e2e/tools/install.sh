@@ -30,8 +30,10 @@ die() { log "install.sh: error: $*"; exit 1; }
 
 # ---------------------------------------------------------------- Debian ----
 # pebble: ACME test server; bind9 + bind9-dnsutils: DNS server, dig, nsupdate;
-# prometheus: promtool. etcd comes from ../etcd/go.mod: Debian's etcd-server
-# 3.4.23 is too old for kube-apiserver 1.36 (see README.md).
+# prometheus: promtool. etcd is built from etcd/go.mod instead of Debian's
+# etcd-server 3.4.23: that one starts and serves kube-apiserver 1.36, but is
+# below Kubernetes' supported minimum (3.4.29 / 3.5.11), lacks
+# RequestWatchProgress and made pods reach Running ~20x slower (README.md).
 APT_PACKAGES=(pebble bind9 bind9-dnsutils prometheus)
 
 apt_install() {
@@ -78,6 +80,10 @@ apt_install() {
 }
 
 # -------------------------------------------------------------------- Go ----
+export GOTOOLCHAIN=local  # build with the installed Go, never fetch another
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+    PATH="$PATH:/usr/local/go/bin"
+fi
 command -v go >/dev/null || die "go not found in PATH (need Go >= 1.26)"
 gov="$(go env GOVERSION)"                 # e.g. go1.26.8
 gominor="${gov#go1.}"; gominor="${gominor%%.*}"; gominor="${gominor%%[!0-9]*}"
@@ -85,7 +91,6 @@ case "$gov" in go1.*) ;; *) die "unexpected Go version $gov";; esac
 [ "${gominor:-0}" -ge 26 ] || die "$gov is too old: go.mod needs Go >= 1.26"
 
 export CGO_ENABLED=0      # static binaries, no C compiler needed
-export GOTOOLCHAIN=local  # build with the installed Go, never fetch another
 # -mod=readonly: go.mod/go.sum are complete, a build must not rewrite them.
 export GOFLAGS="-mod=readonly -trimpath -buildvcs=false"
 
