@@ -553,7 +553,9 @@ async fn leader_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
 #[tokio::test]
 async fn an_invalid_reference_is_reported_and_revalidated_when_the_target_appears() {
     let cluster = TestCluster::start("refs").await.expect("cluster");
-    references_scenario(&cluster).await.unwrap_or_else(|e| panic!("{e:#}"));
+    references_scenario(&cluster)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 async fn references_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
@@ -565,7 +567,12 @@ async fn references_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         "apiVersion": "vigil.io/v1alpha1", "kind": "CrossCloudDNS", "metadata": {"name": "mesh"},
         "spec": {"clusters": ["east", "west"]},
     });
-    dns.patch("mesh", &PatchParams::apply("vigil-e2e"), &Patch::Apply(&mesh)).await?;
+    dns.patch(
+        "mesh",
+        &PatchParams::apply("vigil-e2e"),
+        &Patch::Apply(&mesh),
+    )
+    .await?;
     let valid = |dns: Api<vigil::api::CrossCloudDNS>, status: &'static str| async move {
         let mesh = dns.get("mesh").await?;
         Ok::<_, anyhow::Error>(
@@ -574,20 +581,35 @@ async fn references_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
                 .filter(|c| c.status == status),
         )
     };
-    let invalid = eventually("mesh Valid=False", Duration::from_secs(30), || valid(dns.clone(), "False")).await?;
+    let invalid = eventually("mesh Valid=False", Duration::from_secs(30), || {
+        valid(dns.clone(), "False")
+    })
+    .await?;
     assert_eq!(invalid.reason, "InvalidSpec");
-    assert!(invalid.message.contains(r#"spec.clusters[0]: MemberCluster "east" does not exist"#), "{}", invalid.message);
+    assert!(
+        invalid
+            .message
+            .contains(r#"spec.clusters[0]: MemberCluster "east" does not exist"#),
+        "{}",
+        invalid.message
+    );
     let events: Api<Event> = Api::all(cluster.client());
     let warning = eventually("an InvalidSpec Event", Duration::from_secs(30), || {
         let events = events.clone();
         async move {
             let list = events.list(&ListParams::default()).await?;
-            Ok(list.items.into_iter().find(|e| e.reason.as_deref() == Some("InvalidSpec")))
+            Ok(list
+                .items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("InvalidSpec")))
         }
     })
     .await?;
     assert_eq!(warning.type_.as_deref(), Some("Warning"));
-    assert_eq!(warning.regarding.and_then(|r| r.name).as_deref(), Some("mesh"));
+    assert_eq!(
+        warning.regarding.and_then(|r| r.name).as_deref(),
+        Some("mesh")
+    );
 
     for name in ["east", "west"] {
         apply_member(
@@ -597,6 +619,11 @@ async fn references_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         )
         .await?;
     }
-    eventually("mesh Valid=True once its members exist", Duration::from_secs(30), || valid(dns.clone(), "True")).await?;
+    eventually(
+        "mesh Valid=True once its members exist",
+        Duration::from_secs(30),
+        || valid(dns.clone(), "True"),
+    )
+    .await?;
     Ok(())
 }
