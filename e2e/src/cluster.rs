@@ -155,6 +155,11 @@ impl TestCluster {
                 format!("--cluster-signing-cert-file={}", self.pki.ca_cert.display()),
                 format!("--cluster-signing-key-file={}", self.pki.ca_key.display()),
                 "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller".into(),
+                // Default API rate limits delay the first controllers (the default
+                // ServiceAccount, without which pods are refused) by seconds.
+                "--kube-api-qps=200".into(),
+                "--kube-api-burst=400".into(),
+                format!("--flex-volume-plugin-dir={}", dir.join("flexvolume").display()),
             ],
             &dir,
             &[],
@@ -185,6 +190,9 @@ impl TestCluster {
                 ),
                 "--manage-all-nodes=false".into(),
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake".into(),
+                // The heartbeat stage renews node Leases; without a duration nodes turn
+                // NotReady after 50 s and their pods are evicted.
+                "--node-lease-duration-seconds=40".into(),
                 "--cidr=10.244.0.1/16".into(),
                 "--node-ip=10.96.0.2".into(),
                 format!("--server-address=127.0.0.1:{}", free_port()?),

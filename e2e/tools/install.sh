@@ -39,7 +39,7 @@ APT_PACKAGES=(pebble bind9 bind9-dnsutils prometheus)
 apt_install() {
     local missing=() p
     for p in "${APT_PACKAGES[@]}"; do
-        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+        if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]; then
             missing+=("$p")
         fi
     done
