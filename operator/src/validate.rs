@@ -503,28 +503,9 @@ impl Validate for ServiceLevelObjective {
             "spec.alerting.absentFor",
             spec.alerting.absent_for.as_deref(),
         );
-        let selectors = [
-            (
-                "spec.sli.ratio.errors",
-                spec.sli.ratio.as_ref().map(|r| r.errors.as_str()),
-            ),
-            (
-                "spec.sli.ratio.total",
-                spec.sli.ratio.as_ref().map(|r| r.total.as_str()),
-            ),
-            (
-                "spec.sli.latency.metric",
-                spec.sli.latency.as_ref().map(|l| l.metric.as_str()),
-            ),
-            (
-                "spec.sli.boolGauge.query",
-                spec.sli.bool_gauge.as_ref().map(|b| b.query.as_str()),
-            ),
-        ];
-        for (path, text) in selectors {
-            if let Some(message) = text.and_then(unbalanced_promql) {
-                errors.push(FieldError::new(path, message));
-            }
+        // The generator parses every PromQL field and checks what each SLI type needs.
+        if let Err(error) = crate::render::slo::render_rules(self) {
+            errors.push(FieldError::new(error.field(), error.message()));
         }
         if let Some(latency) = &spec.sli.latency
             && latency.metric.contains("_bucket")
@@ -535,47 +516,6 @@ impl Validate for ServiceLevelObjective {
             ));
         }
         errors
-    }
-}
-
-/// A short reason when a PromQL text has unbalanced brackets or quotes.
-fn unbalanced_promql(text: &str) -> Option<String> {
-    let mut stack = Vec::new();
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    for c in text.chars() {
-        if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == q {
-                quote = None;
-            }
-            continue;
-        }
-        match c {
-            '"' | '\'' | '`' => quote = Some(c),
-            '(' | '{' | '[' => stack.push(c),
-            ')' | '}' | ']' => {
-                let open = match c {
-                    ')' => '(',
-                    '}' => '{',
-                    _ => '[',
-                };
-                if stack.pop() != Some(open) {
-                    return Some(format!("unexpected {c:?} in PromQL {text:?}"));
-                }
-            }
-            _ => {}
-        }
-    }
-    if quote.is_some() {
-        Some(format!("unterminated string in PromQL {text:?}"))
-    } else {
-        stack
-            .last()
-            .map(|open| format!("unclosed {open:?} in PromQL {text:?}"))
     }
 }
 

@@ -57,6 +57,12 @@ pub struct ServiceLevelObjectiveSpec {
     pub window: String,
     /// The service level indicator: exactly one of `ratio`, `latency` or `boolGauge`.
     pub sli: Sli,
+    /// Labels of the SLI series that split the objective: one error budget, and one set of
+    /// alerts, per value set (for example `[route]`). Empty means one budget for the service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), inner(length(max = 128)))]
+    #[x_kube(validation = Rule::new("self.all(l, l.matches('^[a-zA-Z_][a-zA-Z0-9_]*$') && !(l in ['vigil_slo', 'service', 'severity', 'long', 'short']))").message("grouping must list Prometheus label names other than vigil_slo, service, severity, long and short"))]
+    pub grouping: Vec<String>,
     /// Alert tiers; both are on by default.
     #[serde(default)]
     pub alerting: Alerting,

@@ -4,6 +4,8 @@
 //! them as a YAML stream and, with `-o DIR`, writes [`Desired::files`] for peer programs
 //! (promtool, CoreDNS, the Collector) to check.
 
+pub mod slo;
+
 use std::path::PathBuf;
 
 use kube::core::DynamicObject;
@@ -28,11 +30,18 @@ pub struct Desired {
     pub files: Vec<RenderedFile>,
 }
 
-/// Renders every object of the inventory. The inventory must have passed validation.
+/// Renders every object of the inventory. Objects that fail to render are left out:
+/// validation, which runs the same generators, reports them.
 ///
-/// The generators of each capability plug in here as they arrive; a kind without one
-/// renders nothing and its controller only validates and reports.
+/// Kinds whose generators have not landed yet render nothing; their controllers only
+/// validate and report.
 pub fn render(inventory: &Inventory) -> Desired {
-    let _ = inventory;
-    Desired::default()
+    let mut desired = Desired::default();
+    for slo in &inventory.service_level_objectives {
+        if let Ok(rendered) = slo::render_slo(slo, slo.spec.output.kind) {
+            desired.objects.push(rendered.object);
+            desired.files.push(rendered.file);
+        }
+    }
+    desired
 }
