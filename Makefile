@@ -37,7 +37,7 @@ test: lint unit chart e2e
 tools:
 	e2e/tools/install.sh
 
-unit:
+unit: tools
 	$(CARGO) test --workspace --all-targets --exclude vigil-e2e
 
 ## chart: helm lint and helm template of charts/vigil

@@ -226,7 +226,7 @@ fn by(grouping: &[String]) -> String {
     if grouping.is_empty() {
         String::new()
     } else {
-        format!(" by ({})", grouping.join(", "))
+        format!(" by ({}) ", grouping.join(", "))
     }
 }
 
@@ -237,8 +237,8 @@ fn sli_queries(slo: &ServiceLevelObjective, function: &str) -> Result<SliQueries
         let errors = selector("spec.sli.ratio.errors", &ratio.errors)?;
         let total = selector("spec.sli.ratio.total", &ratio.total)?;
         return Ok(SliQueries {
-            errors: format!("sum{by} ({function}({errors}[{{range}}]))"),
-            total: format!("sum{by} ({function}({total}[{{range}}]))"),
+            errors: format!("sum{by}({function}({errors}[{{range}}]))"),
+            total: format!("sum{by}({function}({total}[{{range}}]))"),
         });
     }
     if let Some(latency) = &spec.sli.latency {
@@ -250,7 +250,7 @@ fn sli_queries(slo: &ServiceLevelObjective, function: &str) -> Result<SliQueries
             });
         }
         if latency.native {
-            let histogram = format!("sum{by} ({function}({metric}[{{range}}]))");
+            let histogram = format!("sum{by}({function}({metric}[{{range}}]))");
             return Ok(SliQueries {
                 errors: format!(
                     "histogram_count({histogram}) * (1 - histogram_fraction(0, {}, {histogram}))",
@@ -267,9 +267,9 @@ fn sli_queries(slo: &ServiceLevelObjective, function: &str) -> Result<SliQueries
         );
         return Ok(SliQueries {
             errors: format!(
-                "sum{by} ({function}({count}[{{range}}])) - sum{by} ({function}({bucket}[{{range}}]))"
+                "sum{by}({function}({count}[{{range}}])) - sum{by}({function}({bucket}[{{range}}]))"
             ),
-            total: format!("sum{by} ({function}({count}[{{range}}]))"),
+            total: format!("sum{by}({function}({count}[{{range}}]))"),
         });
     }
     if let Some(gauge) = &spec.sli.bool_gauge {
@@ -278,8 +278,8 @@ fn sli_queries(slo: &ServiceLevelObjective, function: &str) -> Result<SliQueries
         // gauge was 0. Rates and counts are the same here: fractions of the range.
         let average = format!("avg_over_time(({})[{{range}}:])", gauge.query);
         return Ok(SliQueries {
-            errors: format!("sum{by} (1 - {average})"),
-            total: format!("count{by} ({average})"),
+            errors: format!("sum{by}(1 - {average})"),
+            total: format!("count{by}({average})"),
         });
     }
     Err(SloError::NoSli)
@@ -402,7 +402,14 @@ pub fn render_rules(slo: &ServiceLevelObjective) -> Result<RuleFile, SloError> {
         if settings.disabled {
             continue;
         }
-        alerts.push(burn_alert(&key, &spec.service, budget, &tier, settings));
+        alerts.push(burn_alert(
+            &key,
+            &spec.service,
+            budget,
+            window,
+            &tier,
+            settings,
+        ));
     }
     if let Some(absent_for) = &spec.alerting.absent_for {
         let mut absent_labels = labels.clone();
@@ -460,6 +467,7 @@ fn burn_alert(
     key: &str,
     service: &str,
     budget: f64,
+    window: Duration,
     tier: &BurnWindow,
     settings: &AlertTier,
 ) -> Rule {
@@ -487,9 +495,10 @@ fn burn_alert(
         (
             "description".to_owned(),
             format!(
-                "SLO {key}: the error ratio over {long} and over {short} is above {factor} times the error budget ({budget}). At this rate the budget of the whole window lasts {}.",
-                exhaustion(tier.factor),
-                factor = tier.factor
+                "SLO {key}: the error ratio over {long} and over {short} is above {factor} times the error budget ({budget}). At that rate the budget of the whole {window} window is spent in {}.",
+                spent_in(window, tier.factor),
+                factor = tier.factor,
+                window = promql_duration(window)
             ),
         ),
     ]);
@@ -504,8 +513,14 @@ fn burn_alert(
     }
 }
 
-fn exhaustion(factor: f64) -> String {
-    format!("1/{factor} of the window")
+/// How long a budget lasts at `factor` times the sustainable burn rate, in whole hours.
+fn spent_in(window: Duration, factor: f64) -> String {
+    let hours = (window.as_secs_f64() / 3600.0 / factor).round().max(1.0) as u64;
+    if hours >= 48 {
+        format!("about {} days", hours / 24)
+    } else {
+        format!("about {hours} hours")
+    }
 }
 
 /// What one SLO renders to.
