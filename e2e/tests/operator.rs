@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -261,23 +261,45 @@ async fn rbac_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
             .is_some_and(|v| v.starts_with("v1.36"))
     );
 
-    let status = eventually("SLO status written", Duration::from_secs(30), || {
+    let status = eventually("SLO rules generated", Duration::from_secs(30), || {
         let slos = slos.clone();
         async move {
-            Ok(slos
-                .get("api")
-                .await?
-                .status
-                .filter(|s| !s.conditions.is_empty()))
+            Ok(slos.get("api").await?.status.filter(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "RulesGenerated" && c.status == "True")
+            }))
         }
     })
     .await?;
-    let valid = status
+    let generated = status
         .conditions
         .iter()
-        .find(|c| c.type_ == "Valid")
-        .expect("a Valid condition");
-    assert_eq!(valid.status, "True");
+        .find(|c| c.type_ == "RulesGenerated")
+        .expect("RulesGenerated");
+    assert_eq!(
+        generated.reason, "ConfigMap",
+        "no Prometheus Operator here: {}",
+        generated.message
+    );
+    assert!(
+        generated.message.contains("PrometheusRule CRD"),
+        "{}",
+        generated.message
+    );
+    let configmaps: Api<ConfigMap> = Api::namespaced(cluster.client(), &namespace.name);
+    let rules = configmaps.get("api-slo-rules").await?;
+    assert!(
+        rules
+            .data
+            .as_ref()
+            .is_some_and(|d| d["api.rules.yaml"].contains("SLOErrorBudgetBurn"))
+    );
+    let owner = rules.metadata.owner_references.unwrap_or_default();
+    assert_eq!(
+        owner.first().map(|o| o.kind.as_str()),
+        Some("ServiceLevelObjective")
+    );
 
     let events: Api<Event> = Api::all(cluster.client());
     eventually(

@@ -73,6 +73,12 @@ pub struct RunArgs {
     /// Longest retry delay after repeated failures, in seconds.
     #[arg(long, env = "VIGIL_BACKOFF_MAX_SECONDS", default_value_t = 300)]
     pub backoff_max_seconds: u64,
+    /// Prometheus to read SLO error budgets from when an SLO sets no spec.prometheus.url.
+    #[arg(long, env = "VIGIL_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+    /// Seconds between two reads of values shown in status (error budgets).
+    #[arg(long, env = "VIGIL_STATUS_INTERVAL_SECONDS", default_value_t = 60)]
+    pub status_interval_seconds: u64,
 }
 
 /// Manifest inputs.
@@ -113,6 +119,8 @@ impl RunArgs {
             identity,
             backoff_base: Duration::from_secs(self.backoff_base_seconds),
             backoff_max: Duration::from_secs(self.backoff_max_seconds),
+            prometheus_url: self.prometheus_url,
+            status_interval: Duration::from_secs(self.status_interval_seconds),
         }
     }
 }

@@ -40,6 +40,10 @@ pub struct RunOptions {
     pub backoff_base: Duration,
     /// Longest retry delay after repeated failures.
     pub backoff_max: Duration,
+    /// Prometheus for SLO budgets when an SLO names none.
+    pub prometheus_url: Option<String>,
+    /// How often budgets read from Prometheus are refreshed in status.
+    pub status_interval: Duration,
 }
 
 #[derive(Clone)]
@@ -243,6 +247,8 @@ async fn run_controllers(
         stores,
         namespace: options.namespace.clone(),
         backoff: Backoff::new(options.backoff_base, options.backoff_max),
+        prometheus_url: options.prometheus_url.clone(),
+        status_interval: options.status_interval,
     });
     let shutdown = |stop: &watch::Receiver<bool>| {
         let mut stop = stop.clone();

@@ -9,6 +9,7 @@ pub mod apply;
 mod manager;
 pub mod member_cluster;
 pub mod panics;
+pub mod slo;
 pub mod status;
 mod validating;
 
@@ -178,6 +179,10 @@ pub struct Context {
     pub namespace: String,
     /// Per-object backoff after errors.
     pub backoff: Backoff,
+    /// Prometheus to read SLO budgets from when an SLO names none.
+    pub prometheus_url: Option<String>,
+    /// How often values read from outside (budgets) are refreshed in status.
+    pub status_interval: Duration,
 }
 
 impl std::fmt::Debug for Context {

@@ -272,6 +272,8 @@ fn context(client: Client) -> Arc<Context> {
         },
         namespace: "vigil-system".into(),
         backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
+        prometheus_url: None,
+        status_interval: Duration::from_secs(60),
     })
 }
 

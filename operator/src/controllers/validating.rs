@@ -69,7 +69,6 @@ validating_controller!(
     api::AcmeCertificate,
     api::AcmeIssuer,
     api::CrossCloudDNS,
-    api::ServiceLevelObjective,
     api::SupervisedWorkload,
     api::TelemetryPipeline,
 );
