@@ -66,3 +66,67 @@ fn every_generated_rule_file_passes_promtool_check_rules() {
         );
     }
 }
+
+/// `promtool test rules` suites in `operator/tests/slo/burn/`: every alert tier fires at the
+/// expected time with a steady error ratio just above its threshold and stays silent just
+/// below it; the full-window SLI is exact under uneven traffic.
+#[test]
+fn the_burn_rate_suites_pass_promtool_test_rules() {
+    let dir = repo().join("operator/tests/slo/burn");
+    let loaded = manifest::load(&[dir.join("slo.yaml")], "default").expect("readable");
+    let slo = loaded
+        .inventory
+        .service_level_objectives
+        .first()
+        .expect("one SLO")
+        .clone();
+    let work = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        work.path().join("rules.yaml"),
+        render_rules(&slo).expect("renders").to_yaml(),
+    )
+    .expect("written");
+    let mut suites: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("suites")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".test.yaml"))
+        .collect();
+    suites.sort();
+    assert!(suites.len() >= 9, "{suites:?}");
+    // Two at a time: the long suites take a while each.
+    let failures: Vec<String> = suites
+        .chunks(2)
+        .flat_map(|pair| {
+            let running: Vec<_> = pair
+                .iter()
+                .map(|suite| {
+                    let copy = work.path().join(suite.file_name().expect("name"));
+                    std::fs::copy(suite, &copy).expect("copied");
+                    (
+                        suite.clone(),
+                        Command::new(promtool())
+                            .args(["test", "rules"])
+                            .arg(&copy)
+                            .current_dir(work.path())
+                            .spawn()
+                            .expect("promtool runs"),
+                    )
+                })
+                .collect();
+            running
+                .into_iter()
+                .filter_map(|(suite, child)| {
+                    let output = child.wait_with_output().expect("promtool ends");
+                    (!output.status.success()).then(|| {
+                        format!(
+                            "{}: {}",
+                            suite.display(),
+                            String::from_utf8_lossy(&output.stdout)
+                        )
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
