@@ -3,13 +3,15 @@
 //! multiwindow multi-burn-rate alerts.
 //!
 //! How the rules stay exact and cheap:
-//! - Group `sli` (the global evaluation interval) records the SLI's error and request rates
-//!   over 5 minutes, once per SLO and label set. Every alert window (30m to 3d) is built from
-//!   those two recorded series with `sum_over_time`: a ratio of summed counts, never an
-//!   average of ratios, and a long window reads one recorded series instead of every raw one.
-//! - Group `budget` runs every 5 minutes and records the error and request counts of
-//!   non-overlapping 5-minute buckets; the full-window SLI (`…:window`, e.g. 30 days) is the
-//!   ratio of their sums: 8640 samples per series for 30 days instead of the raw series.
+//! - Group `sli` records the SLI's error and request rates over 5 minutes, once per SLO and
+//!   label set: the only rules that read the raw series. Every alert window (30m to 3d) is
+//!   built from those two recorded series with `sum_over_time`: a ratio of summed counts,
+//!   never an average of ratios, and a long window reads one recorded series instead of
+//!   every raw one.
+//! - Group `budget` computes the full-window SLI (`…:window`, e.g. 30 days) from the same
+//!   recorded rates sampled by a subquery at 5-minute steps (`[30d:5m]`): each step is the
+//!   rate over the 5 minutes before it, so the steps tile the window and their sums are the
+//!   window's counts. 8640 points per series for 30 days, whatever the evaluation interval.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,7 +29,7 @@ use crate::api::service_level_objective::{AlertTier, RuleOutputKind, Ruler};
 pub const ALERT_NAME: &str = "SLOErrorBudgetBurn";
 /// Name of the alert when the SLI has no series.
 pub const ABSENT_ALERT_NAME: &str = "SLOSLIAbsent";
-/// Interval of the budget group: the width of its count buckets.
+/// Step of the full-window subquery: the width of the rate the SLI records.
 pub const BUCKET: Duration = Duration::from_secs(300);
 
 /// A Prometheus rule file (`groups:`), as `promtool check rules` reads it.
@@ -215,8 +217,8 @@ fn le_matcher(threshold: f64) -> Result<Matcher, SloError> {
     }
 }
 
-/// The SLI as two PromQL templates over a range `{range}`: bad events and all events,
-/// summed by the grouping labels.
+/// The SLI as two PromQL templates of per-second rates over a range `{range}`: bad events
+/// and all events, summed by the grouping labels.
 struct SliQueries {
     errors: String,
     total: String,
@@ -230,15 +232,15 @@ fn by(grouping: &[String]) -> String {
     }
 }
 
-fn sli_queries(slo: &ServiceLevelObjective, function: &str) -> Result<SliQueries, SloError> {
+fn sli_queries(slo: &ServiceLevelObjective) -> Result<SliQueries, SloError> {
     let spec = &slo.spec;
     let by = by(&spec.grouping);
     if let Some(ratio) = &spec.sli.ratio {
         let errors = selector("spec.sli.ratio.errors", &ratio.errors)?;
         let total = selector("spec.sli.ratio.total", &ratio.total)?;
         return Ok(SliQueries {
-            errors: format!("sum{by}({function}({errors}[{{range}}]))"),
-            total: format!("sum{by}({function}({total}[{{range}}]))"),
+            errors: format!("sum{by}(rate({errors}[{{range}}]))"),
+            total: format!("sum{by}(rate({total}[{{range}}]))"),
         });
     }
     if let Some(latency) = &spec.sli.latency {
@@ -250,7 +252,7 @@ fn sli_queries(slo: &ServiceLevelObjective, function: &str) -> Result<SliQueries
             });
         }
         if latency.native {
-            let histogram = format!("sum{by}({function}({metric}[{{range}}]))");
+            let histogram = format!("sum{by}(rate({metric}[{{range}}]))");
             return Ok(SliQueries {
                 errors: format!(
                     "histogram_count({histogram}) * (1 - histogram_fraction(0, {}, {histogram}))",
@@ -267,9 +269,9 @@ fn sli_queries(slo: &ServiceLevelObjective, function: &str) -> Result<SliQueries
         );
         return Ok(SliQueries {
             errors: format!(
-                "sum{by}({function}({count}[{{range}}])) - sum{by}({function}({bucket}[{{range}}]))"
+                "sum{by}(rate({count}[{{range}}])) - sum{by}(rate({bucket}[{{range}}]))"
             ),
-            total: format!("sum{by}({function}({count}[{{range}}]))"),
+            total: format!("sum{by}(rate({count}[{{range}}]))"),
         });
     }
     if let Some(gauge) = &spec.sli.bool_gauge {
@@ -310,7 +312,7 @@ pub fn render_rules(slo: &ServiceLevelObjective) -> Result<RuleFile, SloError> {
         annotations: BTreeMap::new(),
     };
 
-    let rates = sli_queries(slo, "rate")?;
+    let rates = sli_queries(slo)?;
     let mut windows: Vec<Duration> = burn_windows(window)
         .iter()
         .flat_map(|w| [w.short, w.long])
@@ -350,24 +352,13 @@ pub fn render_rules(slo: &ServiceLevelObjective) -> Result<RuleFile, SloError> {
         &labels,
     ));
 
-    let counts = sli_queries(slo, "increase")?;
     let w = promql_duration(window);
-    let bucket = promql_duration(BUCKET);
+    let step = promql_duration(BUCKET);
     let budget_rules = vec![
-        record(
-            &format!("vigil:slo_errors:increase{bucket}"),
-            counts.errors.replace("{range}", &bucket),
-            &labels,
-        ),
-        record(
-            &format!("vigil:slo_requests:increase{bucket}"),
-            counts.total.replace("{range}", &bucket),
-            &labels,
-        ),
         record(
             "vigil:slo_error_ratio:window",
             format!(
-                "sum_over_time(vigil:slo_errors:increase{bucket}{select}[{w}]) / sum_over_time(vigil:slo_requests:increase{bucket}{select}[{w}])"
+                "sum_over_time(vigil:slo_errors:rate5m{select}[{w}:{step}]) / sum_over_time(vigil:slo_requests:rate5m{select}[{w}:{step}])"
             ),
             &labels,
         ),
@@ -440,7 +431,7 @@ pub fn render_rules(slo: &ServiceLevelObjective) -> Result<RuleFile, SloError> {
         },
         RuleGroup {
             name: format!("vigil-slo:{key}:budget"),
-            interval: Some(bucket),
+            interval: None,
             partial_response_strategy: strategy.clone(),
             rules: budget_rules,
         },
