@@ -12,10 +12,12 @@ mod process;
 pub mod cluster;
 pub mod dns;
 pub mod operator;
+pub mod prometheus;
 
 pub use cluster::{TempNamespace, TestCluster};
 pub use dns::DnsServer;
 pub use operator::Operator;
+pub use prometheus::{Exporter, Prometheus};
 
 use std::path::PathBuf;
 use std::time::Duration;

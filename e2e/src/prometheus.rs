@@ -1,0 +1,179 @@
+//! A real Prometheus (the Debian package) on loopback, and a synthetic exporter for it to
+//! scrape.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::dns::which;
+use crate::process::Process;
+use crate::{eventually, free_port};
+
+/// A Prometheus scraping one job every second and evaluating rules every second.
+#[derive(Debug)]
+pub struct Prometheus {
+    process: Process,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// Rule files placed here are loaded on [`Prometheus::reload`].
+    pub rules_dir: PathBuf,
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `target` (`host:port`) as job `job`.
+    pub async fn start(dir: &Path, job: &str, target: &str) -> anyhow::Result<Self> {
+        Self::start_on(dir, job, target, free_port()?).await
+    }
+
+    /// Like [`Prometheus::start`], on a given port.
+    pub async fn start_on(dir: &Path, job: &str, target: &str, port: u16) -> anyhow::Result<Self> {
+        let binary = which("prometheus")?;
+        let dir = dir.join("prometheus");
+        let rules_dir = dir.join("rules");
+        std::fs::create_dir_all(&rules_dir)?;
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: ['{}/*.yaml']\nscrape_configs:\n  - job_name: {job}\n    static_configs: [{{targets: ['{target}']}}]\n",
+                rules_dir.display()
+            ),
+        )?;
+        let url = format!("http://127.0.0.1:{port}");
+        let mut process = Process::start(
+            "prometheus",
+            &binary,
+            &[
+                format!("--config.file={}", config.display()),
+                format!("--storage.tsdb.path={}", dir.join("data").display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                "--web.enable-lifecycle".into(),
+            ],
+            &dir,
+            &[],
+        )?;
+        let ready = eventually("prometheus ready", Duration::from_secs(30), || {
+            let url = url.clone();
+            async move {
+                Ok(http_get(&format!("{url}/-/ready"))
+                    .await
+                    .filter(|(status, _)| *status == 200)
+                    .map(|_| ()))
+            }
+        })
+        .await;
+        if let Err(error) = ready {
+            process.check_alive()?;
+            return Err(error);
+        }
+        Ok(Self {
+            process,
+            url,
+            rules_dir,
+        })
+    }
+
+    /// Reloads the configuration and rule files.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let (status, body) = http_request("POST", &format!("{}/-/reload", self.url))
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no answer"))?;
+        anyhow::ensure!(status == 200, "reload failed: {status} {body}");
+        Ok(())
+    }
+
+    /// `GET /api/v1/<path>` as JSON.
+    pub async fn api(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let (status, body) = http_get(&format!("{}/api/v1/{path}", self.url))
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no answer"))?;
+        anyhow::ensure!(status == 200, "{path}: {status} {body}");
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// The log so far.
+    pub fn log_tail(&self) -> String {
+        self.process.tail(40)
+    }
+}
+
+/// GET over HTTP/1.0; `None` when nothing answers.
+pub async fn http_get(url: &str) -> Option<(u16, String)> {
+    http_request("GET", url).await
+}
+
+async fn http_request(method: &str, url: &str) -> Option<(u16, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".to_owned()));
+    let mut stream =
+        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(host))
+            .await
+            .ok()?
+            .ok()?;
+    let request = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// A synthetic exporter: `http_requests_total{code="200"|"500"}` counters that grow at fixed
+/// rates from the moment it starts, so that any window's error ratio is known by hand.
+#[derive(Debug)]
+pub struct Exporter {
+    /// `127.0.0.1:<port>`.
+    pub address: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Exporter {
+    /// Serves counters growing by `ok_per_second` and `errors_per_second`.
+    pub async fn start(ok_per_second: f64, errors_per_second: f64) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?.to_string();
+        let started = Arc::new(Instant::now());
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let started = started.clone();
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 2048];
+                    let _ = stream.read(&mut buffer).await;
+                    let elapsed = started.elapsed().as_secs_f64();
+                    let body = format!(
+                        "# TYPE http_requests_total counter\nhttp_requests_total{{code=\"200\"}} {}\nhttp_requests_total{{code=\"500\"}} {}\n",
+                        ok_per_second * elapsed,
+                        errors_per_second * elapsed
+                    );
+                    let response = format!(
+                        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        Ok(Self { address, task })
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

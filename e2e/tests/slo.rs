@@ -1,0 +1,139 @@
+//! ServiceLevelObjectives end to end: the operator writes the rules into the cluster, a real
+//! Prometheus loads them and evaluates them on scraped samples, and the SLO's status shows
+//! the error budget that can be computed by hand.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use vigil::api::ServiceLevelObjective;
+use vigil_e2e::{Exporter, Operator, Prometheus, TestCluster, eventually};
+
+#[tokio::test]
+async fn a_real_prometheus_evaluates_the_rules_and_the_status_shows_the_budget() {
+    let cluster = TestCluster::start("slo").await.expect("cluster");
+    budget_scenario(&cluster)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+fn condition(slo: &ServiceLevelObjective, type_: &str) -> Option<(String, String, String)> {
+    slo.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+async fn budget_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
+    cluster.install_crds().await?;
+    cluster.ensure_namespace("vigil-system").await?;
+    let namespace = cluster.namespace("shop").await?;
+    let _operator = Operator::start(
+        cluster.kubeconfig(),
+        cluster.dir(),
+        "vigil-slo",
+        &["--status-interval-seconds=5"],
+    )?;
+
+    // 99% over 30 days, so the budget is 1% of requests. The exporter fails 0.25% of
+    // requests: by hand, 1 - 0.0025 / 0.01 = 75% of the budget is left, whatever the window
+    // holds so far.
+    let exporter = Exporter::start(99.75, 0.25).await?;
+    let prometheus_port = vigil_e2e::free_port()?;
+    let url = format!("http://127.0.0.1:{prometheus_port}");
+    let slos: Api<ServiceLevelObjective> = Api::namespaced(cluster.client(), &namespace.name);
+    let slo = serde_json::json!({
+        "apiVersion": "vigil.io/v1alpha1", "kind": "ServiceLevelObjective", "metadata": {"name": "checkout"},
+        "spec": {
+            "service": "checkout", "objective": 99, "window": "30d",
+            "sli": {"ratio": {"errors": "http_requests_total{job=\"shop\",code=\"500\"}", "total": "http_requests_total{job=\"shop\"}"}},
+            "output": {"kind": "ConfigMap"},
+            "prometheus": {"url": url},
+        },
+    });
+    slos.patch(
+        "checkout",
+        &PatchParams::apply("vigil-e2e"),
+        &Patch::Apply(&slo),
+    )
+    .await?;
+
+    // Prometheus is not up yet: a condition says so, the rules are still written.
+    let (reason, message) = eventually(
+        "BudgetKnown=False while Prometheus is down",
+        Duration::from_secs(30),
+        || {
+            let slos = slos.clone();
+            async move {
+                Ok(condition(&slos.get("checkout").await?, "BudgetKnown")
+                    .filter(|c| c.0 == "False")
+                    .map(|c| (c.1, c.2)))
+            }
+        },
+    )
+    .await?;
+    assert_eq!(reason, "PrometheusUnreachable", "{message}");
+    let ready = condition(&slos.get("checkout").await?, "Ready").expect("Ready");
+    assert_eq!(ready.0, "True", "{ready:?}");
+
+    // Prometheus loads the rule file the operator wrote into the ConfigMap.
+    let prometheus =
+        Prometheus::start_on(cluster.dir(), "shop", &exporter.address, prometheus_port).await?;
+    let configmaps: Api<ConfigMap> = Api::namespaced(cluster.client(), &namespace.name);
+    let rules = configmaps.get("checkout-slo-rules").await?;
+    let file = rules
+        .data
+        .and_then(|d| d.get("checkout.rules.yaml").cloned())
+        .expect("the rule file");
+    std::fs::write(prometheus.rules_dir.join("checkout.rules.yaml"), file)?;
+    prometheus.reload().await?;
+    let groups = prometheus.api("rules").await?;
+    let loaded: Vec<&str> = groups["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert_eq!(loaded.len(), 3, "{loaded:?}");
+    assert!(
+        loaded
+            .iter()
+            .all(|g| g.starts_with(&format!("vigil-slo:{}/checkout:", namespace.name))),
+        "{loaded:?}"
+    );
+
+    // The budget needs the first 5-minute step of the window after the rates exist: up to
+    // five minutes and a half.
+    let budget = eventually(
+        "the error budget in status",
+        Duration::from_secs(400),
+        || {
+            let slos = slos.clone();
+            async move {
+                Ok(slos
+                    .get("checkout")
+                    .await?
+                    .status
+                    .and_then(|s| s.error_budget_remaining))
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\nprometheus:\n{}", prometheus.log_tail()))?;
+    let shown: f64 = budget.trim_end_matches('%').parse()?;
+    assert!((shown - 75.0).abs() <= 0.1, "budget {budget}, by hand 75%");
+    let known = condition(&slos.get("checkout").await?, "BudgetKnown").expect("BudgetKnown");
+    assert_eq!(known.0, "True", "{known:?}");
+
+    // A steady 0.25x burn fires no alert.
+    let alerts = prometheus.api("alerts").await?;
+    assert_eq!(
+        alerts["data"]["alerts"].as_array().map(Vec::len),
+        Some(0),
+        "{alerts}"
+    );
+    Ok(())
+}
