@@ -26,7 +26,8 @@ pub fn own<O: Resource<DynamicType = ()>>(owner: &O, child: &mut DynamicObject) 
 
 /// Applies `child` (owned by `owner`) with server-side apply under the `vigil` field
 /// manager, taking over fields another manager set: Vigil is the source of truth for what
-/// it renders.
+/// it renders. When the object already holds every rendered field, nothing is written: a
+/// resync of an unchanged object costs one read, not a write.
 pub async fn apply_owned<O: Resource<DynamicType = ()>>(
     client: &Client,
     owner: &O,
@@ -43,10 +44,37 @@ pub async fn apply_owned<O: Resource<DynamicType = ()>>(
         None => Api::all_with(client.clone(), &resource),
     };
     let name = child.name_any();
+    if let Some(current) = api.get_opt(&name).await?
+        && holds(&current, &child)
+    {
+        return Ok(current);
+    }
     api.patch(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&child),
     )
     .await
+}
+
+/// True when `current` already has every field of `desired`: the same content, labels and
+/// owner references included.
+pub fn holds(current: &DynamicObject, desired: &DynamicObject) -> bool {
+    let labels_held = desired
+        .labels()
+        .iter()
+        .all(|(k, v)| current.labels().get(k) == Some(v));
+    let owners_held = desired.owner_references().iter().all(|o| {
+        current
+            .owner_references()
+            .iter()
+            .any(|c| c.uid == o.uid && c.controller == o.controller)
+    });
+    let content_held = match desired.data.as_object() {
+        Some(fields) => fields
+            .iter()
+            .all(|(key, value)| current.data.get(key) == Some(value)),
+        None => desired.data.is_null(),
+    };
+    labels_held && owners_held && content_held
 }

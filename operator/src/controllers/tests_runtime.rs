@@ -11,7 +11,7 @@ use kube::core::{DeserializeGuard, DynamicObject, ObjectMeta};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
-use kube::{Client, CustomResource};
+use kube::{Client, CustomResource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -98,24 +98,41 @@ fn t0() -> Time {
     Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).expect("timestamp"))
 }
 
-#[tokio::test]
-async fn apply_sends_one_server_side_apply_with_owner_and_label() {
-    let (client, log) = mock_api(|r| (StatusCode::OK, r.body.clone()));
-    let owner = member("aws");
-    let child: DynamicObject = serde_json::from_value(json!({
+fn not_found() -> (StatusCode, Value) {
+    (
+        StatusCode::NOT_FOUND,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+    )
+}
+
+fn coredns_custom() -> DynamicObject {
+    serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "coredns-custom", "namespace": "kube-system"},
         "data": {"vigil.server": "clusterset.local:53 {}"},
     }))
-    .expect("a ConfigMap");
-    apply::apply_owned(&client, &owner, child)
+    .expect("a ConfigMap")
+}
+
+#[tokio::test]
+async fn apply_sends_one_server_side_apply_with_owner_and_label() {
+    let (client, log) = mock_api(|r| {
+        if r.method == Method::GET {
+            not_found()
+        } else {
+            (StatusCode::OK, r.body.clone())
+        }
+    });
+    let owner = member("aws");
+    apply::apply_owned(&client, &owner, coredns_custom())
         .await
         .expect("applied");
 
     let log = log.lock().expect("log");
-    assert_eq!(log.len(), 1, "exactly one request: {log:?}");
-    let request = &log[0];
+    assert_eq!(log.len(), 2, "a read, then one write: {log:?}");
+    assert_eq!(log[0].method, Method::GET);
+    let request = &log[1];
     assert_eq!(request.method, Method::PATCH);
     assert!(
         request
@@ -144,6 +161,24 @@ async fn apply_sends_one_server_side_apply_with_owner_and_label() {
         request.body["data"]["vigil.server"],
         "clusterset.local:53 {}"
     );
+}
+
+#[tokio::test]
+async fn an_object_that_holds_every_rendered_field_is_not_written() {
+    let owner = member("aws");
+    let mut current = coredns_custom();
+    apply::own(&owner, &mut current);
+    current
+        .labels_mut()
+        .insert("added-by-someone".into(), "else".into());
+    let existing = serde_json::to_value(&current).expect("encode");
+    let (client, log) = mock_api(move |_| (StatusCode::OK, existing.clone()));
+    apply::apply_owned(&client, &owner, coredns_custom())
+        .await
+        .expect("no error");
+    let log = log.lock().expect("log");
+    assert_eq!(log.len(), 1, "only the read: {log:?}");
+    assert_eq!(log[0].method, Method::GET);
 }
 
 #[tokio::test]
