@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 VIGIL := target/debug/vigil
 
-.PHONY: all build lint fmt clippy deny test unit chart e2e crds demo demo-down tools clean
+.PHONY: all build lint fmt clippy deny test unit chart e2e bench crds demo demo-down tools clean
 TOOLS := .tools/bin
 
 all: build
@@ -51,6 +51,14 @@ chart: tools
 e2e: tools
 	$(CARGO) build --bin vigil
 	$(CARGO) test -p vigil-e2e -- --test-threads=2
+
+## bench: figures for the notes, on real parts (release builds)
+bench: tools
+	$(CARGO) build --release --bin vigil -p vigil
+	$(CARGO) build --release --bin vigil-bench -p vigil-e2e
+	target/release/vigil-bench render 1000
+	VIGIL_BIN=$(CURDIR)/target/release/vigil target/release/vigil-bench cluster 1000
+	target/release/vigil-bench prometheus 100
 
 ## crds: regenerate crds/ and the chart's CRD templates from the Rust types
 crds:

@@ -8,8 +8,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::process::{Process, print_tails};
 use crate::{free_port, repo};
 
-/// The `vigil` binary of this workspace (built by `cargo build`/`cargo test --workspace`).
+/// The `vigil` binary of this workspace (built by `cargo build`), or `$VIGIL_BIN`.
 pub fn vigil_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("VIGIL_BIN") {
+        return Ok(PathBuf::from(path));
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("target"));
@@ -104,6 +107,11 @@ impl Operator {
     /// Fails when the process has exited.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         self.process.check_alive()
+    }
+
+    /// Resident memory in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        self.process.rss_kib()
     }
 
     /// SIGKILL, as a crash would.

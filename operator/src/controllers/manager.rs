@@ -217,16 +217,21 @@ async fn run_controllers(
     options: &RunOptions,
     stop: watch::Receiver<bool>,
 ) {
-    // Announces every spec change and deletion of any kind, so that objects referring to
-    // others are validated again.
-    let (changes, _) = tokio::sync::broadcast::channel(1024);
-    let acme_certificates = Watch::<api::AcmeCertificate>::new(&client, &changes);
-    let acme_issuers = Watch::<api::AcmeIssuer>::new(&client, &changes);
-    let cross_cloud_dns = Watch::<api::CrossCloudDNS>::new(&client, &changes);
-    let member_clusters = Watch::<api::MemberCluster>::new(&client, &changes);
-    let service_level_objectives = Watch::<api::ServiceLevelObjective>::new(&client, &changes);
-    let supervised_workloads = Watch::<api::SupervisedWorkload>::new(&client, &changes);
-    let telemetry_pipelines = Watch::<api::TelemetryPipeline>::new(&client, &changes);
+    let acme_certificates = Watch::<api::AcmeCertificate>::new(&client);
+    let acme_issuers = Watch::<api::AcmeIssuer>::new(&client);
+    let cross_cloud_dns = Watch::<api::CrossCloudDNS>::new(&client);
+    let member_clusters = Watch::<api::MemberCluster>::new(&client);
+    let service_level_objectives = Watch::<api::ServiceLevelObjective>::new(&client);
+    let supervised_workloads = Watch::<api::SupervisedWorkload>::new(&client);
+    let telemetry_pipelines = Watch::<api::TelemetryPipeline>::new(&client);
+    // Which kinds each kind refers to: a change there validates it again.
+    let certificate_refs = vec![acme_issuers.subscribe(), member_clusters.subscribe()];
+    let dns_refs = vec![member_clusters.subscribe()];
+    let pipeline_refs = vec![
+        member_clusters.subscribe(),
+        service_level_objectives.subscribe(),
+    ];
+    let workload_refs = vec![telemetry_pipelines.subscribe()];
     let stores = Stores {
         acme_certificates: acme_certificates.store.clone(),
         acme_issuers: acme_issuers.store.clone(),
@@ -242,6 +247,7 @@ async fn run_controllers(
     };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
+        discovery: super::Discovery::new(client.clone()),
         client,
         metrics,
         stores,
@@ -258,13 +264,12 @@ async fn run_controllers(
     };
     tracing::info!("controllers starting");
     tokio::join!(
-        acme_certificates.run(ctx.clone(), shutdown(&stop), Some(changes.subscribe())),
-        acme_issuers.run(ctx.clone(), shutdown(&stop), Some(changes.subscribe())),
-        cross_cloud_dns.run(ctx.clone(), shutdown(&stop), Some(changes.subscribe())),
-        // A member's probes do not depend on other objects.
-        member_clusters.run(ctx.clone(), shutdown(&stop), None),
-        service_level_objectives.run(ctx.clone(), shutdown(&stop), Some(changes.subscribe())),
-        supervised_workloads.run(ctx.clone(), shutdown(&stop), Some(changes.subscribe())),
-        telemetry_pipelines.run(ctx.clone(), shutdown(&stop), Some(changes.subscribe())),
+        acme_certificates.run(ctx.clone(), shutdown(&stop), certificate_refs),
+        acme_issuers.run(ctx.clone(), shutdown(&stop), Vec::new()),
+        cross_cloud_dns.run(ctx.clone(), shutdown(&stop), dns_refs),
+        member_clusters.run(ctx.clone(), shutdown(&stop), Vec::new()),
+        service_level_objectives.run(ctx.clone(), shutdown(&stop), Vec::new()),
+        supervised_workloads.run(ctx.clone(), shutdown(&stop), workload_refs),
+        telemetry_pipelines.run(ctx.clone(), shutdown(&stop), pipeline_refs),
     );
 }

@@ -121,6 +121,53 @@ impl Backoff {
     }
 }
 
+/// Whether optional APIs (the Prometheus Operator's PrometheusRule, ...) are served,
+/// remembered for a minute so that reconciles do not ask the API server every time.
+pub struct Discovery {
+    client: Client,
+    seen: tokio::sync::Mutex<HashMap<String, (Instant, bool)>>,
+}
+
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discovery").finish_non_exhaustive()
+    }
+}
+
+impl Discovery {
+    /// How long an answer is kept.
+    const TTL: Duration = Duration::from_secs(60);
+
+    /// Discovery through `client`.
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            seen: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// True when `group_version` (e.g. `monitoring.coreos.com/v1`) serves `kind`.
+    pub async fn has(&self, group_version: &str, kind: &str) -> Result<bool, Error> {
+        let key = format!("{group_version}/{kind}");
+        if let Some((at, present)) = self.seen.lock().await.get(&key)
+            && at.elapsed() < Self::TTL
+        {
+            return Ok(*present);
+        }
+        let present = match self.client.list_api_group_resources(group_version).await {
+            Ok(list) => list.resources.iter().any(|r| r.kind == kind),
+            // 404: the group is not served at all.
+            Err(kube::Error::Api(status)) if status.code == 404 => false,
+            Err(other) => return Err(Error::Kube(other)),
+        };
+        self.seen
+            .lock()
+            .await
+            .insert(key, (Instant::now(), present));
+        Ok(present)
+    }
+}
+
 /// The reflector stores of every kind, shared by all controllers.
 #[derive(Clone)]
 pub struct Stores {
@@ -179,6 +226,8 @@ pub struct Context {
     pub namespace: String,
     /// Per-object backoff after errors.
     pub backoff: Backoff,
+    /// Which optional APIs the cluster serves.
+    pub discovery: Discovery,
     /// Prometheus to read SLO budgets from when an SLO names none.
     pub prometheus_url: Option<String>,
     /// How often values read from outside (budgets) are refreshed in status.
@@ -346,6 +395,7 @@ fn error_policy<K: Reconcile>(
 /// A watch of one kind, with its store, before its controller runs.
 pub struct Watch<K: Reconcile> {
     store: Store<DeserializeGuard<K>>,
+    changes: broadcast::Sender<()>,
     stream: futures::stream::BoxStream<'static, Result<DeserializeGuard<K>, watcher::Error>>,
 }
 
@@ -358,10 +408,11 @@ impl<K: Reconcile> std::fmt::Debug for Watch<K> {
 impl<K: Reconcile> Watch<K> {
     /// Watches every object of the kind, cluster-wide. Only spec changes (new generations)
     /// trigger a reconcile: the operator's own status writes do not wake it up. Every spec
-    /// change and deletion is also announced on `changes`, for kinds that refer to others.
-    pub fn new(client: &Client, changes: &broadcast::Sender<()>) -> Self {
+    /// change and deletion is also announced to [`Watch::subscribe`]rs.
+    pub fn new(client: &Client) -> Self {
         let api: Api<DeserializeGuard<K>> = Api::all(client.clone());
         let (store, writer) = reflector::store();
+        let (changes, _) = broadcast::channel(256);
         let (deleted, changed) = (changes.clone(), changes.clone());
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
@@ -379,27 +430,39 @@ impl<K: Reconcile> Watch<K> {
                 }
             })
             .boxed();
-        Self { store, stream }
+        Self {
+            store,
+            changes,
+            stream,
+        }
     }
 
-    /// Runs the controller until `shutdown` resolves. With `rerun_on`, every object of the
-    /// kind is reconciled again whenever the inventory changes, so that a reference to an
-    /// object that did not exist yet is validated again once it does.
+    /// A receiver of this kind's spec changes and deletions, for kinds that refer to it.
+    pub fn subscribe(&self) -> broadcast::Receiver<()> {
+        self.changes.subscribe()
+    }
+
+    /// Runs the controller until `shutdown` resolves. Every object of the kind is reconciled
+    /// again when a kind it refers to changes (`referenced`, from [`Watch::subscribe`]), so
+    /// that a reference to an object that did not exist yet is validated again once it does.
     pub async fn run(
         self,
         ctx: Arc<Context>,
         shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-        rerun_on: Option<broadcast::Receiver<()>>,
+        referenced: Vec<broadcast::Receiver<()>>,
     ) {
         let mut controller =
             Controller::for_stream(self.stream, self.store).graceful_shutdown_on(shutdown);
-        if let Some(changes) = rerun_on {
-            let triggers = futures::stream::unfold(changes, |mut changes| async move {
-                match changes.recv().await {
-                    Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some(((), changes)),
-                    Err(broadcast::error::RecvError::Closed) => None,
-                }
-            });
+        if !referenced.is_empty() {
+            let triggers = futures::stream::select_all(referenced.into_iter().map(|changes| {
+                futures::stream::unfold(changes, |mut changes| async move {
+                    match changes.recv().await {
+                        Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some(((), changes)),
+                        Err(broadcast::error::RecvError::Closed) => None,
+                    }
+                })
+                .boxed()
+            }));
             controller = controller.reconcile_all_on(triggers);
         }
         controller

@@ -147,13 +147,17 @@ async fn output_kind(
     if wanted == RuleOutputKind::ConfigMap {
         return Ok((RuleOutputKind::ConfigMap, String::new()));
     }
-    match ctx.client.list_api_group_resources("monitoring.coreos.com/v1").await {
-        Ok(list) if list.resources.iter().any(|r| r.kind == "PrometheusRule") => Ok((RuleOutputKind::PrometheusRule, String::new())),
-        Ok(_) | Err(kube::Error::Api(_)) => Ok((
+    if ctx
+        .discovery
+        .has("monitoring.coreos.com/v1", "PrometheusRule")
+        .await?
+    {
+        Ok((RuleOutputKind::PrometheusRule, String::new()))
+    } else {
+        Ok((
             RuleOutputKind::ConfigMap,
             " (the PrometheusRule CRD of the Prometheus Operator is not installed, so the rule file is in a ConfigMap for Prometheus to mount)".to_owned(),
-        )),
-        Err(other) => Err(Error::Kube(other)),
+        ))
     }
 }
 

@@ -287,6 +287,7 @@ impl Reconcile for Boom {
 
 fn context(client: Client) -> Arc<Context> {
     Arc::new(Context {
+        discovery: super::Discovery::new(client.clone()),
         recorder: Recorder::new(
             client.clone(),
             Reporter {

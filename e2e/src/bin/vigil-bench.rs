@@ -1,0 +1,282 @@
+//! `vigil-bench`: figures for the issue notes, measured on real parts. Not a test: it
+//! prints numbers. `make bench` runs every case.
+//!
+//! ```text
+//! vigil-bench render [N]       # load, validate and render N SLO manifests (default 1000)
+//! vigil-bench cluster [N]      # N SLOs on a real control plane until all have their rules
+//! vigil-bench prometheus [N]   # rule evaluation cost of N SLOs in a real Prometheus
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use vigil::api::ServiceLevelObjective;
+use vigil_e2e::{Exporter, Operator, Prometheus, TestCluster, eventually};
+
+fn slo_manifest(i: usize, namespace: &str) -> serde_json::Value {
+    let objective = [99.0, 99.5, 99.9, 99.95][i % 4];
+    let window = ["30d", "28d", "7d"][i % 3];
+    serde_json::json!({
+        "apiVersion": "vigil.io/v1alpha1", "kind": "ServiceLevelObjective",
+        "metadata": {"name": format!("slo-{i:04}"), "namespace": namespace},
+        "spec": {
+            "service": format!("svc-{}", i % 50),
+            "objective": objective,
+            "window": window,
+            "sli": {"ratio": {
+                "errors": format!("http_requests_total{{job=\"bench\",code=\"500\",route=\"r{}\"}}", i % 10),
+                "total": format!("http_requests_total{{job=\"bench\",route=\"r{}\"}}", i % 10),
+            }},
+            "output": {"kind": "ConfigMap"},
+        },
+    })
+}
+
+fn write_manifests(dir: &Path, count: usize) -> anyhow::Result<()> {
+    let stream: Vec<String> = (0..count)
+        .map(|i| serde_yaml_ng::to_string(&slo_manifest(i, "bench")).unwrap_or_default())
+        .collect();
+    std::fs::write(dir.join("slos.yaml"), stream.join("---\n"))?;
+    Ok(())
+}
+
+fn render(count: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    write_manifests(dir.path(), count)?;
+    let started = Instant::now();
+    let loaded = vigil::manifest::load(&[dir.path().to_owned()], "default")?;
+    let loaded_in = started.elapsed();
+    anyhow::ensure!(loaded.problems.is_empty(), "{:?}", loaded.problems.first());
+    let desired = vigil::render::render(&loaded.inventory);
+    let total = started.elapsed();
+    let rules: usize = desired
+        .files
+        .iter()
+        .map(|f| f.content.matches("- record:").count() + f.content.matches("- alert:").count())
+        .sum();
+    let bytes: usize = desired.files.iter().map(|f| f.content.len()).sum();
+    println!(
+        "render: {count} SLOs read, checked (schema, CEL, semantics) in {:.0} ms, rendered in {:.0} ms, total {:.0} ms; {} rule files, {rules} rules ({:.1} per SLO), {:.1} MiB",
+        loaded_in.as_secs_f64() * 1000.0,
+        (total - loaded_in).as_secs_f64() * 1000.0,
+        total.as_secs_f64() * 1000.0,
+        desired.files.len(),
+        rules as f64 / count as f64,
+        bytes as f64 / 1048576.0
+    );
+    Ok(())
+}
+
+/// `apiserver_request_total` by (verb, resource, subresource), for writes.
+async fn api_writes(cluster: &TestCluster) -> anyhow::Result<BTreeMap<String, f64>> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = cluster.client().request_text(request).await?;
+    let mut writes = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let label = |name: &str| {
+            line.split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let verb = label("verb");
+        if !matches!(verb.as_str(), "POST" | "PATCH" | "APPLY" | "PUT" | "DELETE") {
+            continue;
+        }
+        let value: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        let key = format!(
+            "{verb} {}{}",
+            label("resource"),
+            match label("subresource").as_str() {
+                "" => String::new(),
+                sub => format!("/{sub}"),
+            }
+        );
+        *writes.entry(key).or_insert(0.0) += value;
+    }
+    Ok(writes)
+}
+
+fn difference(
+    after: &BTreeMap<String, f64>,
+    before: &BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(k, v)| {
+            *v > 0.0
+                && (k.contains("configmaps")
+                    || k.contains("servicelevelobjectives/status")
+                    || k.contains("events"))
+        })
+        .collect()
+}
+
+async fn cluster(count: usize) -> anyhow::Result<()> {
+    let cluster = TestCluster::start("bench").await?;
+    cluster.install_crds().await?;
+    cluster.ensure_namespace("vigil-system").await?;
+    cluster.ensure_namespace("bench").await?;
+    let mut operator = Operator::start(cluster.kubeconfig(), cluster.dir(), "vigil-bench", &[])?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = api_writes(&cluster).await?;
+    let slos: Api<ServiceLevelObjective> = Api::namespaced(cluster.client(), "bench");
+    let started = Instant::now();
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let slos = slos.clone();
+            async move {
+                let manifest = slo_manifest(i, "bench");
+                slos.patch(
+                    &format!("slo-{i:04}"),
+                    &PatchParams::apply("vigil-bench"),
+                    &Patch::Apply(&manifest),
+                )
+                .await
+            }
+        })
+        .buffer_unordered(16)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                eprintln!("apply failed: {e}");
+            }
+        })
+        .await;
+    let applied = started.elapsed();
+    let ready = |slos: Api<ServiceLevelObjective>| async move {
+        let list = slos.list(&ListParams::default()).await?;
+        let done = list
+            .items
+            .iter()
+            .filter(|s| {
+                s.status.as_ref().is_some_and(|st| {
+                    st.conditions
+                        .iter()
+                        .any(|c| c.type_ == "RulesGenerated" && c.status == "True")
+                })
+            })
+            .count();
+        Ok::<_, anyhow::Error>(done)
+    };
+    eventually(
+        "all SLOs have their rules",
+        Duration::from_secs(900),
+        || {
+            let slos = slos.clone();
+            async move { Ok((ready(slos).await? == count).then_some(())) }
+        },
+    )
+    .await?;
+    let all_ready = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = api_writes(&cluster).await?;
+    let writes = difference(&after, &before);
+    let total: f64 = writes.values().sum();
+    println!(
+        "cluster: {count} SLOs applied in {:.1} s, all with RulesGenerated=True after {:.1} s ({:.0} SLOs/s); operator RSS {} MiB",
+        applied.as_secs_f64(),
+        all_ready.as_secs_f64(),
+        count as f64 / all_ready.as_secs_f64(),
+        operator.rss_kib().unwrap_or(0) / 1024
+    );
+    println!(
+        "cluster: operator API writes {total:.0} ({:.2} per SLO): {writes:?}",
+        total / count as f64
+    );
+
+    // A restart relists and reconciles every SLO: nothing changed, so nothing is written.
+    operator.kill();
+    let before_resync = api_writes(&cluster).await?;
+    let operator = Operator::start(cluster.kubeconfig(), cluster.dir(), "vigil-bench-2", &[])?;
+    let resync_started = Instant::now();
+    eventually("every SLO reconciled after the restart", Duration::from_secs(600), || {
+        let operator = &operator;
+        async move {
+            let done = operator.metric("vigil_reconcile_duration_seconds_count{controller=\"ServiceLevelObjective\"}").await.unwrap_or(0.0);
+            Ok((done >= count as f64).then_some(()))
+        }
+    })
+    .await?;
+    let resync = resync_started.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let resync_writes = difference(&api_writes(&cluster).await?, &before_resync);
+    println!(
+        "cluster: resync of {count} unchanged SLOs after a restart took {:.1} s with {:.0} writes {resync_writes:?}; operator RSS {} MiB",
+        resync.as_secs_f64(),
+        resync_writes.values().sum::<f64>(),
+        operator.rss_kib().unwrap_or(0) / 1024
+    );
+    Ok(())
+}
+
+async fn prometheus(count: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let exporter = Exporter::start(99.0, 1.0).await?;
+    let prometheus = Prometheus::start(dir.path(), "bench", &exporter.address).await?;
+    let mut rules = 0;
+    for i in 0..count {
+        let slo: ServiceLevelObjective = serde_json::from_value(slo_manifest(i, "bench"))?;
+        let file = vigil::render::slo::render_rules(&slo)?;
+        rules += file.rule_count();
+        std::fs::write(
+            prometheus.rules_dir.join(format!("slo-{i:04}.yaml")),
+            file.to_yaml(),
+        )?;
+    }
+    prometheus.reload().await?;
+    println!(
+        "prometheus: {count} SLOs, {rules} rules loaded; evaluating for 60 s at a 1 s interval"
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let result = prometheus
+        .api("query?query=prometheus_rule_group_last_duration_seconds")
+        .await?;
+    let mut by_kind: BTreeMap<String, (f64, f64, usize)> = BTreeMap::new();
+    for sample in result["data"]["result"].as_array().into_iter().flatten() {
+        let group = sample["metric"]["rule_group"].as_str().unwrap_or_default();
+        let kind = group.rsplit(':').next().unwrap_or_default().to_owned();
+        let value: f64 = sample["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        let entry = by_kind.entry(kind).or_insert((0.0, 0.0, 0));
+        entry.0 += value;
+        entry.1 = entry.1.max(value);
+        entry.2 += 1;
+    }
+    for (kind, (sum, max, groups)) in by_kind {
+        println!(
+            "prometheus: {groups} `{kind}` groups: last evaluation {:.2} ms in all, {:.3} ms per group on average, {:.3} ms at most",
+            sum * 1000.0,
+            sum * 1000.0 / groups as f64,
+            max * 1000.0
+        );
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let what = args.first().map(String::as_str).unwrap_or("render");
+    let count = |default: usize| args.get(1).and_then(|n| n.parse().ok()).unwrap_or(default);
+    match what {
+        "render" => render(count(1000)),
+        "cluster" => cluster(count(1000)).await,
+        "prometheus" => prometheus(count(100)).await,
+        other => anyhow::bail!("unknown benchmark {other:?}: render, cluster or prometheus"),
+    }
+}
