@@ -216,7 +216,7 @@ async fn cluster(count: usize) -> anyhow::Result<()> {
     println!(
         "cluster: resync of {count} unchanged SLOs after a restart took {:.1} s with {:.0} writes {resync_writes:?}; operator RSS {} MiB",
         resync.as_secs_f64(),
-        resync_writes.values().sum::<f64>(),
+        resync_writes.values().sum::<f64>().abs(),
         operator.rss_kib().unwrap_or(0) / 1024
     );
     Ok(())
@@ -241,15 +241,24 @@ async fn prometheus(count: usize) -> anyhow::Result<()> {
         "prometheus: {count} SLOs, {rules} rules loaded; evaluating for 60 s at a 1 s interval"
     );
     tokio::time::sleep(Duration::from_secs(60)).await;
-    let result = prometheus
-        .api("query?query=prometheus_rule_group_last_duration_seconds")
-        .await?;
+    // Prometheus' own metrics, from its /metrics endpoint.
+    let (_, metrics) = vigil_e2e::prometheus::http_get(&format!("{}/metrics", prometheus.url))
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no /metrics"))?;
     let mut by_kind: BTreeMap<String, (f64, f64, usize)> = BTreeMap::new();
-    for sample in result["data"]["result"].as_array().into_iter().flatten() {
-        let group = sample["metric"]["rule_group"].as_str().unwrap_or_default();
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("prometheus_rule_group_last_duration_seconds{"))
+    {
+        let group = line
+            .split("rule_group=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_default();
         let kind = group.rsplit(':').next().unwrap_or_default().to_owned();
-        let value: f64 = sample["value"][1]
-            .as_str()
+        let value: f64 = line
+            .rsplit(' ')
+            .next()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0);
         let entry = by_kind.entry(kind).or_insert((0.0, 0.0, 0));
