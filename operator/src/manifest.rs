@@ -136,6 +136,37 @@ pub fn load(paths: &[PathBuf], default_namespace: &str) -> std::io::Result<Loade
             }
         }
     }
+    // The same object twice (in two files, or twice in one) would be applied twice, the
+    // second silently winning: refuse the later ones.
+    let mut first_seen: std::collections::BTreeMap<String, Source> =
+        std::collections::BTreeMap::new();
+    decoded.retain(|(source, object)| {
+        let label = format!("{}/{}", object.kind(), object.key());
+        match first_seen.get(&label) {
+            Some(first) => {
+                loaded.problems.push(Problem {
+                    source: source.clone(),
+                    object: Some(label),
+                    error: FieldError::new(
+                        "metadata.name",
+                        if first.file == source.file {
+                            format!(
+                                "is already defined in document #{} of this file",
+                                first.index
+                            )
+                        } else {
+                            format!("is already defined at {first}")
+                        },
+                    ),
+                });
+                false
+            }
+            None => {
+                first_seen.insert(label, source.clone());
+                true
+            }
+        }
+    });
     // Semantic rules see every object that passed the schema, whatever the file order.
     let mut all = Inventory::default();
     for (_, object) in &decoded {
