@@ -56,7 +56,8 @@ contexts: [{name: vigil, context: {cluster: aws, user: vigil}}]
 current-context: vigil
 KUBECONFIG
 KUBECONFIG="$DEMO/operator.kubeconfig" nohup target/debug/vigil run --namespace vigil-system \
-    --admin-addr 127.0.0.1:18080 --identity demo >"$DEMO/operator.log" 2>&1 &
+    --admin-addr 127.0.0.1:18080 --identity demo \
+    --prometheus-url http://127.0.0.1:19090 --status-interval-seconds 15 >"$DEMO/operator.log" 2>&1 &
 echo $! >"$DEMO/operator.pid"
 
 step "kubectl apply -f examples/"
@@ -66,16 +67,34 @@ kubectl apply --server-side -R -f examples/
 step "waiting for the member clusters to be probed"
 kubectl wait --for=condition=Ready memberclusters --all --timeout=120s
 
+step "loading the SLO rule files the operator wrote into the local Prometheus"
+for _ in $(seq 1 30); do
+    [ "$(kubectl get configmaps -A -l vigil.io/slo -o name | wc -l)" -ge 2 ] && break
+    sleep 1
+done
+kubectl get configmaps -A -l vigil.io/slo -o json |
+    python3 -c 'import json,sys,pathlib
+for cm in json.load(sys.stdin)["items"]:
+    for key, text in cm.get("data", {}).items():
+        pathlib.Path(sys.argv[1], key).write_text(text)
+        print("  " + key)' "$DEMO/prometheus/rules"
+curl -s -X POST 127.0.0.1:19090/-/reload
+kubectl get slo -n shop -o custom-columns='NAME:.metadata.name,RULES:.status.conditions[?(@.type=="RulesGenerated")].message'
+
 step "kubectl get vigil -A"
 kubectl get vigil -A
 step "kubectl get memberclusters"
 kubectl get memberclusters
-step "conditions of the other kinds (their generators arrive in later versions)"
+step "why each object is or is not Ready (ACME, DNS, telemetry and workload generators arrive in later versions)"
 kubectl get vigil -A -o custom-columns='KIND:.kind,NAME:.metadata.name,VALID:.status.conditions[?(@.type=="Valid")].status,READY:.status.conditions[?(@.type=="Ready")].reason'
 step "operator metrics (curl 127.0.0.1:18080/metrics)"
 curl -s 127.0.0.1:18080/metrics | grep -E '^vigil_(reconcile_panics_total|reconcile_errors_total|member_cluster_probe_duration_seconds_count)' | head -12 || true
 
 cat <<EOT
+
+The SLO budget appears once Prometheus has the first 5-minute step of the window (up to
+five minutes): watch it with  $BIN/kubectl get slo -n shop -w   (checkout-availability:
+the demo's checkout fails 0.05% of requests against 99.9%, so 50.00% of the budget is left).
 
 The fleet keeps running. Use it with:
   export KUBECONFIG=$DEMO/aws.kubeconfig      # also aliyun.kubeconfig, vmware.kubeconfig

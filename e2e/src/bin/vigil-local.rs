@@ -1,6 +1,8 @@
 //! `vigil-local`: the local fleet of `make demo`. Starts three control planes named `aws`,
 //! `aliyun` and `vmware`, each with kwok nodes and a bind9 DNS server on a fixed loopback
-//! port, writes their kubeconfigs into a folder, and runs until SIGTERM or Ctrl-C.
+//! port, a Prometheus on 127.0.0.1:19090 scraping a `checkout` service that fails 0.05% of
+//! its requests (rule files go in `<DIR>/prometheus/rules`), writes the kubeconfigs into
+//! the folder, and runs until SIGTERM or Ctrl-C.
 //!
 //! ```text
 //! vigil-local <DIR>
@@ -8,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use vigil_e2e::{DnsServer, TestCluster};
+use vigil_e2e::{DnsServer, Exporter, Prometheus, TestCluster};
 
 /// The clusters of the demo fleet: name, cluster domain, DNS port (as in examples/fleet).
 const FLEET: [(&str, &str, u16); 3] = [
@@ -42,6 +44,9 @@ async fn main() -> anyhow::Result<()> {
             cluster.dir().display()
         );
     }
+    let exporter = Exporter::start(999.5, 0.5).await?;
+    let prometheus = Prometheus::start_on(&dir, "checkout", &exporter.address, 19090).await?;
+    println!("prometheus: {} scraping checkout at {} (rules in {})", prometheus.url, exporter.address, prometheus.rules_dir.display());
     std::fs::write(dir.join("ready"), "")?;
     println!("fleet ready; stop with SIGTERM or Ctrl-C");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -50,6 +55,8 @@ async fn main() -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => {}
     }
     println!("stopping the fleet");
+    drop(prometheus);
+    drop(exporter);
     drop(servers);
     drop(clusters);
     let _ = std::fs::remove_file(dir.join("ready"));
