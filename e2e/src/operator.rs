@@ -1,9 +1,6 @@
 //! The `vigil` operator as a process, with its admin port.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::process::{Process, print_tails};
 use crate::{free_port, repo};
@@ -73,26 +70,7 @@ impl Operator {
 
     /// GETs a path of the admin port; `None` while it does not answer.
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut stream = tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio::net::TcpStream::connect(&self.admin),
-        )
-        .await
-        .ok()?
-        .ok()?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.admin);
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = String::new();
-        tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
-            .await
-            .ok()?
-            .ok()?;
-        let status = response.split_whitespace().nth(1)?.parse().ok()?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Some((status, body))
+        crate::http_get(&format!("http://{}{path}", self.admin)).await
     }
 
     /// The value of one metric sample line, e.g. `vigil_reconcile_panics_total{controller="MemberCluster"}`.

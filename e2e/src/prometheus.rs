@@ -57,7 +57,7 @@ impl Prometheus {
         let ready = eventually("prometheus ready", Duration::from_secs(30), || {
             let url = url.clone();
             async move {
-                Ok(http_get(&format!("{url}/-/ready"))
+                Ok(crate::http_get(&format!("{url}/-/ready"))
                     .await
                     .filter(|(status, _)| *status == 200)
                     .map(|_| ()))
@@ -77,7 +77,7 @@ impl Prometheus {
 
     /// Reloads the configuration and rule files.
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let (status, body) = http_request("POST", &format!("{}/-/reload", self.url))
+        let (status, body) = crate::http_request("POST", &format!("{}/-/reload", self.url))
             .await
             .ok_or_else(|| anyhow::anyhow!("no answer"))?;
         anyhow::ensure!(status == 200, "reload failed: {status} {body}");
@@ -86,7 +86,7 @@ impl Prometheus {
 
     /// `GET /api/v1/<path>` as JSON.
     pub async fn api(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        let (status, body) = http_get(&format!("{}/api/v1/{path}", self.url))
+        let (status, body) = crate::http_get(&format!("{}/api/v1/{path}", self.url))
             .await
             .ok_or_else(|| anyhow::anyhow!("no answer"))?;
         anyhow::ensure!(status == 200, "{path}: {status} {body}");
@@ -97,40 +97,6 @@ impl Prometheus {
     pub fn log_tail(&self) -> String {
         self.process.tail(40)
     }
-}
-
-/// GET over HTTP/1.0; `None` when nothing answers.
-pub async fn http_get(url: &str) -> Option<(u16, String)> {
-    http_request("GET", url).await
-}
-
-async fn http_request(method: &str, url: &str) -> Option<(u16, String)> {
-    let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".to_owned()));
-    let mut stream =
-        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(host))
-            .await
-            .ok()?
-            .ok()?;
-    let request = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        stream.read_to_string(&mut response),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, body))
 }
 
 /// A synthetic exporter: `http_requests_total{code="200"|"500"}` counters that grow at fixed

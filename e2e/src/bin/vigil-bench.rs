@@ -242,7 +242,7 @@ async fn prometheus(count: usize) -> anyhow::Result<()> {
     );
     tokio::time::sleep(Duration::from_secs(60)).await;
     // Prometheus' own metrics, from its /metrics endpoint.
-    let (_, metrics) = vigil_e2e::prometheus::http_get(&format!("{}/metrics", prometheus.url))
+    let (_, metrics) = vigil_e2e::http_get(&format!("{}/metrics", prometheus.url))
         .await
         .ok_or_else(|| anyhow::anyhow!("no /metrics"))?;
     let mut by_kind: BTreeMap<String, (f64, f64, usize)> = BTreeMap::new();

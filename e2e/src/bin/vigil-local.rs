@@ -46,7 +46,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let exporter = Exporter::start(999.5, 0.5).await?;
     let prometheus = Prometheus::start_on(&dir, "checkout", &exporter.address, 19090).await?;
-    println!("prometheus: {} scraping checkout at {} (rules in {})", prometheus.url, exporter.address, prometheus.rules_dir.display());
+    println!(
+        "prometheus: {} scraping checkout at {} (rules in {})",
+        prometheus.url,
+        exporter.address,
+        prometheus.rules_dir.display()
+    );
     std::fs::write(dir.join("ready"), "")?;
     println!("fleet ready; stop with SIGTERM or Ctrl-C");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
