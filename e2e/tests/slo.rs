@@ -137,3 +137,99 @@ async fn budget_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Where the Prometheus Operator's CRD is served, the rules are a PrometheusRule.
+#[tokio::test]
+async fn with_the_prometheus_operator_the_rules_are_a_prometheus_rule() {
+    let cluster = TestCluster::start("promop").await.expect("cluster");
+    prometheus_rule_scenario(&cluster)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+async fn prometheus_rule_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+    cluster.install_crds().await?;
+    cluster.ensure_namespace("vigil-system").await?;
+    // The PrometheusRule CRD as the Prometheus Operator serves it (schema left open here).
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client());
+    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "prometheusrules.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com", "scope": "Namespaced",
+            "names": {"kind": "PrometheusRule", "plural": "prometheusrules", "singular": "prometheusrule", "listKind": "PrometheusRuleList"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
+        },
+    }))?;
+    crds.patch(
+        "prometheusrules.monitoring.coreos.com",
+        &PatchParams::apply("vigil-e2e"),
+        &Patch::Apply(&crd),
+    )
+    .await?;
+    eventually(
+        "the PrometheusRule API is served",
+        Duration::from_secs(30),
+        || {
+            let client = cluster.client();
+            async move {
+                Ok(client
+                    .list_api_group_resources("monitoring.coreos.com/v1")
+                    .await
+                    .ok()
+                    .filter(|l| l.resources.iter().any(|r| r.kind == "PrometheusRule"))
+                    .map(|_| ()))
+            }
+        },
+    )
+    .await?;
+    let namespace = cluster.namespace("shop").await?;
+    let _operator = Operator::start(cluster.kubeconfig(), cluster.dir(), "vigil-promop", &[])?;
+    let slos: Api<ServiceLevelObjective> = Api::namespaced(cluster.client(), &namespace.name);
+    let slo = serde_json::json!({
+        "apiVersion": "vigil.io/v1alpha1", "kind": "ServiceLevelObjective", "metadata": {"name": "checkout"},
+        "spec": {
+            "service": "checkout", "objective": 99.9,
+            "sli": {"ratio": {"errors": "http_requests_total{code=\"500\"}", "total": "http_requests_total"}},
+            "output": {"kind": "PrometheusRule", "labels": {"prometheus": "main"}},
+        },
+    });
+    slos.patch(
+        "checkout",
+        &PatchParams::apply("vigil-e2e"),
+        &Patch::Apply(&slo),
+    )
+    .await?;
+    let (reason, message) = eventually("RulesGenerated", Duration::from_secs(30), || {
+        let slos = slos.clone();
+        async move {
+            Ok(condition(&slos.get("checkout").await?, "RulesGenerated")
+                .filter(|c| c.0 == "True")
+                .map(|c| (c.1, c.2)))
+        }
+    })
+    .await?;
+    assert_eq!(reason, "PrometheusRule", "{message}");
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "monitoring.coreos.com",
+        "v1",
+        "PrometheusRule",
+    ));
+    let rules: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client(), &namespace.name, &resource);
+    let rule = rules.get("checkout-slo-rules").await?;
+    assert_eq!(
+        rule.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("prometheus"))
+            .map(String::as_str),
+        Some("main")
+    );
+    let groups = rule.data["spec"]["groups"].as_array().map(Vec::len);
+    assert_eq!(groups, Some(3), "{}", rule.data);
+    Ok(())
+}
