@@ -233,3 +233,81 @@ async fn prometheus_rule_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     assert_eq!(groups, Some(3), "{}", rule.data);
     Ok(())
 }
+
+/// A change the API server accepts but the operator refuses (PromQL that does not parse)
+/// is reported in `Ready` and as an Event, and the last good rules stay in place.
+#[tokio::test]
+async fn a_bad_update_is_reported_and_the_last_good_rules_stay() {
+    let cluster = TestCluster::start("badslo").await.expect("cluster");
+    bad_update_scenario(&cluster)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+async fn bad_update_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
+    use k8s_openapi::api::events::v1::Event;
+    cluster.install_crds().await?;
+    cluster.ensure_namespace("vigil-system").await?;
+    let namespace = cluster.namespace("shop").await?;
+    let _operator = Operator::start(cluster.kubeconfig(), cluster.dir(), "vigil-badslo", &[])?;
+    let slos: Api<ServiceLevelObjective> = Api::namespaced(cluster.client(), &namespace.name);
+    let apply = |errors: &str| {
+        serde_json::json!({
+            "apiVersion": "vigil.io/v1alpha1", "kind": "ServiceLevelObjective", "metadata": {"name": "checkout"},
+            "spec": {"service": "checkout", "objective": 99.9, "output": {"kind": "ConfigMap"},
+                "sli": {"ratio": {"errors": errors, "total": "http_requests_total"}}},
+        })
+    };
+    slos.patch(
+        "checkout",
+        &PatchParams::apply("vigil-e2e"),
+        &Patch::Apply(&apply("http_requests_total{code=\"500\"}")),
+    )
+    .await?;
+    let configmaps: Api<ConfigMap> = Api::namespaced(cluster.client(), &namespace.name);
+    let good = eventually("the rules ConfigMap", Duration::from_secs(30), || {
+        let configmaps = configmaps.clone();
+        async move {
+            Ok(configmaps
+                .get_opt("checkout-slo-rules")
+                .await?
+                .and_then(|c| c.data))
+        }
+    })
+    .await?;
+
+    slos.patch(
+        "checkout",
+        &PatchParams::apply("vigil-e2e"),
+        &Patch::Apply(&apply("http_requests_total{code=\"500\"")),
+    )
+    .await?;
+    let (reason, message) = eventually("Ready=False", Duration::from_secs(30), || {
+        let slos = slos.clone();
+        async move {
+            Ok(condition(&slos.get("checkout").await?, "Ready")
+                .filter(|c| c.0 == "False")
+                .map(|c| (c.1, c.2)))
+        }
+    })
+    .await?;
+    assert_eq!(reason, "InvalidSpec");
+    assert!(
+        message.contains("spec.sli.ratio.errors: unexpected end of input inside braces"),
+        "{message}"
+    );
+    let events: Api<Event> = Api::namespaced(cluster.client(), &namespace.name);
+    eventually("an InvalidSpec Event", Duration::from_secs(30), || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&Default::default()).await?;
+            Ok(list.items.into_iter().find(|e| {
+                e.reason.as_deref() == Some("InvalidSpec") && e.type_.as_deref() == Some("Warning")
+            }))
+        }
+    })
+    .await?;
+    let kept = configmaps.get("checkout-slo-rules").await?.data;
+    assert_eq!(kept, Some(good), "the last good rules are kept");
+    Ok(())
+}
