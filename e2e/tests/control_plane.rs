@@ -17,16 +17,24 @@ async fn the_crds_are_accepted_established_and_explained() {
 
 async fn crds_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     cluster.install_crds().await?;
-    let explain = std::process::Command::new(tool("kubectl")?)
-        .args(["explain", "memberclusters.spec.dns.clusterDomain"])
-        .env("KUBECONFIG", cluster.kubeconfig())
-        .output()?;
-    let text = String::from_utf8_lossy(&explain.stdout);
-    assert!(
-        explain.status.success(),
-        "{}",
-        String::from_utf8_lossy(&explain.stderr)
-    );
+    // The API server publishes a new CRD's OpenAPI schema a moment after it is Established.
+    let kubectl = tool("kubectl")?;
+    let text = eventually("kubectl explain", Duration::from_secs(30), || {
+        let kubectl = kubectl.clone();
+        async move {
+            let explain = std::process::Command::new(&kubectl)
+                .args(["explain", "memberclusters.spec.dns.clusterDomain"])
+                .env("KUBECONFIG", cluster.kubeconfig())
+                .output()?;
+            anyhow::ensure!(
+                explain.status.success(),
+                "{}",
+                String::from_utf8_lossy(&explain.stderr)
+            );
+            Ok(Some(String::from_utf8_lossy(&explain.stdout).into_owned()))
+        }
+    })
+    .await?;
     assert!(
         text.contains("The cluster's own DNS domain for services."),
         "{text}"

@@ -133,7 +133,17 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("cannot build a Kubernetes client (kubeconfig or in-cluster)")?;
-    check_crds(&client).await?;
+    // CRDs installed together with the operator (one `helm install`) may need a moment to
+    // be served: look a few times before giving up.
+    let mut attempt = 0;
+    while let Err(error) = check_crds(&client).await {
+        attempt += 1;
+        if attempt == 5 {
+            return Err(error);
+        }
+        tracing::warn!(%error, attempt, "Vigil CRDs not served yet; looking again");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
