@@ -649,3 +649,22 @@ async fn references_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn without_its_crds_the_operator_exits_with_a_clear_error() {
+    let cluster = TestCluster::start("nocrds").await.expect("cluster");
+    let mut operator =
+        Operator::start(cluster.kubeconfig(), cluster.dir(), "vigil-nocrds", &[]).expect("started");
+    let exited = eventually("the operator exits", Duration::from_secs(30), || {
+        let status = operator.check_alive();
+        async move { Ok(status.err()) }
+    })
+    .await
+    .expect("it exits");
+    let message = format!("{exited:#}");
+    assert!(message.contains("exited with exit status: 1"), "{message}");
+    assert!(
+        message.contains("CRDs") && message.contains("vigil crds | kubectl apply"),
+        "{message}"
+    );
+}
