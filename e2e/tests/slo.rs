@@ -125,6 +125,14 @@ async fn budget_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("{e:#}\nprometheus:\n{}", prometheus.log_tail()))?;
     let shown: f64 = budget.trim_end_matches('%').parse()?;
     assert!((shown - 75.0).abs() <= 0.1, "budget {budget}, by hand 75%");
+    // The burn rate over the last hour, by hand: 0.0025 / 0.01 = 0.25.
+    let burn = slos
+        .get("checkout")
+        .await?
+        .status
+        .and_then(|s| s.burn_rate)
+        .unwrap_or_default();
+    assert_eq!(burn, "0.25");
     let known = condition(&slos.get("checkout").await?, "BudgetKnown").expect("BudgetKnown");
     assert_eq!(known.0, "True", "{known:?}");
 

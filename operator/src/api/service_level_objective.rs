@@ -30,6 +30,12 @@ use super::common::{conditions_schema, impl_has_conditions};
         json_path = ".status.errorBudgetRemaining"
     ),
     printcolumn(
+        name = "Burn1h",
+        type_ = "string",
+        json_path = ".status.burnRate",
+        priority = 1
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
@@ -229,6 +235,10 @@ pub struct ServiceLevelObjectiveStatus {
     /// Error budget left over the window, in percent, as last read from Prometheus.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_budget_remaining: Option<String>,
+    /// Burn rate over the last hour (1 spends the budget exactly over the window), as last
+    /// read from Prometheus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burn_rate: Option<String>,
 }
 
 impl_has_conditions!(ServiceLevelObjectiveStatus);

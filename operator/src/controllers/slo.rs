@@ -66,8 +66,8 @@ impl Reconcile for ServiceLevelObjective {
                 ),
             ),
             Some(url) => match query_budget(url, &slo_key(&self)).await {
-                Ok(Some(remaining)) => (
-                    Some(remaining),
+                Ok(Some(read)) => (
+                    Some(read),
                     condition(
                         BUDGET_KNOWN,
                         Some(true),
@@ -106,7 +106,8 @@ impl Reconcile for ServiceLevelObjective {
         let status = ServiceLevelObjectiveStatus {
             observed_generation: None,
             conditions: vec![ready, generated, budget_condition],
-            error_budget_remaining: budget.map(format_percent),
+            error_budget_remaining: budget.map(|b| format_percent(b.remaining)),
+            burn_rate: budget.and_then(|b| b.burn_rate).map(|r| format!("{r:.2}")),
         };
         let was_generated = self.status.as_ref().is_some_and(|s| {
             s.conditions
@@ -167,17 +168,52 @@ pub fn format_percent(share: f64) -> String {
     format!("{:.2}%", share * 100.0)
 }
 
-/// Reads `vigil:slo_error_budget_remaining` of one SLO from Prometheus' HTTP API. With
-/// grouping, the lowest remaining budget of its label sets is the SLO's.
-pub async fn query_budget(url: &str, key: &str) -> Result<Option<f64>, String> {
-    let query = format!("min(vigil:slo_error_budget_remaining{{vigil_slo=\"{key}\"}})");
+/// What Prometheus says of one SLO.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetReading {
+    /// Share of the window's error budget left (1 = untouched; negative = overspent).
+    pub remaining: f64,
+    /// Burn rate over the last hour, when known.
+    pub burn_rate: Option<f64>,
+}
+
+/// Reads the budget left and the current burn rate of one SLO from Prometheus' HTTP API.
+/// With grouping, the SLO's figures are those of its worst label set.
+pub async fn query_budget(url: &str, key: &str) -> Result<Option<BudgetReading>, String> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| e.to_string())?;
+    let remaining = query_value(
+        &client,
+        url,
+        &format!("min(vigil:slo_error_budget_remaining{{vigil_slo=\"{key}\"}})"),
+    )
+    .await?;
+    let Some(remaining) = remaining else {
+        return Ok(None);
+    };
+    let burn_rate = query_value(
+        &client,
+        url,
+        &format!("max(vigil:slo_burn_rate:rate1h{{vigil_slo=\"{key}\"}})"),
+    )
+    .await?;
+    Ok(Some(BudgetReading {
+        remaining,
+        burn_rate,
+    }))
+}
+
+/// The value of an instant query that returns one sample, if any.
+async fn query_value(
+    client: &reqwest::Client,
+    url: &str,
+    query: &str,
+) -> Result<Option<f64>, String> {
     let response = client
         .get(format!("{}/api/v1/query", url.trim_end_matches('/')))
-        .query(&[("query", query.as_str())])
+        .query(&[("query", query)])
         .send()
         .await
         .map_err(|e| describe(&e))?;
@@ -192,13 +228,12 @@ pub async fn query_budget(url: &str, key: &str) -> Result<Option<f64>, String> {
             body["error"].as_str().unwrap_or("query failed")
         ));
     }
-    let value = body["data"]["result"]
+    Ok(body["data"]["result"]
         .as_array()
         .and_then(|r| r.first())
         .and_then(|sample| sample["value"][1].as_str())
         .and_then(|v| v.parse::<f64>().ok())
-        .filter(|v| v.is_finite());
-    Ok(value)
+        .filter(|v| v.is_finite()))
 }
 
 fn describe(error: &reqwest::Error) -> String {
