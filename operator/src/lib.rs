@@ -6,6 +6,7 @@
 //!   controllers and the offline commands.
 //! - [`controllers`]: the controller manager and its runtime.
 
+pub mod acme;
 pub mod api;
 pub mod cli;
 pub mod controllers;
@@ -14,4 +15,5 @@ pub mod manifest;
 pub mod metrics;
 pub mod render;
 pub mod telemetry;
+pub mod tls;
 pub mod validate;

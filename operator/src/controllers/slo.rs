@@ -180,10 +180,8 @@ pub struct BudgetReading {
 /// Reads the budget left and the current burn rate of one SLO from Prometheus' HTTP API.
 /// With grouping, the SLO's figures are those of its worst label set.
 pub async fn query_budget(url: &str, key: &str) -> Result<Option<BudgetReading>, String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let client =
+        crate::tls::http_client(None, Duration::from_secs(5)).map_err(|e| e.to_string())?;
     let remaining = query_value(
         &client,
         url,
