@@ -79,6 +79,15 @@ pub struct RunArgs {
     /// Seconds between two reads of values shown in status (error budgets).
     #[arg(long, env = "VIGIL_STATUS_INTERVAL_SECONDS", default_value_t = 60)]
     pub status_interval_seconds: u64,
+    /// Address of the ACME HTTP-01 challenge server (`/.well-known/acme-challenge/`).
+    #[arg(long, env = "VIGIL_ACME_HTTP01_ADDR", default_value = "0.0.0.0:8089")]
+    pub acme_http01_addr: SocketAddr,
+    /// Seconds to wait after a failed certificate issuance; doubles with each failure.
+    #[arg(long, env = "VIGIL_ACME_RETRY_INITIAL_SECONDS", default_value_t = 3600)]
+    pub acme_retry_initial_seconds: u64,
+    /// Longest wait between two issuance attempts, in seconds.
+    #[arg(long, env = "VIGIL_ACME_RETRY_MAX_SECONDS", default_value_t = 32 * 3600)]
+    pub acme_retry_max_seconds: u64,
 }
 
 /// Manifest inputs.
@@ -121,6 +130,9 @@ impl RunArgs {
             backoff_max: Duration::from_secs(self.backoff_max_seconds),
             prometheus_url: self.prometheus_url,
             status_interval: Duration::from_secs(self.status_interval_seconds),
+            acme_http01_addr: self.acme_http01_addr,
+            acme_retry_initial: Duration::from_secs(self.acme_retry_initial_seconds),
+            acme_retry_max: Duration::from_secs(self.acme_retry_max_seconds),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod acme;
 pub mod api;
 pub mod cli;
 pub mod controllers;
+pub mod dns;
 pub mod inventory;
 pub mod manifest;
 pub mod metrics;

@@ -1,8 +1,11 @@
 //! Prometheus metrics of the operator, served on the admin port at `/metrics`.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -39,6 +42,22 @@ fn latency_histogram() -> Histogram {
     ])
 }
 
+/// Labels of per-certificate metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabels {
+    /// Namespace of the `AcmeCertificate`.
+    pub namespace: String,
+    /// Name of the `AcmeCertificate`.
+    pub name: String,
+}
+
+/// Labels of issuance outcomes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IssuanceLabels {
+    /// `success` or the failure reason.
+    pub result: String,
+}
+
 /// Every metric of the operator.
 #[derive(Debug)]
 pub struct Metrics {
@@ -52,6 +71,12 @@ pub struct Metrics {
     pub reconcile_panics: Family<ControllerLabels, Counter>,
     /// `vigil_member_cluster_probe_duration_seconds{cluster, probe, result}`.
     pub probe_duration: Family<ProbeLabels, Histogram, fn() -> Histogram>,
+    /// `vigil_certificate_expiration_timestamp_seconds{namespace, name}`.
+    pub certificate_expiration: Family<CertificateLabels, Gauge<f64, AtomicU64>>,
+    /// `vigil_certificate_issuances_total{result}`.
+    pub issuances: Family<IssuanceLabels, Counter>,
+    /// `vigil_acme_http_requests_total`: every HTTP request sent to ACME servers.
+    pub acme_requests: Counter,
 }
 
 impl Default for Metrics {
@@ -89,8 +114,29 @@ impl Metrics {
             "Latency of member cluster probes, by cluster, probe and result",
             probe_duration.clone(),
         );
+        let certificate_expiration = Family::default();
+        let issuances = Family::default();
+        let acme_requests = Counter::default();
+        registry.register(
+            "certificate_expiration_timestamp_seconds",
+            "When each AcmeCertificate's current certificate expires (Unix seconds)",
+            certificate_expiration.clone(),
+        );
+        registry.register(
+            "certificate_issuances",
+            "Certificate issuances, by result (success or the failure reason)",
+            issuances.clone(),
+        );
+        registry.register(
+            "acme_http_requests",
+            "HTTP requests sent to ACME servers",
+            acme_requests.clone(),
+        );
         Self {
             registry,
+            certificate_expiration,
+            issuances,
+            acme_requests,
             reconcile_duration,
             reconcile_errors,
             reconcile_panics,

@@ -40,14 +40,12 @@ pub fn client_config(extra_roots_pem: Option<&str>) -> Result<rustls::ClientConf
             return Err(TlsError::Bundle("holds no PEM certificate".into()));
         }
     }
-    Ok(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    )
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 /// A reqwest client over [`client_config`] with the given request timeout.

@@ -569,15 +569,21 @@ impl Validate for AcmeCertificate {
             Some(issuer) => {
                 let has_dns01 = issuer.spec.solvers.iter().any(|s| s.dns01.is_some());
                 for (i, name) in spec.dns_names.iter().enumerate() {
-                    if name.starts_with("*.") && !has_dns01 {
-                        errors.push(FieldError::new(
-                            format!("spec.dnsNames[{i}]"),
-                            format!(
-                                "{name:?} is a wildcard but AcmeIssuer {:?} has no dns01 solver",
-                                issuer.name_any()
-                            ),
-                        ));
+                    if crate::acme::solver::select(&issuer.spec.solvers, name).is_some() {
+                        continue;
                     }
+                    let message = if name.starts_with("*.") && !has_dns01 {
+                        format!(
+                            "{name:?} is a wildcard but AcmeIssuer {:?} has no dns01 solver",
+                            issuer.name_any()
+                        )
+                    } else {
+                        format!(
+                            "no solver of AcmeIssuer {:?} serves {name:?}: no selector matches it",
+                            issuer.name_any()
+                        )
+                    };
+                    errors.push(FieldError::new(format!("spec.dnsNames[{i}]"), message));
                 }
             }
         }

@@ -140,6 +140,31 @@ pub struct AcmeCertificateStatus {
     /// Number of certificates issued so far for this object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i64>,
+    /// Failed issuances in a row since the last success or spec change; retries back off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_issuance_attempts: Option<i32>,
+    /// When the last issuance failed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_time: Option<String>,
+    /// The copies in member clusters, one entry per cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub distribution: Vec<ClusterCopy>,
+}
+
+/// The copy of the Secret in one member cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterCopy {
+    /// Name of the `MemberCluster`.
+    pub cluster: String,
+    /// Namespace of the copy.
+    pub namespace: String,
+    /// Revision of the certificate the cluster holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    /// Why the last copy failed; empty when the cluster is up to date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 impl_has_conditions!(AcmeCertificateStatus);

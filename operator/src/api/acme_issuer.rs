@@ -99,14 +99,12 @@ pub struct SolverSelector {
     pub dns_names: Vec<String>,
 }
 
-/// HTTP-01 solver: Vigil serves the challenge token from the cluster.
+/// HTTP-01 solver: the operator answers challenges itself on its challenge port
+/// (`/.well-known/acme-challenge/`); port 80 of every name must reach it, e.g. through the
+/// chart's `acme-http01` Service behind a load balancer or an Ingress.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Http01Solver {
-    /// IngressClass used for the temporary challenge route; the cluster default when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ingress_class_name: Option<String>,
-}
+pub struct Http01Solver {}
 
 /// DNS-01 solver: exactly one DNS provider.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -157,7 +155,7 @@ pub enum TsigAlgorithm {
 }
 
 /// Amazon Route 53 provider.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Route53Provider {
     /// AWS region of the API endpoint.
@@ -169,13 +167,18 @@ pub struct Route53Provider {
         skip_serializing_if = "Option::is_none"
     )]
     pub hosted_zone_id: Option<String>,
-    /// Secret with `access-key-id` and `secret-access-key`; the pod's identity (IRSA) when unset.
+    /// Secret with `access-key-id` and `secret-access-key` (and optionally `session-token`).
+    pub credentials_secret_ref: SecretRef,
+    /// API endpoint; `https://route53.amazonaws.com` when unset (set it for the China
+    /// partition or a VPC endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_secret_ref: Option<SecretRef>,
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("isURL(self)").message("endpoint must be a URL"))]
+    pub endpoint: Option<String>,
 }
 
 /// Alibaba Cloud DNS provider.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AliDnsProvider {
     /// Region of the API endpoint, e.g. `cn-hangzhou`.
@@ -183,6 +186,11 @@ pub struct AliDnsProvider {
     pub region_id: String,
     /// Secret with `access-key-id` and `access-key-secret`.
     pub credentials_secret_ref: SecretRef,
+    /// API endpoint; `https://alidns.<regionID>.aliyuncs.com` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("isURL(self)").message("endpoint must be a URL"))]
+    pub endpoint: Option<String>,
 }
 
 /// Observed state of an issuer.

@@ -44,6 +44,12 @@ pub struct RunOptions {
     pub prometheus_url: Option<String>,
     /// How often budgets read from Prometheus are refreshed in status.
     pub status_interval: Duration,
+    /// Address of the ACME HTTP-01 challenge server.
+    pub acme_http01_addr: SocketAddr,
+    /// First wait after a failed certificate issuance.
+    pub acme_retry_initial: Duration,
+    /// Longest wait after repeated failed certificate issuances.
+    pub acme_retry_max: Duration,
 }
 
 #[derive(Clone)]
@@ -265,7 +271,16 @@ async fn run_controllers(
         backoff: Backoff::new(options.backoff_base, options.backoff_max),
         prometheus_url: options.prometheus_url.clone(),
         status_interval: options.status_interval,
+        acme: super::acme_issuer::AcmeRuntime::new(
+            options.acme_retry_initial,
+            options.acme_retry_max,
+        ),
     });
+    let challenges = tokio::spawn(serve_challenges(
+        options.acme_http01_addr,
+        ctx.acme.tokens.clone(),
+        stop.clone(),
+    ));
     let shutdown = |stop: &watch::Receiver<bool>| {
         let mut stop = stop.clone();
         async move {
@@ -282,4 +297,30 @@ async fn run_controllers(
         supervised_workloads.run(ctx.clone(), shutdown(&stop), workload_refs),
         telemetry_pipelines.run(ctx.clone(), shutdown(&stop), pipeline_refs),
     );
+    let _ = challenges.await;
+}
+
+/// Serves ACME HTTP-01 challenge answers until `stop` turns true. Only the leader has
+/// tokens to serve: the challenge port is opened once this replica leads.
+async fn serve_challenges(
+    addr: SocketAddr,
+    tokens: crate::acme::solver::Http01Tokens,
+    mut stop: watch::Receiver<bool>,
+) {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%addr, %error, "cannot open the ACME HTTP-01 challenge port; HTTP-01 challenges will fail");
+            return;
+        }
+    };
+    tracing::info!(%addr, "serving ACME HTTP-01 challenges");
+    let served = axum::serve(listener, tokens.router())
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(error) = served {
+        tracing::error!(%error, "the ACME HTTP-01 challenge server stopped");
+    }
 }

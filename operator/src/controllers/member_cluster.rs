@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use k8s_openapi::api::core::v1::Secret;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -19,7 +18,7 @@ use super::status::{condition, condition_status, update_status};
 use super::{Context, Error, Reconcile};
 use crate::api::{MemberCluster, MemberClusterStatus, READY};
 use crate::metrics::ProbeLabels;
-use crate::validate::{Validate, parse_duration, parse_host_port};
+use crate::validate::{Validate, parse_duration};
 
 /// Condition type: the API server answered a version request.
 pub const API_REACHABLE: &str = "ApiReachable";
@@ -28,8 +27,6 @@ pub const DNS_REACHABLE: &str = "DnsReachable";
 
 /// How long one API probe may take.
 const API_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long one DNS endpoint has to answer.
-const DNS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why a probe failed: a condition reason and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,16 +173,7 @@ pub fn member_status(
 /// Asks the member's API server for its version, with the kubeconfig from its Secret (or
 /// the operator's own client for the local cluster).
 async fn probe_api(member: &MemberCluster, ctx: &Context) -> Result<String, ProbeFailure> {
-    let (client, server) = match &member.spec.api_server {
-        Some(api_server) => remote_client(&ctx.client, &api_server.kubeconfig_secret_ref).await?,
-        None if member.spec.local => (ctx.client.clone(), "of the local cluster".to_owned()),
-        None => {
-            return Err(ProbeFailure::new(
-                "NoApiServer",
-                "spec.apiServer is not set and the cluster is not local",
-            ));
-        }
-    };
+    let (client, server) = member_client(member, ctx).await?;
     match tokio::time::timeout(API_TIMEOUT, client.apiserver_version()).await {
         Ok(Ok(info)) => Ok(info.git_version),
         Ok(Err(error)) => Err(ProbeFailure::new(
@@ -202,9 +190,25 @@ async fn probe_api(member: &MemberCluster, ctx: &Context) -> Result<String, Prob
     }
 }
 
+/// A client of `member`'s API server (the operator's own for the local cluster), and a
+/// description of the server for messages.
+pub async fn member_client(
+    member: &MemberCluster,
+    ctx: &Context,
+) -> Result<(Client, String), ProbeFailure> {
+    match &member.spec.api_server {
+        Some(api_server) => remote_client(&ctx.client, &api_server.kubeconfig_secret_ref).await,
+        None if member.spec.local => Ok((ctx.client.clone(), "of the local cluster".to_owned())),
+        None => Err(ProbeFailure::new(
+            "NoApiServer",
+            "spec.apiServer is not set and the cluster is not local",
+        )),
+    }
+}
+
 /// A short, stable description of a client error: the innermost cause, which names the
 /// address and what failed, without per-attempt details.
-fn describe_kube_error(error: &kube::Error) -> String {
+pub fn describe_kube_error(error: &kube::Error) -> String {
     let mut cause: &dyn std::error::Error = error;
     while let Some(next) = cause.source() {
         cause = next;
@@ -298,60 +302,17 @@ pub async fn probe_dns(
 }
 
 async fn query_once(endpoint: &str, name: &str) -> Result<(), String> {
-    let (host, port) = parse_host_port(endpoint)?;
-    let address = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot resolve host: {e}"))?
-        .next()
-        .ok_or_else(|| "host has no address".to_owned())?;
+    let address = crate::dns::resolve(endpoint).await?;
     let name = Name::from_ascii(name).map_err(|e| format!("bad query name: {e}"))?;
-    let mut query = Message::query();
-    query.metadata.recursion_desired = true;
-    query.add_query(Query::query(name, RecordType::A));
-    let id = query.metadata.id;
-    let packet = query
-        .to_vec()
-        .map_err(|e| format!("cannot encode query: {e}"))?;
-    let bind = if address.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    };
-    let socket = tokio::net::UdpSocket::bind(bind)
+    crate::dns::exchange(address, &crate::dns::query(&name, RecordType::A, true))
         .await
-        .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
-    socket
-        .connect(address)
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
-    socket
-        .send(&packet)
-        .await
-        .map_err(|e| format!("cannot send: {e}"))?;
-    let mut buffer = [0u8; 4096];
-    let answer = async {
-        loop {
-            let n = socket
-                .recv(&mut buffer)
-                .await
-                .map_err(|e| format!("no answer: {e}"))?;
-            if let Ok(reply) = Message::from_vec(&buffer[..n])
-                && reply.metadata.id == id
-                && reply.metadata.message_type == MessageType::Response
-                && reply.metadata.op_code == OpCode::Query
-            {
-                return Ok::<(), String>(());
-            }
-        }
-    };
-    tokio::time::timeout(DNS_TIMEOUT, answer)
-        .await
-        .map_err(|_| format!("no answer within {}s", DNS_TIMEOUT.as_secs()))?
+        .map(|_| ())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hickory_proto::op::{Message, OpCode};
 
     #[test]
     fn both_probes_up_make_the_cluster_ready() {

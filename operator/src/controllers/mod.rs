@@ -5,6 +5,8 @@
 //! [`Error`], the [`Context`], the reconcile driver (panics caught, metrics, per-object
 //! backoff, Events) and the manager that starts them all.
 
+pub mod acme_certificate;
+pub mod acme_issuer;
 pub mod apply;
 mod manager;
 pub mod member_cluster;
@@ -60,6 +62,9 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
+    /// An ACME server or solver failed; the reason names what.
+    #[error("{0}")]
+    Acme(crate::acme::account::AcmeError),
     /// The reconcile panicked; the panic was caught and logged with its backtrace.
     #[error("reconcile panicked at {location}: {message}")]
     Panicked {
@@ -77,6 +82,7 @@ impl Error {
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::Kube(_) => "KubernetesApiError",
             Error::Secret { .. } => "SecretUnusable",
+            Error::Acme(error) => error.reason,
             Error::Panicked { .. } => "ReconcilePanicked",
         }
     }
@@ -232,6 +238,8 @@ pub struct Context {
     pub prometheus_url: Option<String>,
     /// How often values read from outside (budgets) are refreshed in status.
     pub status_interval: Duration,
+    /// ACME accounts, HTTP-01 tokens and the issuance retry schedule.
+    pub acme: acme_issuer::AcmeRuntime,
 }
 
 impl std::fmt::Debug for Context {

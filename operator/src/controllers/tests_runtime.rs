@@ -310,6 +310,10 @@ fn context(client: Client) -> Arc<Context> {
         backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
         prometheus_url: None,
         status_interval: Duration::from_secs(60),
+        acme: super::acme_issuer::AcmeRuntime::new(
+            Duration::from_secs(3600),
+            Duration::from_secs(32 * 3600),
+        ),
     })
 }
 

@@ -66,8 +66,6 @@ macro_rules! validating_controller {
 }
 
 validating_controller!(
-    api::AcmeCertificate,
-    api::AcmeIssuer,
     api::CrossCloudDNS,
     api::SupervisedWorkload,
     api::TelemetryPipeline,

@@ -1,7 +1,8 @@
 //! DNS-01 providers: each publishes and removes `_acme-challenge` TXT values.
 
-pub mod alidns;
 mod acs3;
+pub mod alidns;
+pub mod rfc2136;
 pub mod route53;
 mod sigv4;
 

@@ -1,0 +1,179 @@
+//! One issuance: order -> authorizations -> challenges -> finalize -> certificate chain.
+//! Every challenge answer published (HTTP-01 token, DNS-01 TXT value) is removed again,
+//! whatever the outcome.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use instant_acme::{
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
+    OrderStatus, RetryPolicy,
+};
+use rcgen::KeyPair;
+
+use super::account::AcmeError;
+use super::solver::{Dns01, Http01Tokens};
+
+/// How the names of one order are proven.
+#[derive(Debug, Clone)]
+pub enum Proof {
+    /// HTTP-01 through the operator's challenge server.
+    Http01,
+    /// DNS-01 through a provider.
+    Dns01(Arc<Dns01>),
+}
+
+/// Counters of the ACME requests an issuance made, for metrics and benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OrderStats {
+    /// Authorizations that needed a challenge (not already valid).
+    pub challenges: u32,
+}
+
+/// What to wait for: the order to become ready, then the certificate.
+fn retries() -> RetryPolicy {
+    RetryPolicy::new()
+        .initial_delay(Duration::from_millis(250))
+        .backoff(1.5)
+        .timeout(Duration::from_secs(180))
+}
+
+enum Published {
+    Token(String),
+    Txt(Arc<Dns01>, String, String),
+}
+
+/// Orders a certificate for `names` (each with its [`Proof`]) and returns the PEM chain.
+/// `replaces` names the certificate being renewed (ARI).
+pub async fn issue(
+    account: &Account,
+    names: &[String],
+    proofs: &HashMap<String, Proof>,
+    tokens: &Http01Tokens,
+    key: &KeyPair,
+    replaces: Option<CertificateIdentifier<'static>>,
+) -> Result<(String, OrderStats), AcmeError> {
+    let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
+    let mut new = NewOrder::new(&identifiers);
+    if let Some(replaces) = replaces {
+        new = new.replaces(replaces);
+    }
+    let mut order = account
+        .new_order(&new)
+        .await
+        .map_err(|e| AcmeError::from_acme("creating the order", &e))?;
+    let mut published = Vec::new();
+    let mut stats = OrderStats::default();
+    let result = async {
+        let mut authorizations = order.authorizations();
+        while let Some(authorization) = authorizations.next().await {
+            let mut authorization =
+                authorization.map_err(|e| AcmeError::from_acme("reading an authorization", &e))?;
+            match authorization.status {
+                AuthorizationStatus::Valid => continue,
+                AuthorizationStatus::Pending => {}
+                other => {
+                    return Err(AcmeError::new(
+                        "ChallengeFailed",
+                        format!(
+                            "authorization for {} is {other:?}",
+                            authorization.identifier()
+                        ),
+                    ));
+                }
+            }
+            let name = authorization.identifier().to_string();
+            let proof = proofs.get(&name).ok_or_else(|| {
+                AcmeError::new("NoSolver", format!("no solver of the issuer serves {name}"))
+            })?;
+            let kind = match proof {
+                Proof::Http01 => ChallengeType::Http01,
+                Proof::Dns01(_) => ChallengeType::Dns01,
+            };
+            let mut challenge = authorization.challenge(kind.clone()).ok_or_else(|| {
+                AcmeError::new(
+                    "ChallengeUnavailable",
+                    format!("the ACME server offers no {kind:?} challenge for {name}"),
+                )
+            })?;
+            let key_authorization = challenge.key_authorization();
+            match proof {
+                Proof::Http01 => {
+                    tokens.insert(&challenge.token, key_authorization.as_str());
+                    published.push(Published::Token(challenge.token.clone()));
+                }
+                Proof::Dns01(provider) => {
+                    let fqdn = format!("_acme-challenge.{}", name.trim_start_matches("*."));
+                    let value = key_authorization.dns_value();
+                    provider.add_txt(&fqdn, &value).await.map_err(|e| {
+                        AcmeError::new("SolverFailed", format!("publishing {fqdn}: {e}"))
+                    })?;
+                    published.push(Published::Txt(
+                        provider.clone(),
+                        fqdn.clone(),
+                        value.clone(),
+                    ));
+                    provider
+                        .wait_visible(&fqdn, &value)
+                        .await
+                        .map_err(|e| AcmeError::new("PropagationTimeout", e))?;
+                }
+            }
+            stats.challenges += 1;
+            challenge
+                .set_ready()
+                .await
+                .map_err(|e| AcmeError::from_acme("answering the challenge", &e))?;
+        }
+        let status = order
+            .poll_ready(&retries())
+            .await
+            .map_err(|e| AcmeError::from_acme("waiting for the challenges", &e))?;
+        if status != OrderStatus::Ready {
+            return Err(failed_challenges(&mut order).await);
+        }
+        let csr = super::keys::csr(names, key)
+            .map_err(|e| AcmeError::new("AcmeClientError", e.to_string()))?;
+        order
+            .finalize_csr(&csr)
+            .await
+            .map_err(|e| AcmeError::from_acme("finalizing the order", &e))?;
+        order
+            .poll_certificate(&retries())
+            .await
+            .map_err(|e| AcmeError::from_acme("downloading the certificate", &e))
+    }
+    .await;
+    for item in published {
+        match item {
+            Published::Token(token) => tokens.remove(&token),
+            Published::Txt(provider, fqdn, value) => {
+                if let Err(error) = provider.remove_txt(&fqdn, &value).await {
+                    tracing::warn!(%fqdn, %error, "could not remove a challenge record");
+                }
+            }
+        }
+    }
+    result.map(|chain| (chain, stats))
+}
+
+/// The reason the order became invalid, from the first failed challenge.
+async fn failed_challenges(order: &mut instant_acme::Order) -> AcmeError {
+    let mut details = Vec::new();
+    let mut authorizations = order.authorizations();
+    while let Some(Ok(mut authorization)) = authorizations.next().await {
+        let name = authorization.identifier().to_string();
+        if let Ok(state) = authorization.refresh().await {
+            for challenge in &state.challenges {
+                if let Some(problem) = &challenge.error {
+                    details.push(format!("{name}: {problem}"));
+                }
+            }
+        }
+    }
+    if details.is_empty() {
+        details.push("the order became invalid".to_owned());
+    }
+    AcmeError::new("ChallengeFailed", details.join("; "))
+}

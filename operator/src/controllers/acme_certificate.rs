@@ -1,0 +1,835 @@
+//! The `AcmeCertificate` controller: issues through the issuer's ACME account, keeps the
+//! certificate in a `kubernetes.io/tls` Secret, renews it on time (ARI when offered), backs
+//! off after failures, and copies the Secret to member clusters.
+//!
+//! The working Secret is only ever replaced, in one write, by a certificate that was
+//! verified: the chain is signed link by link, the names are the spec's and the public key
+//! is the key written next to it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+use rcgen::PublicKeyData;
+
+use super::acme_issuer::{required_secret_text, secret_text};
+use super::apply::{MANAGED_BY, MANAGED_BY_LABEL};
+use super::member_cluster::{describe_kube_error, member_client};
+use super::status::{FIELD_MANAGER, condition, update_status};
+use super::{Context, Error, Reconcile};
+use crate::acme::account::AcmeError;
+use crate::acme::cert::{CertInfo, verify_chain};
+use crate::acme::dns01::alidns::{AliDns, AliDnsCredentials};
+use crate::acme::dns01::rfc2136::Rfc2136;
+use crate::acme::dns01::route53::{Route53, Route53Credentials};
+use crate::acme::keys;
+use crate::acme::order::{Proof, issue};
+use crate::acme::renewal::{renewal_time, retry_delay};
+use crate::acme::solver::{Dns01, select};
+use crate::api::acme_certificate::{ClusterCopy, RotationPolicy};
+use crate::api::acme_issuer::Dns01Solver;
+use crate::api::{AcmeCertificate, AcmeCertificateStatus, AcmeIssuer, READY};
+use crate::metrics::{CertificateLabels, IssuanceLabels};
+use crate::validate::{Validate, parse_duration};
+
+/// Condition type: an issuance is in progress (True) or what the last one did (False).
+pub const ISSUING: &str = "Issuing";
+/// Annotation on the Secret: how many certificates this object has issued.
+pub const REVISION_ANNOTATION: &str = "vigil.io/certificate-revision";
+/// Annotation on the Secret: when its certificate was issued.
+pub const ISSUED_AT_ANNOTATION: &str = "vigil.io/issued-at";
+/// Annotation on the Secret: the `AcmeIssuer` that issued it.
+pub const ISSUER_ANNOTATION: &str = "vigil.io/issuer";
+/// Label on the Secret and its copies: `<namespace>.<name>` of the `AcmeCertificate`.
+pub const CERTIFICATE_LABEL: &str = "vigil.io/certificate";
+
+/// The longest a healthy certificate waits between two looks (ARI windows can move).
+const RECHECK: Duration = Duration::from_secs(3600);
+/// How soon a cluster that did not get its copy is tried again.
+const DISTRIBUTION_RETRY: Duration = Duration::from_secs(20);
+
+/// The certificate in the Secret, verified against the spec.
+struct Current {
+    info: CertInfo,
+    chain: String,
+    key_pem: String,
+    revision: i64,
+    issuer: Option<String>,
+}
+
+fn rfc3339(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn certificate_key(cert: &AcmeCertificate) -> String {
+    format!(
+        "{}.{}",
+        cert.namespace().unwrap_or_default(),
+        cert.name_any()
+    )
+}
+
+impl Reconcile for AcmeCertificate {
+    async fn reconcile(self: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
+        let inventory = ctx.stores.inventory();
+        let errors = self.validate(&inventory);
+        if !errors.is_empty() {
+            return Err(Error::InvalidSpec(errors));
+        }
+        let issuer = inventory
+            .acme_issuer(&self.spec.issuer_ref.name)
+            .cloned()
+            .ok_or_else(|| {
+                Error::Acme(AcmeError::new(
+                    "IssuerNotFound",
+                    format!("AcmeIssuer {:?} does not exist", self.spec.issuer_ref.name),
+                ))
+            })?;
+        let namespace = self.namespace().unwrap_or_default();
+        let now = Timestamp::now();
+        let current = read_current(&ctx, &namespace, &self).await?;
+        let mut status = self.status.clone().unwrap_or_default();
+        // A spec change resets the failure backoff.
+        if status.observed_generation != self.metadata.generation {
+            status.failed_issuance_attempts = None;
+            status.last_failure_time = None;
+        }
+        let renewal = match &current {
+            Ok(current) => Some(planned_renewal(&ctx, &self, &issuer, &current.info).await),
+            Err(_) => None,
+        };
+        let why = match (&current, renewal) {
+            (Err(why), _) => Some(why.clone()),
+            (Ok(c), _) if c.issuer.as_deref() != Some(issuer.name_any().as_str()) => {
+                Some("the issuer changed".to_owned())
+            }
+            (Ok(c), _) if !key_matches(&c.key_pem, &self) => {
+                Some("the private key policy changed".to_owned())
+            }
+            (Ok(_), Some(at)) if now >= at => Some("the renewal time has come".to_owned()),
+            _ => None,
+        };
+        let mut requeue = RECHECK;
+        let mut current = current.ok();
+        if let Some(why) = why {
+            let failures = status.failed_issuance_attempts.unwrap_or(0);
+            let retry_at = status
+                .last_failure_time
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .map(|t| {
+                    let delay = retry_delay(
+                        u32::try_from(failures).unwrap_or(0),
+                        ctx.acme.retry_initial,
+                        ctx.acme.retry_max,
+                    );
+                    t + jiff::SignedDuration::try_from(delay).unwrap_or_default()
+                });
+            match retry_at {
+                Some(at) if failures > 0 && at > now => {
+                    requeue = until(now, at);
+                }
+                _ => {
+                    let outcome =
+                        run_issuance(&ctx, &self, &issuer, current.as_ref(), &mut status, &why)
+                            .await;
+                    match outcome {
+                        Ok(issued) => current = Some(issued),
+                        Err(error) => {
+                            let delay = retry_delay(
+                                u32::try_from(status.failed_issuance_attempts.unwrap_or(1))
+                                    .unwrap_or(1),
+                                ctx.acme.retry_initial,
+                                ctx.acme.retry_max,
+                            );
+                            requeue = delay;
+                            tracing::warn!(certificate = %certificate_key(&self), reason = error.reason, %error, "issuance failed");
+                        }
+                    }
+                }
+            }
+        }
+        // Ready, dates and metric from the certificate now in the Secret.
+        match &current {
+            Some(current) => {
+                let info = &current.info;
+                let renew_at = planned_renewal(&ctx, &self, &issuer, info).await;
+                let valid = info.not_after > now;
+                status.not_before = Some(rfc3339(info.not_before));
+                status.not_after = Some(rfc3339(info.not_after));
+                status.renewal_time = Some(rfc3339(renew_at));
+                status.revision = Some(current.revision);
+                let failing = status.failed_issuance_attempts.unwrap_or(0) > 0;
+                let message = format!(
+                    "certificate valid until {}, renewal at {}{}",
+                    rfc3339(info.not_after),
+                    rfc3339(renew_at),
+                    if failing {
+                        "; the last issuance failed, see Issuing"
+                    } else {
+                        ""
+                    }
+                );
+                set_condition(
+                    &mut status,
+                    condition(
+                        READY,
+                        Some(valid),
+                        if valid { "Issued" } else { "Expired" },
+                        message,
+                    ),
+                );
+                ctx.metrics
+                    .certificate_expiration
+                    .get_or_create(&CertificateLabels {
+                        namespace: namespace.clone(),
+                        name: self.name_any(),
+                    })
+                    .set(info.not_after.as_second() as f64);
+                if !failing && renew_at > now {
+                    requeue = requeue.min(until(now, renew_at));
+                }
+                let copies = distribute(&ctx, &self, current, &status.distribution).await;
+                if copies.iter().any(|c| c.last_error.is_some()) {
+                    requeue = requeue.min(DISTRIBUTION_RETRY);
+                }
+                status.distribution = copies;
+            }
+            None => {
+                if !status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == READY && c.status == "False")
+                {
+                    set_condition(
+                        &mut status,
+                        condition(READY, Some(false), "NotIssued", "no certificate yet"),
+                    );
+                }
+            }
+        }
+        update_status(&ctx.client, self.as_ref(), status).await?;
+        Ok(Action::requeue(requeue.max(Duration::from_secs(1))))
+    }
+}
+
+fn until(now: Timestamp, at: Timestamp) -> Duration {
+    Duration::try_from(at.duration_since(now)).unwrap_or_default()
+}
+
+fn set_condition(
+    status: &mut AcmeCertificateStatus,
+    new: k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition,
+) {
+    status.conditions.retain(|c| c.type_ != new.type_);
+    status.conditions.push(new);
+    status.conditions.sort_by_key(|c| c.type_ != READY);
+}
+
+/// The Secret's certificate, or why there is none usable.
+async fn read_current(
+    ctx: &Context,
+    namespace: &str,
+    cert: &AcmeCertificate,
+) -> Result<Result<Current, String>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(secret) = secrets.get_opt(&cert.spec.secret_name).await? else {
+        return Ok(Err("there is no certificate yet".to_owned()));
+    };
+    let text = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+    };
+    let (Some(chain), Some(key_pem)) = (text("tls.crt"), text("tls.key")) else {
+        return Ok(Err(format!(
+            "Secret {} has no tls.crt or tls.key",
+            cert.spec.secret_name
+        )));
+    };
+    let key = match keys::parse(&key_pem) {
+        Ok(key) => key,
+        Err(_) => return Ok(Err("the Secret's tls.key does not parse".to_owned())),
+    };
+    let info = match verify_chain(&chain, &cert.spec.dns_names, &key.subject_public_key_info()) {
+        Ok(info) => info,
+        Err(e) => return Ok(Err(format!("the Secret's certificate is unusable: {e}"))),
+    };
+    let annotations = secret.metadata.annotations.unwrap_or_default();
+    Ok(Ok(Current {
+        info,
+        chain,
+        key_pem,
+        revision: annotations
+            .get(REVISION_ANNOTATION)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0),
+        issuer: annotations.get(ISSUER_ANNOTATION).cloned(),
+    }))
+}
+
+fn key_matches(key_pem: &str, cert: &AcmeCertificate) -> bool {
+    keys::parse(key_pem).is_ok_and(|key| keys::matches(&key, &cert.spec.private_key))
+}
+
+/// When the current certificate is renewed: the spec's policy, or the ACME server's
+/// suggested window (ARI) when it offers one.
+async fn planned_renewal(
+    ctx: &Context,
+    cert: &AcmeCertificate,
+    issuer: &AcmeIssuer,
+    info: &CertInfo,
+) -> Timestamp {
+    let renew_before = cert
+        .spec
+        .renew_before
+        .as_deref()
+        .and_then(|d| parse_duration(d).ok());
+    let window = match ctx.acme.account(ctx, issuer).await {
+        Ok(account) => suggested_window(&account, info).await,
+        Err(_) => None,
+    };
+    renewal_time(
+        info.not_before,
+        info.not_after,
+        renew_before,
+        cert.spec.renew_before_percentage,
+        window,
+        &certificate_key(cert),
+    )
+}
+
+/// The ARI window of the certificate, when the server offers renewal information.
+async fn suggested_window(
+    account: &instant_acme::Account,
+    info: &CertInfo,
+) -> Option<(Timestamp, Timestamp)> {
+    let der = rustls::pki_types::CertificateDer::from(info.leaf_der.as_slice());
+    let id = instant_acme::CertificateIdentifier::try_from(&der).ok()?;
+    match account.renewal_info(&id).await {
+        Ok((renewal, _)) => {
+            let window = renewal.suggested_window;
+            let start = Timestamp::from_second(window.start.unix_timestamp()).ok()?;
+            let end = Timestamp::from_second(window.end.unix_timestamp()).ok()?;
+            Some((start, end))
+        }
+        Err(instant_acme::Error::Unsupported(_)) => None,
+        Err(error) => {
+            tracing::debug!(%error, "no renewal information");
+            None
+        }
+    }
+}
+
+/// Issues a certificate, verifies it and replaces the Secret in one write. Records the
+/// outcome in `status` (Issuing, failures) and as an Event.
+async fn run_issuance(
+    ctx: &Context,
+    cert: &AcmeCertificate,
+    issuer: &AcmeIssuer,
+    current: Option<&Current>,
+    status: &mut AcmeCertificateStatus,
+    why: &str,
+) -> Result<Current, AcmeError> {
+    let mut issuing = status.clone();
+    set_condition(
+        &mut issuing,
+        condition(ISSUING, Some(true), "Issuing", format!("issuing: {why}")),
+    );
+    if let Err(error) = update_status(&ctx.client, cert, issuing).await {
+        tracing::warn!(%error, "could not record the issuance start");
+    }
+    let result = issue_and_store(ctx, cert, issuer, current).await;
+    let outcome = match &result {
+        Ok(_) => "success".to_owned(),
+        Err(error) => error.reason.to_owned(),
+    };
+    ctx.metrics
+        .issuances
+        .get_or_create(&IssuanceLabels { result: outcome })
+        .inc();
+    match &result {
+        Ok(issued) => {
+            status.failed_issuance_attempts = None;
+            status.last_failure_time = None;
+            let message = format!(
+                "revision {} issued, valid until {}",
+                issued.revision,
+                rfc3339(issued.info.not_after)
+            );
+            set_condition(
+                status,
+                condition(ISSUING, Some(false), "Issued", message.clone()),
+            );
+            let reason = if current.is_some() {
+                "Renewed"
+            } else {
+                "Issued"
+            };
+            ctx.publish(cert, EventType::Normal, reason, message).await;
+        }
+        Err(error) => {
+            status.failed_issuance_attempts = Some(
+                status
+                    .failed_issuance_attempts
+                    .unwrap_or(0)
+                    .saturating_add(1),
+            );
+            status.last_failure_time = Some(rfc3339(Timestamp::now()));
+            let message = format!("{why}, but the issuance failed: {error}");
+            set_condition(
+                status,
+                condition(ISSUING, Some(false), error.reason, message.clone()),
+            );
+            if current.is_none() {
+                set_condition(
+                    status,
+                    condition(READY, Some(false), error.reason, message.clone()),
+                );
+            }
+            ctx.publish(cert, EventType::Warning, "IssuanceFailed", message)
+                .await;
+        }
+    }
+    result
+}
+
+async fn issue_and_store(
+    ctx: &Context,
+    cert: &AcmeCertificate,
+    issuer: &AcmeIssuer,
+    current: Option<&Current>,
+) -> Result<Current, AcmeError> {
+    let account = ctx.acme.account(ctx, issuer).await.map_err(|e| {
+        AcmeError::new(
+            "IssuerNotReady",
+            format!("AcmeIssuer {}: {e}", issuer.name_any()),
+        )
+    })?;
+    let proofs = proofs(ctx, cert, issuer).await?;
+    let key = match current {
+        Some(c)
+            if cert.spec.private_key.rotation_policy == RotationPolicy::Never
+                && key_matches(&c.key_pem, cert) =>
+        {
+            keys::parse(&c.key_pem)
+        }
+        _ => keys::generate(&cert.spec.private_key),
+    }
+    .map_err(|e| AcmeError::new("KeyGenerationFailed", e.to_string()))?;
+    let replaces = current.and_then(|c| {
+        let der = rustls::pki_types::CertificateDer::from(c.info.leaf_der.as_slice());
+        instant_acme::CertificateIdentifier::try_from(&der)
+            .ok()
+            .map(|id| id.into_owned())
+    });
+    let attempt = issue(
+        &account,
+        &cert.spec.dns_names,
+        &proofs,
+        &ctx.acme.tokens,
+        &key,
+        replaces.clone(),
+    )
+    .await;
+    let (chain, _) = match attempt {
+        // A server without ARI, or one that refuses the replacement (the old certificate
+        // was already replaced), gets a plain order.
+        Err(error)
+            if replaces.is_some()
+                && error.reason != "RateLimited"
+                && is_replacement_problem(&error) =>
+        {
+            issue(
+                &account,
+                &cert.spec.dns_names,
+                &proofs,
+                &ctx.acme.tokens,
+                &key,
+                None,
+            )
+            .await?
+        }
+        other => other?,
+    };
+    let info = verify_chain(&chain, &cert.spec.dns_names, &key.subject_public_key_info()).map_err(
+        |e| {
+            AcmeError::new(
+                "InvalidCertificate",
+                format!("the issued certificate was refused: {e}"),
+            )
+        },
+    )?;
+    let revision = current.map(|c| c.revision).unwrap_or(0) + 1;
+    let key_pem = key.serialize_pem();
+    let secret = tls_secret(cert, issuer, &chain, &key_pem, &info, revision);
+    let namespace = cert.namespace().unwrap_or_default();
+    Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+        .patch(
+            &cert.spec.secret_name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .map_err(|e| {
+            AcmeError::new(
+                "SecretWriteFailed",
+                format!(
+                    "Secret {}: {}",
+                    cert.spec.secret_name,
+                    describe_kube_error(&e)
+                ),
+            )
+        })?;
+    Ok(Current {
+        info,
+        chain,
+        key_pem,
+        revision,
+        issuer: Some(issuer.name_any()),
+    })
+}
+
+fn is_replacement_problem(error: &AcmeError) -> bool {
+    error.message.contains("replaces") || error.message.contains("alreadyReplaced")
+}
+
+/// The `kubernetes.io/tls` Secret for a verified certificate.
+fn tls_secret(
+    cert: &AcmeCertificate,
+    issuer: &AcmeIssuer,
+    chain: &str,
+    key_pem: &str,
+    info: &CertInfo,
+    revision: i64,
+) -> serde_json::Value {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut data = serde_json::Map::new();
+    data.insert("tls.crt".into(), b64(chain).into());
+    data.insert("tls.key".into(), b64(key_pem).into());
+    if let Some(root) = &info.root_pem {
+        data.insert("ca.crt".into(), b64(root).into());
+    }
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": cert.spec.secret_name,
+            "namespace": cert.namespace(),
+            "labels": {
+                MANAGED_BY_LABEL: MANAGED_BY,
+                CERTIFICATE_LABEL: certificate_key(cert),
+            },
+            "annotations": {
+                REVISION_ANNOTATION: revision.to_string(),
+                ISSUED_AT_ANNOTATION: rfc3339(Timestamp::now()),
+                ISSUER_ANNOTATION: issuer.name_any(),
+            },
+        },
+        "type": "kubernetes.io/tls",
+        "data": data,
+    })
+}
+
+/// How each name is proven, with the DNS providers' credentials loaded from Secrets.
+async fn proofs(
+    ctx: &Context,
+    cert: &AcmeCertificate,
+    issuer: &AcmeIssuer,
+) -> Result<HashMap<String, Proof>, AcmeError> {
+    let mut providers: HashMap<usize, Arc<Dns01>> = HashMap::new();
+    let mut proofs = HashMap::new();
+    for name in &cert.spec.dns_names {
+        let solver = select(&issuer.spec.solvers, name).ok_or_else(|| {
+            AcmeError::new(
+                "NoSolver",
+                format!(
+                    "no solver of AcmeIssuer {} serves {name}",
+                    issuer.name_any()
+                ),
+            )
+        })?;
+        let index = issuer
+            .spec
+            .solvers
+            .iter()
+            .position(|s| s == solver)
+            .unwrap_or_default();
+        let proof = match &solver.dns01 {
+            None => Proof::Http01,
+            Some(dns01) => {
+                if !providers.contains_key(&index) {
+                    let provider = dns01_provider(ctx, dns01).await.map_err(|e| {
+                        AcmeError::new(
+                            "SolverMisconfigured",
+                            format!("spec.solvers[{index}].dns01: {e}"),
+                        )
+                    })?;
+                    providers.insert(index, Arc::new(provider));
+                }
+                Proof::Dns01(providers[&index].clone())
+            }
+        };
+        proofs.insert(name.clone(), proof);
+    }
+    Ok(proofs)
+}
+
+async fn dns01_provider(ctx: &Context, spec: &Dns01Solver) -> Result<Dns01, String> {
+    let text = |reference: &crate::api::common::SecretRef, key: &'static str| {
+        let namespace = reference
+            .namespace
+            .clone()
+            .unwrap_or_else(|| ctx.namespace.clone());
+        let name = reference.name.clone();
+        let key = reference.key.clone().unwrap_or_else(|| key.to_owned());
+        async move {
+            required_secret_text(ctx, &namespace, &name, &key)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    let optional = |reference: &crate::api::common::SecretRef, key: &'static str| {
+        let namespace = reference
+            .namespace
+            .clone()
+            .unwrap_or_else(|| ctx.namespace.clone());
+        let name = reference.name.clone();
+        async move {
+            secret_text(ctx, &namespace, &name, key)
+                .await
+                .ok()
+                .flatten()
+        }
+    };
+    let http = || crate::tls::http_client(None, Duration::from_secs(30)).map_err(|e| e.to_string());
+    if let Some(p) = &spec.rfc2136 {
+        let secret = text(&p.tsig_secret_ref, "tsig-secret").await?;
+        return Rfc2136::new(&p.nameserver, &p.tsig_key_name, p.tsig_algorithm, &secret)
+            .map(Dns01::Rfc2136)
+            .map_err(|e| e.to_string());
+    }
+    if let Some(p) = &spec.route53 {
+        let credentials = Route53Credentials {
+            access_key_id: text(&p.credentials_secret_ref, "access-key-id").await?,
+            secret_access_key: text(&p.credentials_secret_ref, "secret-access-key").await?,
+            session_token: optional(&p.credentials_secret_ref, "session-token").await,
+        };
+        return Ok(Dns01::Route53(Route53::new(
+            http()?,
+            p.endpoint.clone(),
+            credentials,
+            p.hosted_zone_id.clone(),
+        )));
+    }
+    if let Some(p) = &spec.alidns {
+        let credentials = AliDnsCredentials {
+            access_key_id: text(&p.credentials_secret_ref, "access-key-id").await?,
+            access_key_secret: text(&p.credentials_secret_ref, "access-key-secret").await?,
+        };
+        return Ok(Dns01::AliDns(AliDns::new(
+            http()?,
+            p.endpoint.clone(),
+            &p.region_id,
+            credentials,
+        )));
+    }
+    Err("no provider is set".to_owned())
+}
+
+/// Copies the Secret to every cluster of `spec.distribute`, and removes the copies of
+/// clusters no longer listed. One cluster's failure is recorded for it alone.
+async fn distribute(
+    ctx: &Context,
+    cert: &AcmeCertificate,
+    current: &Current,
+    previous: &[ClusterCopy],
+) -> Vec<ClusterCopy> {
+    let own_namespace = cert.namespace().unwrap_or_default();
+    let (clusters, namespace) = match &cert.spec.distribute {
+        Some(d) => (
+            d.clusters.clone(),
+            d.namespace.clone().unwrap_or_else(|| own_namespace.clone()),
+        ),
+        None => (Vec::new(), own_namespace.clone()),
+    };
+    let inventory = ctx.stores.inventory();
+    let copy = copy_of(cert, current);
+    let wanted = clusters.iter().map(|cluster| {
+        let member = inventory.member_cluster(cluster).cloned();
+        let copy = copy.clone();
+        let namespace = namespace.clone();
+        let own_namespace = own_namespace.clone();
+        async move {
+            let mut entry = ClusterCopy {
+                cluster: cluster.clone(),
+                namespace: namespace.clone(),
+                revision: previous
+                    .iter()
+                    .find(|p| p.cluster == *cluster && p.namespace == namespace)
+                    .and_then(|p| p.revision),
+                last_error: None,
+            };
+            let result = match member {
+                None => Err(format!("MemberCluster {cluster} does not exist")),
+                Some(member) if member.spec.local && namespace == own_namespace => Ok(()),
+                Some(member) => put_copy(ctx, &member, &namespace, &copy, current.revision).await,
+            };
+            match result {
+                Ok(()) => entry.revision = Some(current.revision),
+                Err(error) => entry.last_error = Some(error),
+            }
+            entry
+        }
+    });
+    let mut copies: Vec<ClusterCopy> = futures::future::join_all(wanted).await;
+    let removed: Vec<&ClusterCopy> = previous
+        .iter()
+        .filter(|p| {
+            !copies
+                .iter()
+                .any(|c| c.cluster == p.cluster && c.namespace == p.namespace)
+        })
+        .collect();
+    for gone in removed {
+        let member = inventory.member_cluster(&gone.cluster);
+        let result = match member {
+            // The cluster itself is gone: nothing left to reach.
+            None => Ok(()),
+            Some(member) if member.spec.local && gone.namespace == own_namespace => Ok(()),
+            Some(member) => remove_copy(ctx, member, &gone.namespace, cert).await,
+        };
+        if let Err(error) = result {
+            copies.push(ClusterCopy {
+                last_error: Some(format!("removing the copy: {error}")),
+                ..gone.clone()
+            });
+        }
+    }
+    for copy in &copies {
+        let before = previous
+            .iter()
+            .find(|p| p.cluster == copy.cluster && p.namespace == copy.namespace);
+        if copy.last_error.is_none() && before.and_then(|b| b.revision) != copy.revision {
+            ctx.publish(
+                cert,
+                EventType::Normal,
+                "Distributed",
+                format!(
+                    "revision {} copied to cluster {} (namespace {})",
+                    current.revision, copy.cluster, copy.namespace
+                ),
+            )
+            .await;
+        }
+        if let Some(error) = &copy.last_error
+            && before.and_then(|b| b.last_error.as_ref()) != Some(error)
+        {
+            ctx.publish(
+                cert,
+                EventType::Warning,
+                "DistributionFailed",
+                format!("cluster {}: {error}", copy.cluster),
+            )
+            .await;
+        }
+    }
+    copies
+}
+
+/// The copy written to member clusters: the same type, data and revision annotation, and
+/// labels that say where it comes from.
+fn copy_of(cert: &AcmeCertificate, current: &Current) -> serde_json::Value {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut data = serde_json::Map::new();
+    data.insert("tls.crt".into(), b64(&current.chain).into());
+    data.insert("tls.key".into(), b64(&current.key_pem).into());
+    if let Some(root) = &current.info.root_pem {
+        data.insert("ca.crt".into(), b64(root).into());
+    }
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": cert.spec.secret_name,
+            "labels": {
+                MANAGED_BY_LABEL: MANAGED_BY,
+                CERTIFICATE_LABEL: certificate_key(cert),
+            },
+            "annotations": {
+                REVISION_ANNOTATION: current.revision.to_string(),
+            },
+        },
+        "type": "kubernetes.io/tls",
+        "data": data,
+    })
+}
+
+/// Writes `copy` into `namespace` of `member` unless it already holds this revision.
+async fn put_copy(
+    ctx: &Context,
+    member: &crate::api::MemberCluster,
+    namespace: &str,
+    copy: &serde_json::Value,
+    revision: i64,
+) -> Result<(), String> {
+    let (client, server) = member_client(member, ctx).await.map_err(|f| f.message)?;
+    let name = copy["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let secrets: Api<Secret> = Api::namespaced(client, namespace);
+    let failed = |e: kube::Error| format!("API server {server}: {}", describe_kube_error(&e));
+    if let Some(existing) = secrets.get_opt(&name).await.map_err(failed)? {
+        let held = existing
+            .annotations()
+            .get(REVISION_ANNOTATION)
+            .and_then(|r| r.parse::<i64>().ok());
+        let ours = existing.labels().get(CERTIFICATE_LABEL).map(String::as_str)
+            == copy["metadata"]["labels"][CERTIFICATE_LABEL].as_str();
+        if ours && held == Some(revision) {
+            return Ok(());
+        }
+    }
+    secrets
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(copy),
+        )
+        .await
+        .map(|_| ())
+        .map_err(failed)
+}
+
+async fn remove_copy(
+    ctx: &Context,
+    member: &crate::api::MemberCluster,
+    namespace: &str,
+    cert: &AcmeCertificate,
+) -> Result<(), String> {
+    let (client, server) = member_client(member, ctx).await.map_err(|f| f.message)?;
+    let secrets: Api<Secret> = Api::namespaced(client, namespace);
+    match secrets.get_opt(&cert.spec.secret_name).await {
+        Ok(Some(secret))
+            if secret.labels().get(CERTIFICATE_LABEL) == Some(&certificate_key(cert)) =>
+        {
+            secrets
+                .delete(&cert.spec.secret_name, &DeleteParams::default())
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("API server {server}: {}", describe_kube_error(&e)))
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("API server {server}: {}", describe_kube_error(&e))),
+    }
+}
