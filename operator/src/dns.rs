@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, Query};
-use hickory_proto::rr::{Name, RData, RecordType};
+pub use hickory_proto::rr::Name;
+use hickory_proto::rr::{RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::validate::parse_host_port;
