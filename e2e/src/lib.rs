@@ -12,11 +12,13 @@ mod process;
 pub mod cluster;
 pub mod dns;
 pub mod operator;
+pub mod pebble;
 pub mod prometheus;
 
 pub use cluster::{TempNamespace, TestCluster};
-pub use dns::DnsServer;
+pub use dns::{DnsOptions, DnsServer, Tsig};
 pub use operator::Operator;
+pub use pebble::{Pebble, PebbleOptions};
 pub use prometheus::{Exporter, Prometheus};
 
 use std::path::PathBuf;

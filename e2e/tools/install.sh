@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes control-plane peers that the end-to-end tests need
-# into <repo>/.tools/bin/, and installs the Debian packages the tests use.
+# Builds the real Kubernetes control-plane peers and Pebble (ACME test server)
+# that the end-to-end tests need into <repo>/.tools/bin/, and installs the
+# Debian packages the tests use.
 #
 #   e2e/tools/install.sh            build what is missing or stale
 #   FORCE=1 e2e/tools/install.sh    rebuild every Go binary
@@ -8,11 +9,12 @@
 #   SKIP_APT=1 ...                  do not touch Debian packages
 #
 # Prerequisites: Go >= 1.26 and apt (run as root, or with sudo available).
-# Versions are pinned in three modules (each with a complete go.sum):
-#   e2e/tools/go.mod       kube-apiserver, kube-controller-manager,
-#                          kube-scheduler, kubectl (k8s.io/kubernetes), kwok
-#   e2e/tools/helm/go.mod  helm
-#   e2e/tools/etcd/go.mod  etcd
+# Versions are pinned in four modules (each with a complete go.sum):
+#   e2e/tools/go.mod         kube-apiserver, kube-controller-manager,
+#                            kube-scheduler, kubectl (k8s.io/kubernetes), kwok
+#   e2e/tools/helm/go.mod    helm
+#   e2e/tools/etcd/go.mod    etcd
+#   e2e/tools/pebble/go.mod  pebble (ACME test server)
 # Every binary has a stamp file .tools/bin/.<name>.version whose first word is
 # the pinned version it was built from, followed by the Go version and a hash
 # of its module's go.mod+go.sum. A binary is rebuilt when it is missing or its
@@ -29,12 +31,13 @@ log() { printf '%s\n' "$*" >&2; }
 die() { log "install.sh: error: $*"; exit 1; }
 
 # ---------------------------------------------------------------- Debian ----
-# pebble: ACME test server; bind9 + bind9-dnsutils: DNS server, dig, nsupdate;
-# prometheus: promtool. etcd is built from etcd/go.mod instead of Debian's
-# etcd-server 3.4.23: that one starts and serves kube-apiserver 1.36, but is
-# below Kubernetes' supported minimum (3.4.29 / 3.5.11), lacks
-# RequestWatchProgress and made pods reach Running ~20x slower (README.md).
-APT_PACKAGES=(pebble bind9 bind9-dnsutils prometheus)
+# bind9 + bind9-dnsutils: DNS server, dig, nsupdate; prometheus: promtool.
+# etcd is built from etcd/go.mod instead of Debian's etcd-server 3.4.23: that
+# one starts and serves kube-apiserver 1.36, but is below Kubernetes' supported
+# minimum (3.4.29 / 3.5.11), lacks RequestWatchProgress and made pods reach
+# Running ~20x slower (README.md). pebble is built from pebble/go.mod instead
+# of Debian's pebble 2.4.0, which has no ACME Renewal Information (RFC 9773).
+APT_PACKAGES=(bind9 bind9-dnsutils prometheus)
 
 apt_install() {
     local missing=() p
@@ -109,6 +112,7 @@ KWOK_VERSION="$(pinned "$HERE" sigs.k8s.io/kwok)"          # v0.8.0
 HELM_VERSION="$(pinned "$HERE/helm" helm.sh/helm/v3)"      # v3.22.0
 ETCD_VERSION="$(pinned "$HERE/etcd" go.etcd.io/etcd/server/v3)"  # v3.6.16
 HELM_CLIENT_GO="$(pinned "$HERE/helm" k8s.io/client-go)"   # v0.37.0
+PEBBLE_VERSION="$(pinned "$HERE/pebble" github.com/letsencrypt/pebble/v2)"  # v2.10.3
 
 k8s_minor="${K8S_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
 BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -132,6 +136,9 @@ done
 KWOK_LDFLAGS="-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}"
 KWOK_LDFLAGS+=" -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${K8S_VERSION#v}"
 ETCD_LDFLAGS=""
+# pebble's main.version is meant to be set with -ldflags (cmd/pebble/main.go);
+# without it `pebble -version` says dev
+PEBBLE_LDFLAGS="-X main.version=$PEBBLE_VERSION"
 
 # build <name> <version> <module dir> <package> <extra ldflags>
 build() {
@@ -168,6 +175,7 @@ build kubectl                 "$K8S_VERSION"  "$HERE"      k8s.io/kubernetes/cmd
 build kwok                    "$KWOK_VERSION" "$HERE"      sigs.k8s.io/kwok/cmd/kwok                     "$KWOK_LDFLAGS"
 build helm                    "$HELM_VERSION" "$HERE/helm" helm.sh/helm/v3/cmd/helm                      "$HELM_LDFLAGS"
 build etcd                    "$ETCD_VERSION" "$HERE/etcd" go.etcd.io/etcd/server/v3                     "$ETCD_LDFLAGS"
+build pebble                  "$PEBBLE_VERSION" "$HERE/pebble" github.com/letsencrypt/pebble/v2/cmd/pebble "$PEBBLE_LDFLAGS"
 
 # kwok has no built-in stages: without Stage objects (from --config or the
 # Stage CRD) it refuses to start, and nodes/pods never change state. Assemble
