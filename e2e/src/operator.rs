@@ -82,6 +82,21 @@ impl Operator {
         })
     }
 
+    /// The sum of every sample of metric `name` (all label sets); `None` when `/metrics`
+    /// does not answer, `Some(0.0)` when the metric has no sample yet.
+    pub async fn metric_total(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics").await?;
+        Some(
+            body.lines()
+                .filter(|line| {
+                    line.strip_prefix(name)
+                        .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+                })
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum(),
+        )
+    }
+
     /// Fails when the process has exited.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         self.process.check_alive()

@@ -241,8 +241,8 @@ mod tests {
                 dns_names: names.iter().map(|s| s.to_string()).collect(),
                 dns_zones: zones.iter().map(|s| s.to_string()).collect(),
             },
-            http01: (!dns).then(Http01Solver::default),
-            dns01: dns.then(|| Dns01Solver {
+            http01: (!dns).then_some(Http01Solver {}),
+            dns01: dns.then_some(Dns01Solver {
                 rfc2136: None,
                 route53: None,
                 alidns: None,

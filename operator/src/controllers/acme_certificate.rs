@@ -567,16 +567,21 @@ async fn proofs(
         let proof = match &solver.dns01 {
             None => Proof::Http01,
             Some(dns01) => {
-                if !providers.contains_key(&index) {
-                    let provider = dns01_provider(ctx, dns01).await.map_err(|e| {
-                        AcmeError::new(
-                            "SolverMisconfigured",
-                            format!("spec.solvers[{index}].dns01: {e}"),
-                        )
-                    })?;
-                    providers.insert(index, Arc::new(provider));
-                }
-                Proof::Dns01(providers[&index].clone())
+                let provider = match providers.get(&index) {
+                    Some(provider) => provider.clone(),
+                    None => {
+                        let provider = dns01_provider(ctx, dns01).await.map_err(|e| {
+                            AcmeError::new(
+                                "SolverMisconfigured",
+                                format!("spec.solvers[{index}].dns01: {e}"),
+                            )
+                        })?;
+                        let provider = Arc::new(provider);
+                        providers.insert(index, provider.clone());
+                        provider
+                    }
+                };
+                Proof::Dns01(provider)
             }
         };
         proofs.insert(name.clone(), proof);
