@@ -97,6 +97,15 @@ impl Operator {
         )
     }
 
+    /// Passes `result` through; when it is an error, prints the operator's log tail first
+    /// (a scenario that returns an error drops the operator before the test panics).
+    pub fn on_failure<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        if result.is_err() {
+            print_tails(&[&self.process], 120);
+        }
+        result
+    }
+
     /// Fails when the process has exited.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         self.process.check_alive()

@@ -254,291 +254,294 @@ async fn issuance_scenario(
             "--acme-retry-max-seconds=8",
         ],
     )?;
-
-    // The account: registered, its key kept in the Secret the spec names.
-    let issuers: Api<AcmeIssuer> = Api::all(client.clone());
-    let issuer = eventually("AcmeIssuer pebble Ready", Duration::from_secs(60), || {
-        let issuers = issuers.clone();
-        async move {
-            let issuer = issuers.get("pebble").await?;
-            let ok = issuer
-                .status
-                .as_ref()
-                .and_then(|s| condition(&s.conditions, "Ready"))
-                .is_some_and(|c| c.status == "True");
-            Ok(ok.then_some(issuer))
-        }
-    })
-    .await?;
-    let account = issuer
-        .status
-        .and_then(|s| s.account_uri)
-        .unwrap_or_default();
-    assert!(account.starts_with("https://"), "account URI {account:?}");
-    let key_secret = Api::<Secret>::namespaced(client.clone(), NS)
-        .get("pebble-account")
+    let outcome: anyhow::Result<()> = async {
+        // The account: registered, its key kept in the Secret the spec names.
+        let issuers: Api<AcmeIssuer> = Api::all(client.clone());
+        let issuer = eventually("AcmeIssuer pebble Ready", Duration::from_secs(60), || {
+            let issuers = issuers.clone();
+            async move {
+                let issuer = issuers.get("pebble").await?;
+                let ok = issuer
+                    .status
+                    .as_ref()
+                    .and_then(|s| condition(&s.conditions, "Ready"))
+                    .is_some_and(|c| c.status == "True");
+                Ok(ok.then_some(issuer))
+            }
+        })
         .await?;
-    assert!(text(&key_secret, "tls.key").contains("BEGIN PRIVATE KEY"));
+        let account = issuer
+            .status
+            .and_then(|s| s.account_uri)
+            .unwrap_or_default();
+        assert!(account.starts_with("https://"), "account URI {account:?}");
+        let key_secret = Api::<Secret>::namespaced(client.clone(), NS)
+            .get("pebble-account")
+            .await?;
+        assert!(text(&key_secret, "tls.key").contains("BEGIN PRIVATE KEY"));
 
-    // aws is down when the certificate is first distributed.
-    aws.stop_apiserver();
-    apply(
-        &client,
-        serde_json::json!({
-            "apiVersion": "vigil.io/v1alpha1", "kind": "AcmeCertificate",
-            "metadata": {"name": "web", "namespace": ns},
-            "spec": {"issuerRef": {"name": "pebble"}, "dnsNames": ["web.certs.test"],
-                "secretName": "web-tls", "privateKey": {"rotationPolicy": "Never"}},
-        }),
-    )
-    .await?;
-    apply(
-        &client,
-        serde_json::json!({
-            "apiVersion": "vigil.io/v1alpha1", "kind": "AcmeCertificate",
-            "metadata": {"name": "api", "namespace": ns},
-            "spec": {"issuerRef": {"name": "pebble"},
-                "dnsNames": ["api.certs.test", "*.api.certs.test"],
-                "secretName": "api-tls",
-                "privateKey": {"algorithm": "ECDSA", "size": 384},
-                "distribute": {"clusters": ["aws", "vmware"], "namespace": "apps"}},
-        }),
-    )
-    .await?;
+        // aws is down when the certificate is first distributed.
+        aws.stop_apiserver();
+        apply(
+            &client,
+            serde_json::json!({
+                "apiVersion": "vigil.io/v1alpha1", "kind": "AcmeCertificate",
+                "metadata": {"name": "web", "namespace": ns},
+                "spec": {"issuerRef": {"name": "pebble"}, "dnsNames": ["web.certs.test"],
+                    "secretName": "web-tls", "privateKey": {"rotationPolicy": "Never"}},
+            }),
+        )
+        .await?;
+        apply(
+            &client,
+            serde_json::json!({
+                "apiVersion": "vigil.io/v1alpha1", "kind": "AcmeCertificate",
+                "metadata": {"name": "api", "namespace": ns},
+                "spec": {"issuerRef": {"name": "pebble"},
+                    "dnsNames": ["api.certs.test", "*.api.certs.test"],
+                    "secretName": "api-tls",
+                    "privateKey": {"algorithm": "ECDSA", "size": 384},
+                    "distribute": {"clusters": ["aws", "vmware"], "namespace": "apps"}},
+            }),
+        )
+        .await?;
 
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    // HTTP-01.
-    wait_certificate(&client, &ns, "web", "Ready", Duration::from_secs(90), ready).await?;
-    let web1 = secrets.get("web-tls").await?;
-    assert_eq!(check_secret(&web1, &["web.certs.test"], &roots)?, 1);
-    // DNS-01 through RFC 2136, wildcard included.
-    let api1 =
-        wait_certificate(&client, &ns, "api", "Ready", Duration::from_secs(90), ready).await?;
-    let api_secret = secrets.get("api-tls").await?;
-    assert_eq!(
-        check_secret(&api_secret, &["api.certs.test", "*.api.certs.test"], &roots)?,
-        1
-    );
-    assert!(text(&api_secret, "tls.key").len() > 100);
-    let status = api1.status.clone().unwrap_or_default();
-    assert!(
-        status.not_after.is_some() && status.renewal_time.is_some(),
-        "{status:?}"
-    );
-    // Every challenge record was removed again.
-    let leftovers = dns_txt(&dns.endpoint, "_acme-challenge.api.certs.test").await?;
-    assert!(
-        leftovers.is_empty(),
-        "challenge records left: {leftovers:?}"
-    );
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        // HTTP-01.
+        wait_certificate(&client, &ns, "web", "Ready", Duration::from_secs(90), ready).await?;
+        let web1 = secrets.get("web-tls").await?;
+        assert_eq!(check_secret(&web1, &["web.certs.test"], &roots)?, 1);
+        // DNS-01 through RFC 2136, wildcard included.
+        let api1 =
+            wait_certificate(&client, &ns, "api", "Ready", Duration::from_secs(90), ready).await?;
+        let api_secret = secrets.get("api-tls").await?;
+        assert_eq!(
+            check_secret(&api_secret, &["api.certs.test", "*.api.certs.test"], &roots)?,
+            1
+        );
+        assert!(text(&api_secret, "tls.key").len() > 100);
+        let status = api1.status.clone().unwrap_or_default();
+        assert!(
+            status.not_after.is_some() && status.renewal_time.is_some(),
+            "{status:?}"
+        );
+        // Every challenge record was removed again.
+        let leftovers = dns_txt(&dns.endpoint, "_acme-challenge.api.certs.test").await?;
+        assert!(
+            leftovers.is_empty(),
+            "challenge records left: {leftovers:?}"
+        );
 
-    // vmware has its copy; aws, down, has an error and does not block vmware.
-    let api = wait_certificate(
-        &client,
-        &ns,
-        "api",
-        "vmware copied, aws failing",
-        Duration::from_secs(60),
-        |c| {
-            // The certificates live 90 s: a renewal may already have happened, so the
-            // copies are compared with the current revision.
-            c.status.as_ref().is_some_and(|s| {
-                s.distribution.iter().any(|e| {
-                    e.cluster == "vmware" && e.revision == s.revision && e.last_error.is_none()
-                }) && s
-                    .distribution
-                    .iter()
-                    .any(|e| e.cluster == "aws" && e.last_error.is_some())
-            })
-        },
-    )
-    .await?;
-    eprintln!(
-        "distribution while aws is down: {:?}",
-        api.status.map(|s| s.distribution)
-    );
-    assert!(copy_revision(vmware, "apps", "api-tls").await >= Some(1));
-    aws.start_apiserver().await?;
-    wait_certificate(
-        &client,
-        &ns,
-        "api",
-        "aws caught up",
-        Duration::from_secs(60),
-        |c| {
-            c.status.as_ref().is_some_and(|s| {
-                s.distribution.iter().any(|e| {
-                    e.cluster == "aws" && e.revision == s.revision && e.last_error.is_none()
-                })
-            })
-        },
-    )
-    .await?;
-    assert!(copy_revision(aws, "apps", "api-tls").await >= Some(1));
-
-    // Renewal of the 90 s certificates (two thirds of the lifetime, or Pebble's ARI window);
-    // `Always` rotates the key, `Never` keeps it; the copies follow.
-    wait_certificate(
-        &client,
-        &ns,
-        "api",
-        "renewed",
-        Duration::from_secs(120),
-        |c| revision(c) >= 2,
-    )
-    .await?;
-    let api2 = secrets.get("api-tls").await?;
-    assert!(check_secret(&api2, &["api.certs.test", "*.api.certs.test"], &roots)? >= 2);
-    assert_ne!(
-        text(&api2, "tls.key"),
-        text(&api_secret, "tls.key"),
-        "Always rotates the key"
-    );
-    assert_ne!(text(&api2, "tls.crt"), text(&api_secret, "tls.crt"));
-    wait_certificate(
-        &client,
-        &ns,
-        "web",
-        "renewed",
-        Duration::from_secs(120),
-        |c| revision(c) >= 2,
-    )
-    .await?;
-    let web2 = secrets.get("web-tls").await?;
-    assert!(check_secret(&web2, &["web.certs.test"], &roots)? >= 2);
-    assert_eq!(
-        text(&web2, "tls.key"),
-        text(&web1, "tls.key"),
-        "Never keeps the key"
-    );
-    let api_revision = revision(
-        &wait_certificate(
+        // vmware has its copy; aws, down, has an error and does not block vmware.
+        let api = wait_certificate(
             &client,
             &ns,
             "api",
-            "copies renewed",
+            "vmware copied, aws failing",
             Duration::from_secs(60),
             |c| {
+                // The certificates live 90 s: a renewal may already have happened, so the
+                // copies are compared with the current revision.
                 c.status.as_ref().is_some_and(|s| {
-                    s.distribution
+                    s.distribution.iter().any(|e| {
+                        e.cluster == "vmware" && e.revision == s.revision && e.last_error.is_none()
+                    }) && s
+                        .distribution
                         .iter()
-                        .all(|e| e.revision == s.revision && e.last_error.is_none())
+                        .any(|e| e.cluster == "aws" && e.last_error.is_some())
                 })
             },
         )
-        .await?,
-    );
-    assert_eq!(
-        copy_revision(vmware, "apps", "api-tls").await,
-        Some(api_revision)
-    );
-
-    // A failing solver: bind9 stops; the next renewal fails, backs off, and the working
-    // Secret stays exactly as it was.
-    dns.stop();
-    let before = secrets.get("api-tls").await?;
-    let failing = wait_certificate(
-        &client,
-        &ns,
-        "api",
-        "a failed renewal",
-        Duration::from_secs(120),
-        |c| {
-            c.status
-                .as_ref()
-                .and_then(|s| s.failed_issuance_attempts)
-                .unwrap_or(0)
-                >= 1
-        },
-    )
-    .await?;
-    let status = failing.status.clone().unwrap_or_default();
-    let issuing = condition(&status.conditions, "Issuing").cloned();
-    eprintln!("failed renewal: {issuing:?}");
-    let issuing = issuing.ok_or_else(|| anyhow::anyhow!("no Issuing condition"))?;
-    assert_eq!(issuing.status, "False");
-    assert!(
-        issuing.message.contains("issuance failed"),
-        "{}",
-        issuing.message
-    );
-    assert!(
-        ready(&failing),
-        "the working certificate keeps the object Ready"
-    );
-    assert!(status.last_failure_time.is_some());
-    let after = secrets.get("api-tls").await?;
-    assert_eq!(
-        before.data, after.data,
-        "a failed renewal leaves the Secret alone"
-    );
-    assert_eq!(before.metadata.annotations, after.metadata.annotations);
-    dns.restart().await?;
-    let recovered = wait_certificate(
-        &client,
-        &ns,
-        "api",
-        "recovered",
-        Duration::from_secs(60),
-        |c| {
-            revision(c) > api_revision
-                && c.status
-                    .as_ref()
-                    .is_some_and(|s| s.failed_issuance_attempts.is_none())
-        },
-    )
-    .await?;
-    assert!(ready(&recovered));
-
-    // A cluster removed from the list loses its copy.
-    apply(
-        &client,
-        serde_json::json!({
-            "apiVersion": "vigil.io/v1alpha1", "kind": "AcmeCertificate",
-            "metadata": {"name": "api", "namespace": ns},
-            "spec": {"issuerRef": {"name": "pebble"},
-                "dnsNames": ["api.certs.test", "*.api.certs.test"],
-                "secretName": "api-tls",
-                "privateKey": {"algorithm": "ECDSA", "size": 384},
-                "distribute": {"clusters": ["vmware"], "namespace": "apps"}},
-        }),
-    )
-    .await?;
-    let aws_client = aws.client();
-    eventually("the aws copy removed", Duration::from_secs(60), || {
-        let secrets: Api<Secret> = Api::namespaced(aws_client.clone(), "apps");
-        async move { Ok(secrets.get_opt("api-tls").await?.is_none().then_some(())) }
-    })
-    .await?;
-    assert!(copy_revision(vmware, "apps", "api-tls").await.is_some());
-
-    operator.check_alive()?;
-    assert_eq!(
-        operator.metric_total("vigil_reconcile_panics_total").await,
-        Some(0.0)
-    );
-    let issued = operator
-        .metric("vigil_certificate_issuances_total{result=\"success\"}")
-        .await;
-    assert!(issued.is_some_and(|n| n >= 5.0), "issuances {issued:?}");
-    let expiry = operator
-        .metric(&format!(
-            "vigil_certificate_expiration_timestamp_seconds{{namespace=\"{ns}\",name=\"api\"}}"
-        ))
-        .await;
-    assert!(
-        expiry.is_some_and(|t| t > 1.7e9),
-        "expiry metric {expiry:?}"
-    );
-    let log = operator.log();
-    for secret in [&tsig.secret_base64, &text(&key_secret, "tls.key")] {
-        let probe: String = secret.lines().filter(|l| !l.starts_with("-----")).collect();
-        assert!(
-            !log.contains(&probe[..probe.len().min(40)]),
-            "secret material in the log"
+        .await?;
+        eprintln!(
+            "distribution while aws is down: {:?}",
+            api.status.map(|s| s.distribution)
         );
+        assert!(copy_revision(vmware, "apps", "api-tls").await >= Some(1));
+        aws.start_apiserver().await?;
+        wait_certificate(
+            &client,
+            &ns,
+            "api",
+            "aws caught up",
+            Duration::from_secs(60),
+            |c| {
+                c.status.as_ref().is_some_and(|s| {
+                    s.distribution.iter().any(|e| {
+                        e.cluster == "aws" && e.revision == s.revision && e.last_error.is_none()
+                    })
+                })
+            },
+        )
+        .await?;
+        assert!(copy_revision(aws, "apps", "api-tls").await >= Some(1));
+
+        // Renewal of the 90 s certificates (two thirds of the lifetime, or Pebble's ARI window);
+        // `Always` rotates the key, `Never` keeps it; the copies follow.
+        wait_certificate(
+            &client,
+            &ns,
+            "api",
+            "renewed",
+            Duration::from_secs(120),
+            |c| revision(c) >= 2,
+        )
+        .await?;
+        let api2 = secrets.get("api-tls").await?;
+        assert!(check_secret(&api2, &["api.certs.test", "*.api.certs.test"], &roots)? >= 2);
+        assert_ne!(
+            text(&api2, "tls.key"),
+            text(&api_secret, "tls.key"),
+            "Always rotates the key"
+        );
+        assert_ne!(text(&api2, "tls.crt"), text(&api_secret, "tls.crt"));
+        wait_certificate(
+            &client,
+            &ns,
+            "web",
+            "renewed",
+            Duration::from_secs(120),
+            |c| revision(c) >= 2,
+        )
+        .await?;
+        let web2 = secrets.get("web-tls").await?;
+        assert!(check_secret(&web2, &["web.certs.test"], &roots)? >= 2);
+        assert_eq!(
+            text(&web2, "tls.key"),
+            text(&web1, "tls.key"),
+            "Never keeps the key"
+        );
+        let api_revision = revision(
+            &wait_certificate(
+                &client,
+                &ns,
+                "api",
+                "copies renewed",
+                Duration::from_secs(60),
+                |c| {
+                    c.status.as_ref().is_some_and(|s| {
+                        s.distribution
+                            .iter()
+                            .all(|e| e.revision == s.revision && e.last_error.is_none())
+                    })
+                },
+            )
+            .await?,
+        );
+        assert_eq!(
+            copy_revision(vmware, "apps", "api-tls").await,
+            Some(api_revision)
+        );
+
+        // A failing solver: bind9 stops; the next renewal fails, backs off, and the working
+        // Secret stays exactly as it was.
+        dns.stop();
+        let before = secrets.get("api-tls").await?;
+        let failing = wait_certificate(
+            &client,
+            &ns,
+            "api",
+            "a failed renewal",
+            Duration::from_secs(120),
+            |c| {
+                c.status
+                    .as_ref()
+                    .and_then(|s| s.failed_issuance_attempts)
+                    .unwrap_or(0)
+                    >= 1
+            },
+        )
+        .await?;
+        let status = failing.status.clone().unwrap_or_default();
+        let issuing = condition(&status.conditions, "Issuing").cloned();
+        eprintln!("failed renewal: {issuing:?}");
+        let issuing = issuing.ok_or_else(|| anyhow::anyhow!("no Issuing condition"))?;
+        assert_eq!(issuing.status, "False");
+        assert!(
+            issuing.message.contains("issuance failed"),
+            "{}",
+            issuing.message
+        );
+        assert!(
+            ready(&failing),
+            "the working certificate keeps the object Ready"
+        );
+        assert!(status.last_failure_time.is_some());
+        let after = secrets.get("api-tls").await?;
+        assert_eq!(
+            before.data, after.data,
+            "a failed renewal leaves the Secret alone"
+        );
+        assert_eq!(before.metadata.annotations, after.metadata.annotations);
+        dns.restart().await?;
+        let recovered = wait_certificate(
+            &client,
+            &ns,
+            "api",
+            "recovered",
+            Duration::from_secs(60),
+            |c| {
+                revision(c) > api_revision
+                    && c.status
+                        .as_ref()
+                        .is_some_and(|s| s.failed_issuance_attempts.is_none())
+            },
+        )
+        .await?;
+        assert!(ready(&recovered));
+
+        // A cluster removed from the list loses its copy.
+        apply(
+            &client,
+            serde_json::json!({
+                "apiVersion": "vigil.io/v1alpha1", "kind": "AcmeCertificate",
+                "metadata": {"name": "api", "namespace": ns},
+                "spec": {"issuerRef": {"name": "pebble"},
+                    "dnsNames": ["api.certs.test", "*.api.certs.test"],
+                    "secretName": "api-tls",
+                    "privateKey": {"algorithm": "ECDSA", "size": 384},
+                    "distribute": {"clusters": ["vmware"], "namespace": "apps"}},
+            }),
+        )
+        .await?;
+        let aws_client = aws.client();
+        eventually("the aws copy removed", Duration::from_secs(60), || {
+            let secrets: Api<Secret> = Api::namespaced(aws_client.clone(), "apps");
+            async move { Ok(secrets.get_opt("api-tls").await?.is_none().then_some(())) }
+        })
+        .await?;
+        assert!(copy_revision(vmware, "apps", "api-tls").await.is_some());
+
+        operator.check_alive()?;
+        assert_eq!(
+            operator.metric_total("vigil_reconcile_panics_total").await,
+            Some(0.0)
+        );
+        let issued = operator
+            .metric("vigil_certificate_issuances_total{result=\"success\"}")
+            .await;
+        assert!(issued.is_some_and(|n| n >= 5.0), "issuances {issued:?}");
+        let expiry = operator
+            .metric(&format!(
+                "vigil_certificate_expiration_timestamp_seconds{{namespace=\"{ns}\",name=\"api\"}}"
+            ))
+            .await;
+        assert!(
+            expiry.is_some_and(|t| t > 1.7e9),
+            "expiry metric {expiry:?}"
+        );
+        let log = operator.log();
+        for secret in [&tsig.secret_base64, &text(&key_secret, "tls.key")] {
+            let probe: String = secret.lines().filter(|l| !l.starts_with("-----")).collect();
+            assert!(
+                !log.contains(&probe[..probe.len().min(40)]),
+                "secret material in the log"
+            );
+        }
+        Ok(())
     }
-    Ok(())
+    .await;
+    operator.on_failure(outcome)
 }
 
 /// The TXT values at `name` on the DNS server.
@@ -702,99 +705,103 @@ async fn bad_input_scenario(hub: &TestCluster) -> anyhow::Result<()> {
         "vigil-acme-bad",
         &[&format!("--acme-http01-addr=127.0.0.1:{http_port}")],
     )?;
-    let no_eab = wait_issuer(&client, "no-eab", "False").await?;
-    assert_eq!(
-        no_eab.reason, "ExternalAccountRequired",
-        "{}",
-        no_eab.message
-    );
-    let nowhere = wait_issuer(&client, "nowhere", "False").await?;
-    assert_eq!(
-        nowhere.reason, "AcmeServerUnreachable",
-        "{}",
-        nowhere.message
-    );
-    assert!(
-        nowhere.message.contains(&closed.to_string()) || nowhere.message.contains("refused"),
-        "{}",
-        nowhere.message
-    );
-    wait_issuer(&client, "with-eab", "True").await?;
+    let outcome: anyhow::Result<()> = async {
+        let no_eab = wait_issuer(&client, "no-eab", "False").await?;
+        assert_eq!(
+            no_eab.reason, "ExternalAccountRequired",
+            "{}",
+            no_eab.message
+        );
+        let nowhere = wait_issuer(&client, "nowhere", "False").await?;
+        assert_eq!(
+            nowhere.reason, "AcmeServerUnreachable",
+            "{}",
+            nowhere.message
+        );
+        assert!(
+            nowhere.message.contains(&closed.to_string()) || nowhere.message.contains("refused"),
+            "{}",
+            nowhere.message
+        );
+        wait_issuer(&client, "with-eab", "True").await?;
 
-    let failed_with = |reason: &'static str| {
-        move |c: &AcmeCertificate| {
-            c.status
-                .as_ref()
-                .and_then(|s| condition(&s.conditions, "Ready"))
-                .is_some_and(|c| c.status == "False" && c.reason == reason)
-        }
-    };
-    let orphan = wait_certificate(
-        &client,
-        &ns,
-        "orphan",
-        "InvalidSpec",
-        Duration::from_secs(60),
-        failed_with("InvalidSpec"),
-    )
-    .await?;
-    let message = orphan
-        .status
-        .and_then(|s| condition(&s.conditions, "Ready").map(|c| c.message.clone()))
-        .unwrap_or_default();
-    assert_eq!(
-        message,
-        "invalid spec: spec.issuerRef.name: AcmeIssuer \"missing\" does not exist"
-    );
-    let unserved = wait_certificate(
-        &client,
-        &ns,
-        "unserved",
-        "InvalidSpec",
-        Duration::from_secs(60),
-        failed_with("InvalidSpec"),
-    )
-    .await?;
-    let message = unserved
-        .status
-        .and_then(|s| condition(&s.conditions, "Ready").map(|c| c.message.clone()))
-        .unwrap_or_default();
-    assert_eq!(
-        message,
-        "invalid spec: spec.dnsNames[1]: no solver of AcmeIssuer \"with-eab\" serves \"www.other.org\": no selector matches it"
-    );
-    // The valid certificate next to them is issued through the EAB-bound account.
-    wait_certificate(
-        &client,
-        &ns,
-        "good",
-        "Ready",
-        Duration::from_secs(90),
-        ready,
-    )
-    .await?;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    assert!(secrets.get_opt("orphan-tls").await?.is_none());
-    assert!(secrets.get_opt("unserved-tls").await?.is_none());
-    let roots = pebble.roots_pem().await?;
-    check_secret(&secrets.get("good-tls").await?, &["web.certs.test"], &roots)?;
-    // Events name the reasons.
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
-    let reasons: Vec<String> = events
-        .list(&Default::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
-    assert!(reasons.iter().any(|r| r == "InvalidSpec"), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r == "Issued"), "{reasons:?}");
-    operator.check_alive()?;
-    assert_eq!(
-        operator.metric_total("vigil_reconcile_panics_total").await,
-        Some(0.0)
-    );
-    Ok(())
+        let failed_with = |reason: &'static str| {
+            move |c: &AcmeCertificate| {
+                c.status
+                    .as_ref()
+                    .and_then(|s| condition(&s.conditions, "Ready"))
+                    .is_some_and(|c| c.status == "False" && c.reason == reason)
+            }
+        };
+        let orphan = wait_certificate(
+            &client,
+            &ns,
+            "orphan",
+            "InvalidSpec",
+            Duration::from_secs(60),
+            failed_with("InvalidSpec"),
+        )
+        .await?;
+        let message = orphan
+            .status
+            .and_then(|s| condition(&s.conditions, "Ready").map(|c| c.message.clone()))
+            .unwrap_or_default();
+        assert_eq!(
+            message,
+            "invalid spec: spec.issuerRef.name: AcmeIssuer \"missing\" does not exist"
+        );
+        let unserved = wait_certificate(
+            &client,
+            &ns,
+            "unserved",
+            "InvalidSpec",
+            Duration::from_secs(60),
+            failed_with("InvalidSpec"),
+        )
+        .await?;
+        let message = unserved
+            .status
+            .and_then(|s| condition(&s.conditions, "Ready").map(|c| c.message.clone()))
+            .unwrap_or_default();
+        assert_eq!(
+            message,
+            "invalid spec: spec.dnsNames[1]: no solver of AcmeIssuer \"with-eab\" serves \"www.other.org\": no selector matches it"
+        );
+        // The valid certificate next to them is issued through the EAB-bound account.
+        wait_certificate(
+            &client,
+            &ns,
+            "good",
+            "Ready",
+            Duration::from_secs(90),
+            ready,
+        )
+        .await?;
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        assert!(secrets.get_opt("orphan-tls").await?.is_none());
+        assert!(secrets.get_opt("unserved-tls").await?.is_none());
+        let roots = pebble.roots_pem().await?;
+        check_secret(&secrets.get("good-tls").await?, &["web.certs.test"], &roots)?;
+        // Events name the reasons.
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+        let reasons: Vec<String> = events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect();
+        assert!(reasons.iter().any(|r| r == "InvalidSpec"), "{reasons:?}");
+        assert!(reasons.iter().any(|r| r == "Issued"), "{reasons:?}");
+        operator.check_alive()?;
+        assert_eq!(
+            operator.metric_total("vigil_reconcile_panics_total").await,
+            Some(0.0)
+        );
+        Ok(())
+    }
+    .await;
+    operator.on_failure(outcome)
 }
 
 #[tokio::test]

@@ -177,3 +177,89 @@ async fn failed_challenges(order: &mut instant_acme::Order) -> AcmeError {
     }
     AcmeError::new("ChallengeFailed", details.join("; "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use instant_acme::{BodyWrapper, BytesResponse, HttpClient, Key};
+    use std::pin::Pin;
+
+    /// An ACME server that registers accounts and answers every new order with a rate
+    /// limit, as Let's Encrypt does past 300 orders in 3 hours.
+    struct RateLimited;
+
+    const BASE: &str = "https://acme.test";
+
+    impl HttpClient for RateLimited {
+        fn request(
+            &self,
+            request: http::Request<BodyWrapper<bytes::Bytes>>,
+        ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>>
+        {
+            let path = request.uri().path().to_owned();
+            let response = |status: u16, body: String| {
+                http::Response::builder()
+                    .status(status)
+                    .header("Replay-Nonce", "bm9uY2U")
+                    .header("Content-Type", "application/json")
+                    .header("Location", format!("{BASE}/acct/1"))
+                    .header("Retry-After", "3600")
+                    .body(body)
+                    .expect("response")
+            };
+            let answer = match path.as_str() {
+                "/dir" => response(
+                    200,
+                    serde_json::json!({
+                        "newNonce": format!("{BASE}/nonce"),
+                        "newAccount": format!("{BASE}/account"),
+                        "newOrder": format!("{BASE}/order"),
+                        "revokeCert": format!("{BASE}/revoke"),
+                        "keyChange": format!("{BASE}/key"),
+                    })
+                    .to_string(),
+                ),
+                "/nonce" => response(200, String::new()),
+                "/account" => response(201, r#"{"status":"valid"}"#.to_owned()),
+                _ => response(
+                    429,
+                    serde_json::json!({
+                        "type": "urn:ietf:params:acme:error:rateLimited",
+                        "detail": "too many new orders (300) from this account in the last 3h0m0s",
+                        "status": 429,
+                    })
+                    .to_string(),
+                ),
+            };
+            Box::pin(async move { Ok(BytesResponse::from(answer)) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_is_a_clear_reason() {
+        let (key, der) = Key::generate_pkcs8().expect("key");
+        let (account, _) = Account::builder_with_http(Box::new(RateLimited))
+            .create_from_key(
+                (key, rustls::pki_types::PrivateKeyDer::Pkcs8(der)),
+                format!("{BASE}/dir"),
+            )
+            .await
+            .expect("account");
+        let tokens = Http01Tokens::default();
+        let names = vec!["web.example.com".to_owned()];
+        let proofs = HashMap::from([(names[0].clone(), Proof::Http01)]);
+        let cert_key = rcgen::KeyPair::generate().expect("key");
+        let error = issue(&account, &names, &proofs, &tokens, &cert_key, None)
+            .await
+            .expect_err("rate limited");
+        assert_eq!(error.reason, "RateLimited");
+        assert!(
+            error
+                .message
+                .starts_with("creating the order: the ACME server answered:")
+                && error.message.contains("too many new orders"),
+            "{}",
+            error.message
+        );
+    }
+}

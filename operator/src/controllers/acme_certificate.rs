@@ -50,8 +50,11 @@ pub const ISSUER_ANNOTATION: &str = "vigil.io/issuer";
 /// Label on the Secret and its copies: `<namespace>.<name>` of the `AcmeCertificate`.
 pub const CERTIFICATE_LABEL: &str = "vigil.io/certificate";
 
-/// The longest a healthy certificate waits between two looks (ARI windows can move).
-const RECHECK: Duration = Duration::from_secs(3600);
+/// The longest a healthy certificate waits between two looks at its Secret (a deleted or
+/// edited Secret is noticed within this time) and its ARI window.
+const RECHECK: Duration = Duration::from_secs(600);
+/// How long a server without ARI is not asked again.
+const ARI_UNSUPPORTED_RECHECK: Duration = Duration::from_secs(6 * 3600);
 /// How soon a cluster that did not get its copy is tried again.
 const DISTRIBUTION_RETRY: Duration = Duration::from_secs(20);
 
@@ -295,7 +298,7 @@ async fn planned_renewal(
         .as_deref()
         .and_then(|d| parse_duration(d).ok());
     let window = match ctx.acme.account(ctx, issuer).await {
-        Ok(account) => suggested_window(&account, info).await,
+        Ok(account) => suggested_window(ctx, &account, info).await,
         Err(_) => None,
     };
     renewal_time(
@@ -308,26 +311,35 @@ async fn planned_renewal(
     )
 }
 
-/// The ARI window of the certificate, when the server offers renewal information.
+/// The ARI window of the certificate, when the server offers renewal information; asked
+/// again only after the server's `Retry-After` (kept between 1 minute and 6 hours).
 async fn suggested_window(
+    ctx: &Context,
     account: &instant_acme::Account,
     info: &CertInfo,
 ) -> Option<(Timestamp, Timestamp)> {
     let der = rustls::pki_types::CertificateDer::from(info.leaf_der.as_slice());
     let id = instant_acme::CertificateIdentifier::try_from(&der).ok()?;
-    match account.renewal_info(&id).await {
-        Ok((renewal, _)) => {
+    let key = id.to_string();
+    if let Some(window) = ctx.acme.cached_window(&key) {
+        return window;
+    }
+    let (window, fresh_for) = match account.renewal_info(&id).await {
+        Ok((renewal, retry_after)) => {
             let window = renewal.suggested_window;
-            let start = Timestamp::from_second(window.start.unix_timestamp()).ok()?;
-            let end = Timestamp::from_second(window.end.unix_timestamp()).ok()?;
-            Some((start, end))
+            let start = Timestamp::from_second(window.start.unix_timestamp()).ok();
+            let end = Timestamp::from_second(window.end.unix_timestamp()).ok();
+            (start.zip(end), retry_after)
         }
-        Err(instant_acme::Error::Unsupported(_)) => None,
+        Err(instant_acme::Error::Unsupported(_)) => (None, ARI_UNSUPPORTED_RECHECK),
         Err(error) => {
             tracing::debug!(%error, "no renewal information");
-            None
+            (None, Duration::from_secs(300))
         }
-    }
+    };
+    let fresh_for = fresh_for.clamp(Duration::from_secs(60), Duration::from_secs(6 * 3600));
+    ctx.acme.remember_window(&key, window, fresh_for);
+    window
 }
 
 /// Issues a certificate, verifies it and replaces the Secret in one write. Records the

@@ -35,7 +35,11 @@ pub struct AcmeRuntime {
     /// Longest wait after repeated failed issuances.
     pub retry_max: Duration,
     accounts: tokio::sync::Mutex<HashMap<String, (String, Arc<Account>)>>,
+    windows: std::sync::Mutex<HashMap<String, (Option<RenewalWindow>, std::time::Instant)>>,
 }
+
+/// A suggested renewal window (ARI): start and end.
+pub type RenewalWindow = (jiff::Timestamp, jiff::Timestamp);
 
 impl std::fmt::Debug for AcmeRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -54,7 +58,26 @@ impl AcmeRuntime {
             retry_initial,
             retry_max,
             accounts: tokio::sync::Mutex::new(HashMap::new()),
+            windows: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The renewal window the server suggested for certificate `id`, while the answer is
+    /// fresh (the server's `Retry-After`).
+    pub fn cached_window(&self, id: &str) -> Option<Option<RenewalWindow>> {
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        windows
+            .get(id)
+            .filter(|(_, until)| *until > std::time::Instant::now())
+            .map(|(window, _)| *window)
+    }
+
+    /// Remembers the window of certificate `id` for `fresh_for`.
+    pub fn remember_window(&self, id: &str, window: Option<RenewalWindow>, fresh_for: Duration) {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        windows.retain(|_, (_, until)| *until > now);
+        windows.insert(id.to_owned(), (window, now + fresh_for));
     }
 
     /// The account of `issuer`, registered (and its key stored) when needed. Cached until
