@@ -59,6 +59,7 @@ bench: tools
 	target/release/vigil-bench render 1000
 	VIGIL_BIN=$(CURDIR)/target/release/vigil target/release/vigil-bench cluster 1000
 	target/release/vigil-bench prometheus 100
+	VIGIL_BIN=$(CURDIR)/target/release/vigil target/release/vigil-bench certificates 100
 
 ## crds: regenerate crds/ and the chart's CRD templates from the Rust types
 crds:

@@ -69,7 +69,7 @@ async fn wait_certificate(
     check: impl Fn(&AcmeCertificate) -> bool,
 ) -> anyhow::Result<AcmeCertificate> {
     let api: Api<AcmeCertificate> = Api::namespaced(client.clone(), namespace);
-    eventually(&format!("AcmeCertificate {name}: {what}"), within, || {
+    let waited = eventually(&format!("AcmeCertificate {name}: {what}"), within, || {
         let api = api.clone();
         let check = &check;
         async move {
@@ -77,7 +77,15 @@ async fn wait_certificate(
             Ok(check(&cert).then_some(cert))
         }
     })
-    .await
+    .await;
+    match waited {
+        Ok(cert) => Ok(cert),
+        // Say what the object looked like, so that a failure explains itself.
+        Err(error) => {
+            let last = api.get(name).await.ok().and_then(|c| c.status);
+            Err(error.context(format!("last status of {name}: {last:#?}")))
+        }
+    }
 }
 
 fn ready(cert: &AcmeCertificate) -> bool {

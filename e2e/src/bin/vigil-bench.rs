@@ -5,6 +5,7 @@
 //! vigil-bench render [N]       # load, validate and render N SLO manifests (default 1000)
 //! vigil-bench cluster [N]      # N SLOs on a real control plane until all have their rules
 //! vigil-bench prometheus [N]   # rule evaluation cost of N SLOs in a real Prometheus
+//! vigil-bench certificates [N] # N certificates issued at once by a real Pebble (HTTP-01)
 //! ```
 
 use std::collections::BTreeMap;
@@ -277,6 +278,147 @@ async fn prometheus(count: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn certificates(count: usize) -> anyhow::Result<()> {
+    use vigil::api::AcmeCertificate;
+    use vigil_e2e::dns::DnsOptions;
+    use vigil_e2e::pebble::{Pebble, PebbleOptions};
+    let cluster = TestCluster::start("bench-acme").await?;
+    cluster.install_crds().await?;
+    cluster.ensure_namespace("vigil-system").await?;
+    cluster.ensure_namespace("bench").await?;
+    let dns = vigil_e2e::DnsServer::start_with(
+        cluster.dir(),
+        DnsOptions {
+            zone: "certs.test".to_owned(),
+            port: None,
+            records: vec![("*".to_owned(), "127.0.0.1".to_owned())],
+            tsig: None,
+        },
+    )
+    .await?;
+    let http_port = vigil_e2e::free_port()?;
+    let pebble = Pebble::start(
+        cluster.dir(),
+        PebbleOptions {
+            http_port,
+            dns_server: dns.endpoint.clone(),
+            ..PebbleOptions::default()
+        },
+    )
+    .await?;
+    let client = cluster.client();
+    let issuer = serde_json::json!({
+        "apiVersion": "vigil.io/v1alpha1", "kind": "AcmeIssuer", "metadata": {"name": "pebble"},
+        "spec": {"server": pebble.directory_url(), "caBundle": pebble.ca_pem,
+            "privateKeySecretRef": {"name": "pebble-account"}, "solvers": [{"http01": {}}]},
+    });
+    Api::<vigil::api::AcmeIssuer>::all(client.clone())
+        .patch(
+            "pebble",
+            &PatchParams::apply("vigil-bench"),
+            &Patch::Apply(&issuer),
+        )
+        .await?;
+    let operator = Operator::start(
+        cluster.kubeconfig(),
+        cluster.dir(),
+        "vigil-bench-acme",
+        &[&format!("--acme-http01-addr=127.0.0.1:{http_port}")],
+    )?;
+    let issuers: Api<vigil::api::AcmeIssuer> = Api::all(client.clone());
+    eventually("the issuer is Ready", Duration::from_secs(60), || {
+        let issuers = issuers.clone();
+        async move {
+            let issuer = issuers.get("pebble").await?;
+            Ok(issuer
+                .status
+                .is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+                })
+                .then_some(()))
+        }
+    })
+    .await?;
+    let requests_before = operator
+        .metric_total("vigil_acme_http_requests_total")
+        .await
+        .unwrap_or(0.0);
+    let rss_before = operator.rss_kib().unwrap_or(0);
+    let certs: Api<AcmeCertificate> = Api::namespaced(client.clone(), "bench");
+    let started = Instant::now();
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let certs = certs.clone();
+            async move {
+                let name = format!("cert-{i:04}");
+                let manifest = serde_json::json!({
+                    "apiVersion": "vigil.io/v1alpha1", "kind": "AcmeCertificate",
+                    "metadata": {"name": name, "namespace": "bench"},
+                    "spec": {"issuerRef": {"name": "pebble"},
+                        "dnsNames": [format!("{name}.certs.test")], "secretName": format!("{name}-tls")},
+                });
+                certs
+                    .patch(&name, &PatchParams::apply("vigil-bench"), &Patch::Apply(&manifest))
+                    .await
+            }
+        })
+        .buffer_unordered(16)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                eprintln!("apply failed: {e}");
+            }
+        })
+        .await;
+    let mut peak = rss_before;
+    let ready = loop {
+        let list = certs.list(&ListParams::default()).await?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|c| {
+                c.status.as_ref().is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+                })
+            })
+            .count();
+        peak = peak.max(operator.rss_kib().unwrap_or(0));
+        if ready == count {
+            break started.elapsed();
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(900),
+            "only {ready} of {count} certificates Ready after 15 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let requests = operator
+        .metric_total("vigil_acme_http_requests_total")
+        .await
+        .unwrap_or(0.0)
+        - requests_before;
+    let failures = operator
+        .metric_total("vigil_certificate_issuances_total")
+        .await
+        .unwrap_or(0.0)
+        - operator
+            .metric("vigil_certificate_issuances_total{result=\"success\"}")
+            .await
+            .unwrap_or(0.0);
+    println!(
+        "certificates: {count} issued concurrently by Pebble (HTTP-01, PEBBLE_VA_NOSLEEP=1) in {:.1} s ({:.1} certificates/s); {:.1} ACME requests per certificate; {failures:.0} failed attempts; operator RSS {} MiB before, peak {} MiB",
+        ready.as_secs_f64(),
+        count as f64 / ready.as_secs_f64(),
+        requests / count as f64,
+        rss_before / 1024,
+        peak / 1024
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -286,6 +428,9 @@ async fn main() -> anyhow::Result<()> {
         "render" => render(count(1000)),
         "cluster" => cluster(count(1000)).await,
         "prometheus" => prometheus(count(100)).await,
-        other => anyhow::bail!("unknown benchmark {other:?}: render, cluster or prometheus"),
+        "certificates" => certificates(count(100)).await,
+        other => anyhow::bail!(
+            "unknown benchmark {other:?}: render, cluster, prometheus or certificates"
+        ),
     }
 }
