@@ -196,7 +196,9 @@ impl Reconcile for AcmeCertificate {
                         name: self.name_any(),
                     })
                     .set(info.not_after.as_second() as f64);
-                if !failing && renew_at > now {
+                // While failing, the retry delay decides; otherwise wake up at the renewal
+                // time (at once when it has already come).
+                if !failing {
                     requeue = requeue.min(until(now, renew_at));
                 }
                 let copies = distribute(&ctx, &self, current, &status.distribution).await;
