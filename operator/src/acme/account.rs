@@ -1,7 +1,6 @@
 //! ACME accounts: the HTTP client (rustls, optional private CA), registration or re-use of
 //! the account bound to a stored key, and the classification of ACME errors.
 
-use base64::Engine as _;
 use bytes::Bytes;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
@@ -132,14 +131,7 @@ pub fn generate_key() -> Result<String, AcmeError> {
 }
 
 fn pkcs8_pem(der: &[u8]) -> String {
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
-    for line in body.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str("-----END PRIVATE KEY-----\n");
-    pem
+    super::cert::pem_block("PRIVATE KEY", der)
 }
 
 fn parse_key(pem: &str) -> Result<(Key, PrivateKeyDer<'static>), AcmeError> {

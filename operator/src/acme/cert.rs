@@ -133,14 +133,19 @@ fn dns_names(cert: &X509Certificate<'_>) -> Result<Vec<String>, CertError> {
 
 /// PEM text of one DER certificate.
 pub fn pem_encode(der: &[u8]) -> String {
+    pem_block("CERTIFICATE", der)
+}
+
+/// PEM text of one DER object with `label` (`CERTIFICATE`, `PRIVATE KEY`).
+pub fn pem_block(label: &str, der: &[u8]) -> String {
     use base64::Engine as _;
     let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    let mut pem = format!("-----BEGIN {label}-----\n");
     for line in body.as_bytes().chunks(64) {
         pem.push_str(&String::from_utf8_lossy(line));
         pem.push('\n');
     }
-    pem.push_str("-----END CERTIFICATE-----\n");
+    pem.push_str(&format!("-----END {label}-----\n"));
     pem
 }
 

@@ -526,13 +526,7 @@ fn tls_secret(
     info: &CertInfo,
     revision: i64,
 ) -> serde_json::Value {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let mut data = serde_json::Map::new();
-    data.insert("tls.crt".into(), b64(chain).into());
-    data.insert("tls.key".into(), b64(key_pem).into());
-    if let Some(root) = &info.root_pem {
-        data.insert("ca.crt".into(), b64(root).into());
-    }
+    let data = tls_data(chain, key_pem, info.root_pem.as_deref());
     serde_json::json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -552,6 +546,19 @@ fn tls_secret(
         "type": "kubernetes.io/tls",
         "data": data,
     })
+}
+
+/// The `data` of a `kubernetes.io/tls` Secret: `tls.crt`, `tls.key` and `ca.crt` when the
+/// root is known.
+fn tls_data(chain: &str, key_pem: &str, root_pem: Option<&str>) -> serde_json::Value {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut data = serde_json::Map::new();
+    data.insert("tls.crt".into(), b64(chain).into());
+    data.insert("tls.key".into(), b64(key_pem).into());
+    if let Some(root) = root_pem {
+        data.insert("ca.crt".into(), b64(root).into());
+    }
+    data.into()
 }
 
 /// How each name is proven, with the DNS providers' credentials loaded from Secrets.
@@ -768,13 +775,11 @@ async fn distribute(
 /// The copy written to member clusters: the same type, data and revision annotation, and
 /// labels that say where it comes from.
 fn copy_of(cert: &AcmeCertificate, current: &Current) -> serde_json::Value {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let mut data = serde_json::Map::new();
-    data.insert("tls.crt".into(), b64(&current.chain).into());
-    data.insert("tls.key".into(), b64(&current.key_pem).into());
-    if let Some(root) = &current.info.root_pem {
-        data.insert("ca.crt".into(), b64(root).into());
-    }
+    let data = tls_data(
+        &current.chain,
+        &current.key_pem,
+        current.info.root_pem.as_deref(),
+    );
     serde_json::json!({
         "apiVersion": "v1",
         "kind": "Secret",

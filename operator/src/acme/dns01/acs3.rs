@@ -9,7 +9,7 @@
 use jiff::Timestamp;
 use ring::hmac;
 
-use super::sigv4::{canonical_query, sha256_hex, uri_encode};
+use super::sigv4::{canonical_request, sha256_hex};
 
 /// The algorithm name, first line of the string to sign and first word of `Authorization`.
 const ALGORITHM: &str = "ACS3-HMAC-SHA256";
@@ -42,17 +42,6 @@ pub(crate) struct Signed {
     canonical_request: String,
 }
 
-/// The canonical URI: each `/`-separated segment of the path as sent, RFC 3986-encoded.
-fn canonical_uri(path: &str) -> String {
-    if path.is_empty() {
-        return "/".to_owned();
-    }
-    path.split('/')
-        .map(|segment| uri_encode(segment, false))
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 /// Signs `req` with the AccessKey pair at time `now`, with `nonce` as
 /// `x-acs-signature-nonce` (unique per request).
 pub(crate) fn sign(
@@ -79,25 +68,8 @@ pub(crate) fn sign(
         .filter(|(name, _)| name == "host" || name == "content-type" || name.starts_with("x-acs-"))
         .collect();
     signed.sort_by(|a, b| a.0.cmp(&b.0));
-    let canonical_headers: String = signed
-        .iter()
-        .map(|(name, value)| format!("{name}:{value}\n"))
-        .collect();
-    let signed_headers = signed
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .collect::<Vec<_>>()
-        .join(";");
-
-    let canonical_request = format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        req.method,
-        canonical_uri(req.path),
-        canonical_query(req.query),
-        canonical_headers,
-        signed_headers,
-        payload_hash
-    );
+    let (canonical_request, signed_headers) =
+        canonical_request(req.method, req.path, req.query, &signed, &payload_hash);
     let string_to_sign = format!("{ALGORITHM}\n{}", sha256_hex(canonical_request.as_bytes()));
     let key = hmac::Key::new(hmac::HMAC_SHA256, access_key_secret.as_bytes());
     let signature = hex::encode(hmac::sign(&key, string_to_sign.as_bytes()));

@@ -87,7 +87,7 @@ pub(crate) fn canonical_query(query: &[(&str, &str)]) -> String {
 
 /// The canonical URI: every segment of the path as sent is URI-encoded once more (the rule
 /// for every service but S3). Paths made only of unreserved characters are unchanged.
-fn canonical_uri(path: &str) -> String {
+pub(crate) fn canonical_uri(path: &str) -> String {
     if path.is_empty() {
         return "/".to_owned();
     }
@@ -126,28 +126,39 @@ fn canonical(req: &Request<'_>, extra: &[(&str, &str)], payload_hash: &str) -> C
             _ => merged.push((name, value)),
         }
     }
-    let canonical_headers: String = merged
+    let (request, signed_headers) =
+        canonical_request(req.method, req.path, req.query, &merged, payload_hash);
+    Canonical {
+        request,
+        signed_headers,
+    }
+}
+
+/// The canonical request shared by SigV4 and ACS3 (which follows SigV4's layout): method,
+/// URI, query, `name:value` lines of the signed headers (sorted, lower-case names), the
+/// `;`-joined names, and the payload hash. Returns the request and the signed header names.
+pub(crate) fn canonical_request(
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    sorted_headers: &[(String, String)],
+    payload_hash: &str,
+) -> (String, String) {
+    let canonical_headers: String = sorted_headers
         .iter()
         .map(|(name, value)| format!("{name}:{value}\n"))
         .collect();
-    let signed_headers = merged
+    let signed_headers = sorted_headers
         .iter()
         .map(|(name, _)| name.as_str())
         .collect::<Vec<_>>()
         .join(";");
     let request = format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        req.method,
-        canonical_uri(req.path),
-        canonical_query(req.query),
-        canonical_headers,
-        signed_headers,
-        payload_hash
+        "{method}\n{}\n{}\n{canonical_headers}\n{signed_headers}\n{payload_hash}",
+        canonical_uri(path),
+        canonical_query(query),
     );
-    Canonical {
-        request,
-        signed_headers,
-    }
+    (request, signed_headers)
 }
 
 /// The derived key: `HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service),
