@@ -31,6 +31,10 @@ pub struct PebbleOptions {
     /// `PEBBLE_WFE_NONCEREJECT`: the percentage of valid nonces Pebble rejects with
     /// `badNonce`. Pebble's default (5) when `None`.
     pub nonce_reject_percent: Option<u8>,
+    /// `PEBBLE_AUTHZREUSE`: how often (percent) Pebble reuses a valid authorization instead
+    /// of asking for a new challenge, as real CAs do for weeks. Pebble's default (50) when
+    /// `None`; 0 makes every order prove every name again.
+    pub authz_reuse_percent: Option<u8>,
 }
 
 /// A running Pebble. It stops on drop; if the test is failing, its log tail is printed.
@@ -107,6 +111,10 @@ impl Pebble {
         let mut envs = vec![("PEBBLE_VA_NOSLEEP", "1")];
         if let Some(percent) = &nonce_reject {
             envs.push(("PEBBLE_WFE_NONCEREJECT", percent));
+        }
+        let authz_reuse = options.authz_reuse_percent.map(|p| p.to_string());
+        if let Some(percent) = &authz_reuse {
+            envs.push(("PEBBLE_AUTHZREUSE", percent));
         }
         let mut process = Process::start(
             &format!("pebble-{listen_port}"),

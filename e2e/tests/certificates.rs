@@ -199,6 +199,8 @@ async fn issuance_scenario(
             validity_seconds: Some(90),
             eab_keys: None,
             nonce_reject_percent: None,
+            // Every renewal proves its names again, so that a stopped bind9 fails it.
+            authz_reuse_percent: Some(0),
         },
     )
     .await?;
@@ -651,7 +653,7 @@ async fn bad_input_scenario(hub: &TestCluster) -> anyhow::Result<()> {
             dns_server: dns.endpoint.clone(),
             validity_seconds: None,
             eab_keys: Some(vec![("kid-1".to_owned(), hmac.to_owned())]),
-            nonce_reject_percent: None,
+            ..PebbleOptions::default()
         },
     )
     .await?;

@@ -109,6 +109,7 @@ async fn pebble_scenario() -> anyhow::Result<()> {
             validity_seconds: Some(3600),
             eab_keys: Some(vec![("kid-1".into(), eab_key)]),
             nonce_reject_percent: Some(0),
+            authz_reuse_percent: Some(0),
         },
     )
     .await?;

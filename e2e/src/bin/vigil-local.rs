@@ -1,8 +1,11 @@
 //! `vigil-local`: the local fleet of `make demo`. Starts three control planes named `aws`,
 //! `aliyun` and `vmware`, each with kwok nodes and a bind9 DNS server on a fixed loopback
 //! port, a Prometheus on 127.0.0.1:19090 scraping a `checkout` service that fails 0.05% of
-//! its requests (rule files go in `<DIR>/prometheus/rules`), writes the kubeconfigs into
-//! the folder, and runs until SIGTERM or Ctrl-C.
+//! its requests (rule files go in `<DIR>/prometheus/rules`), an ACME server (Pebble, its
+//! HTTP-01 validations sent to 127.0.0.1:15002) with a bind9 for `demo.test` on
+//! 127.0.0.1:15356 that takes TSIG-signed updates, writes the kubeconfigs and the ACME
+//! settings (`pebble-directory`, `pebble-ca.pem`, `tsig-secret`) into the folder, and runs
+//! until SIGTERM or Ctrl-C.
 //!
 //! ```text
 //! vigil-local <DIR>
@@ -10,7 +13,14 @@
 
 use std::path::PathBuf;
 
+use vigil_e2e::dns::{DnsOptions, Tsig};
+use vigil_e2e::pebble::{Pebble, PebbleOptions};
 use vigil_e2e::{DnsServer, Exporter, Prometheus, TestCluster};
+
+/// Where Pebble sends HTTP-01 validations: the operator's `--acme-http01-addr` in the demo.
+const ACME_HTTP01_PORT: u16 = 15002;
+/// The demo's authoritative DNS for `demo.test`, updated over RFC 2136.
+const ACME_DNS_PORT: u16 = 15356;
 
 /// The clusters of the demo fleet: name, cluster domain, DNS port (as in examples/fleet).
 const FLEET: [(&str, &str, u16); 3] = [
@@ -52,6 +62,36 @@ async fn main() -> anyhow::Result<()> {
         exporter.address,
         prometheus.rules_dir.display()
     );
+    let tsig = Tsig::generate("vigil-demo")?;
+    let acme_dns = DnsServer::start_with(
+        &dir,
+        DnsOptions {
+            zone: "demo.test".to_owned(),
+            port: Some(ACME_DNS_PORT),
+            records: vec![("*".to_owned(), "127.0.0.1".to_owned())],
+            tsig: Some(tsig.clone()),
+        },
+    )
+    .await?;
+    let pebble = Pebble::start(
+        &dir,
+        PebbleOptions {
+            http_port: ACME_HTTP01_PORT,
+            dns_server: acme_dns.endpoint.clone(),
+            validity_seconds: Some(3600),
+            ..PebbleOptions::default()
+        },
+    )
+    .await?;
+    std::fs::write(dir.join("pebble-directory"), pebble.directory_url())?;
+    std::fs::write(dir.join("pebble-ca.pem"), &pebble.ca_pem)?;
+    std::fs::write(dir.join("tsig-secret"), &tsig.secret_base64)?;
+    println!(
+        "acme: Pebble at {} (HTTP-01 to 127.0.0.1:{ACME_HTTP01_PORT}), bind9 for demo.test at {} (TSIG key {})",
+        pebble.directory_url(),
+        acme_dns.endpoint,
+        tsig.name
+    );
     std::fs::write(dir.join("ready"), "")?;
     println!("fleet ready; stop with SIGTERM or Ctrl-C");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -60,6 +100,8 @@ async fn main() -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => {}
     }
     println!("stopping the fleet");
+    drop(pebble);
+    drop(acme_dns);
     drop(prometheus);
     drop(exporter);
     drop(servers);
