@@ -32,8 +32,14 @@ else
     cat "$DEMO/fleet.log"
 fi
 
+step "namespace shop in every cluster (the examples' namespace; certificates are copied there)"
+for kc in "$DEMO/aws.kubeconfig" "$DEMO/aliyun.kubeconfig" "$DEMO/vmware.kubeconfig"; do
+    KUBECONFIG="$kc" kubectl create namespace shop --dry-run=client -o yaml | KUBECONFIG="$kc" kubectl apply -f - >/dev/null
+done
+
 step "helm upgrade --install vigil charts/vigil (the operator itself runs as a process below)"
-helm upgrade --install vigil charts/vigil --namespace vigil-system --create-namespace --set replicas=0 --wait >/dev/null
+helm upgrade --install vigil charts/vigil --namespace vigil-system --create-namespace --set replicas=0 \
+    --set 'rbac.secretNamespaces={shop}' --wait >/dev/null
 kubectl get crds -l app.kubernetes.io/name=vigil
 
 step "kubeconfig Secrets of the aliyun and vmware clusters"
@@ -57,12 +63,36 @@ current-context: vigil
 KUBECONFIG
 KUBECONFIG="$DEMO/operator.kubeconfig" nohup target/debug/vigil run --namespace vigil-system \
     --admin-addr 127.0.0.1:18080 --identity demo \
-    --prometheus-url http://127.0.0.1:19090 --status-interval-seconds 15 >"$DEMO/operator.log" 2>&1 &
+    --prometheus-url http://127.0.0.1:19090 --status-interval-seconds 15 \
+    --acme-http01-addr 127.0.0.1:15002 >"$DEMO/operator.log" 2>&1 &
 echo $! >"$DEMO/operator.pid"
 
-step "kubectl apply -f examples/"
-kubectl create namespace shop --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl apply --server-side -R -f examples/
+step "kubectl apply -f examples/ (but examples/certificates, which points at Let's Encrypt: the demo has its own ACME server)"
+for dir in examples/*/; do
+    [ "$dir" = examples/certificates/ ] && continue
+    kubectl apply --server-side -R -f "$dir"
+done
+
+step "a certificate from the demo's Pebble: HTTP-01 for www.demo.test, DNS-01 (RFC 2136 to bind9) for *.shop.demo.test, copied to aliyun and vmware"
+kubectl -n vigil-system create secret generic demo-tsig --from-file=secret="$DEMO/tsig-secret" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+python3 - "$DEMO" <<'PY' | kubectl apply --server-side -f -
+import json, pathlib, sys
+demo = pathlib.Path(sys.argv[1])
+issuer = {"apiVersion": "vigil.io/v1alpha1", "kind": "AcmeIssuer", "metadata": {"name": "demo-pebble"},
+  "spec": {"server": (demo / "pebble-directory").read_text(), "email": "platform@demo.test",
+    "caBundle": (demo / "pebble-ca.pem").read_text(), "privateKeySecretRef": {"name": "demo-pebble-account"},
+    "solvers": [
+      {"selector": {"dnsNames": ["www.demo.test"]}, "http01": {}},
+      {"selector": {"dnsZones": ["demo.test"]}, "dns01": {"rfc2136": {"nameserver": "127.0.0.1:15356",
+        "tsigKeyName": "vigil-demo", "tsigSecretRef": {"name": "demo-tsig", "key": "secret"}}}}]}}
+cert = {"apiVersion": "vigil.io/v1alpha1", "kind": "AcmeCertificate", "metadata": {"name": "demo-tls", "namespace": "shop"},
+  "spec": {"issuerRef": {"name": "demo-pebble"}, "dnsNames": ["www.demo.test", "shop.demo.test", "*.shop.demo.test"],
+    "secretName": "demo-tls", "distribute": {"clusters": ["aliyun", "vmware"]}}}
+print(json.dumps({"apiVersion": "v1", "kind": "List", "items": [issuer, cert]}))
+PY
+kubectl -n shop wait --for=condition=Ready acmecertificate/demo-tls --timeout=120s
+kubectl -n shop get acmecertificates
 
 step "waiting for the member clusters to be probed"
 kubectl wait --for=condition=Ready memberclusters --all --timeout=120s
@@ -85,7 +115,7 @@ step "kubectl get vigil -A"
 kubectl get vigil -A
 step "kubectl get memberclusters"
 kubectl get memberclusters
-step "why each object is or is not Ready (ACME, DNS, telemetry and workload generators arrive in later versions)"
+step "why each object is or is not Ready (DNS, telemetry and workload generators arrive in later versions)"
 kubectl get vigil -A -o custom-columns='KIND:.kind,NAME:.metadata.name,VALID:.status.conditions[?(@.type=="Valid")].status,READY:.status.conditions[?(@.type=="Ready")].reason'
 step "operator metrics (curl 127.0.0.1:18080/metrics)"
 curl -s 127.0.0.1:18080/metrics | grep -E '^vigil_(reconcile_panics_total|reconcile_errors_total|member_cluster_probe_duration_seconds_count)' | head -12 || true

@@ -32,7 +32,7 @@ fn the_examples_are_valid() {
         "stdout:\n{stdout}\nstderr:\n{}",
         text(&output.stderr)
     );
-    assert!(stdout.contains("10 valid, 0 problems"), "{stdout}");
+    assert!(stdout.contains("14 valid, 0 problems"), "{stdout}");
     for kind in [
         "MemberCluster",
         "ServiceLevelObjective",
@@ -55,7 +55,7 @@ fn the_examples_render() {
     let output = vigil(&["render", "-f", examples.to_str().expect("utf-8 path")]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(
-        text(&output.stderr).contains("from 10 Vigil objects"),
+        text(&output.stderr).contains("from 14 Vigil objects"),
         "{}",
         text(&output.stderr)
     );

@@ -25,8 +25,8 @@ use super::common::{LocalObjectRef, conditions_schema, impl_has_conditions};
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(name = "Secret", type_ = "string", json_path = ".spec.secretName"),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.notAfter"),
-    printcolumn(name = "Renewal", type_ = "date", json_path = ".status.renewalTime"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.notAfter"),
+    printcolumn(name = "Renewal", type_ = "string", json_path = ".status.renewalTime"),
     printcolumn(
         name = "Age",
         type_ = "date",
