@@ -4,10 +4,12 @@
 //! them as a YAML stream and, with `-o DIR`, writes [`Desired::files`] for peer programs
 //! (promtool, CoreDNS, the Collector) to check.
 
+pub mod dns;
 pub mod slo;
 
 use std::path::PathBuf;
 
+use kube::ResourceExt;
 use kube::core::DynamicObject;
 
 use crate::inventory::Inventory;
@@ -34,13 +36,26 @@ pub struct Desired {
 /// validation, which runs the same generators, reports them.
 ///
 /// Kinds whose generators have not landed yet render nothing; their controllers only
-/// validate and report.
+/// validate and report. CrossCloudDNS renders its CoreDNS files (every remote counted as
+/// healthy), which its controller does not apply yet.
 pub fn render(inventory: &Inventory) -> Desired {
     let mut desired = Desired::default();
     for slo in &inventory.service_level_objectives {
         if let Ok(rendered) = slo::render_slo(slo, slo.spec.output.kind) {
             desired.objects.push(rendered.object);
             desired.files.push(rendered.file);
+        }
+    }
+    for dns in &inventory.cross_cloud_dns {
+        if let Ok(configs) = dns::render_cross_cloud_dns(dns, inventory, &|_| true) {
+            for config in configs {
+                desired.files.push(RenderedFile {
+                    path: PathBuf::from("coredns")
+                        .join(&config.cluster)
+                        .join(format!("{}.server", dns.name_any())),
+                    content: config.server,
+                });
+            }
         }
     }
     desired
