@@ -641,6 +641,52 @@ impl Validate for CrossCloudDNS {
                 ));
             }
         }
+        for (i, name) in self.spec.clusters.iter().enumerate() {
+            if !is_dns_label(name) {
+                errors.push(FieldError::new(
+                    format!("spec.clusters[{i}]"),
+                    format!(
+                        "{name:?} must be a DNS label (no dots): it names <svc>.<ns>.svc.{name}.{}",
+                        self.spec.zone
+                    ),
+                ));
+            }
+        }
+        let zone = self.spec.zone.trim_end_matches('.');
+        // One zone, one owner: the first by name keeps it.
+        if let Some(owner) = inventory
+            .cross_cloud_dns
+            .iter()
+            .filter(|other| other.name_any() < self.name_any())
+            .find(|other| other.spec.zone.trim_end_matches('.') == zone)
+        {
+            errors.push(FieldError::new(
+                "spec.zone",
+                format!(
+                    "zone {zone:?} is already served by CrossCloudDNS {:?}",
+                    owner.name_any()
+                ),
+            ));
+        }
+        for member in inventory
+            .member_clusters
+            .iter()
+            .filter(|m| self.spec.clusters.contains(&m.name_any()))
+        {
+            let domain = member.spec.dns.cluster_domain.trim_end_matches('.');
+            if domain == zone
+                || domain.ends_with(&format!(".{zone}"))
+                || zone.ends_with(&format!(".{domain}"))
+            {
+                errors.push(FieldError::new(
+                    "spec.zone",
+                    format!(
+                        "zone {zone:?} overlaps the cluster domain {domain:?} of MemberCluster {:?}",
+                        member.name_any()
+                    ),
+                ));
+            }
+        }
         errors
     }
 }
