@@ -60,6 +60,8 @@ bench: tools
 	VIGIL_BIN=$(CURDIR)/target/release/vigil target/release/vigil-bench cluster 1000
 	target/release/vigil-bench prometheus 100
 	VIGIL_BIN=$(CURDIR)/target/release/vigil target/release/vigil-bench certificates 100
+	target/release/vigil-bench dns-render 32
+	target/release/vigil-bench dns-render 50
 
 ## crds: regenerate crds/ and the chart's CRD templates from the Rust types
 crds:

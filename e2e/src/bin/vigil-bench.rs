@@ -6,6 +6,7 @@
 //! vigil-bench cluster [N]      # N SLOs on a real control plane until all have their rules
 //! vigil-bench prometheus [N]   # rule evaluation cost of N SLOs in a real Prometheus
 //! vigil-bench certificates [N] # N certificates issued at once by a real Pebble (HTTP-01)
+//! vigil-bench dns-render [N]   # the CoreDNS files of a CrossCloudDNS over N clusters
 //! ```
 
 use std::collections::BTreeMap;
@@ -68,6 +69,54 @@ fn render(count: usize) -> anyhow::Result<()> {
         desired.files.len(),
         rules as f64 / count as f64,
         bytes as f64 / 1048576.0
+    );
+    Ok(())
+}
+
+fn dns_render(count: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut docs = Vec::new();
+    for i in 0..count {
+        let provider = ["aws", "aliyun", "vmware"][i % 3];
+        let mut spec = serde_json::json!({"provider": provider, "region": "r1",
+            "dns": {"endpoints": [format!("127.0.0.1:{}", 15353 + i)], "clusterDomain": "cluster.local"}});
+        if i == 0 {
+            spec["local"] = true.into();
+        } else {
+            spec["apiServer"] = serde_json::json!({"kubeconfigSecretRef": {"namespace": "vigil-system", "name": format!("c{i}-kubeconfig"), "key": "kubeconfig"}});
+        }
+        docs.push(
+            serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "MemberCluster",
+            "metadata": {"name": format!("c{i}")}, "spec": spec}),
+        );
+    }
+    let clusters: Vec<String> = (0..count).map(|i| format!("c{i}")).collect();
+    let stream: Vec<String> = docs
+        .iter()
+        .map(|d| serde_yaml_ng::to_string(d).unwrap_or_default())
+        .collect();
+    std::fs::write(dir.path().join("members.yaml"), stream.join("---\n"))?;
+    let loaded = vigil::manifest::load(&[dir.path().to_owned()], "default")?;
+    anyhow::ensure!(loaded.problems.is_empty(), "{:?}", loaded.problems.first());
+    let inventory = loaded.inventory;
+    // Built directly: the CRD allows 32 clusters, the generator is timed beyond that too.
+    let dns: vigil::api::CrossCloudDNS = serde_json::from_value(serde_json::json!({
+        "apiVersion": "vigil.io/v1alpha1", "kind": "CrossCloudDNS", "metadata": {"name": "mesh"},
+        "spec": {"clusters": clusters, "edns0": {"tagSourceCluster": true}}}))?;
+    let runs = 20;
+    let started = Instant::now();
+    let mut bytes = 0;
+    for _ in 0..runs {
+        let configs = vigil::render::dns::render_cross_cloud_dns(&dns, &inventory, &|_| true)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        bytes = configs.iter().map(|c| c.server.len()).sum::<usize>();
+    }
+    let each = started.elapsed() / runs;
+    println!(
+        "dns-render: CoreDNS files of {count} clusters rendered in {:.2} ms ({:.0} KiB, {:.1} KiB per cluster)",
+        each.as_secs_f64() * 1000.0,
+        bytes as f64 / 1024.0,
+        bytes as f64 / 1024.0 / count as f64,
     );
     Ok(())
 }
@@ -429,8 +478,9 @@ async fn main() -> anyhow::Result<()> {
         "cluster" => cluster(count(1000)).await,
         "prometheus" => prometheus(count(100)).await,
         "certificates" => certificates(count(100)).await,
+        "dns-render" => dns_render(count(32)),
         other => anyhow::bail!(
-            "unknown benchmark {other:?}: render, cluster, prometheus or certificates"
+            "unknown benchmark {other:?}: render, cluster, prometheus, certificates or dns-render"
         ),
     }
 }
