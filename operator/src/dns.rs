@@ -163,3 +163,21 @@ pub async fn zone_of(address: SocketAddr, name: &Name) -> Result<Name, String> {
             )
         })
 }
+
+/// The IPv4 addresses `server` answers for `name` (with recursion desired, as a client
+/// asks its resolver), and the response code.
+pub async fn a_records(
+    address: SocketAddr,
+    name: &Name,
+) -> Result<(Vec<std::net::Ipv4Addr>, String), String> {
+    let reply = exchange(address, &query(name, RecordType::A, true)).await?;
+    let addresses = reply
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect();
+    Ok((addresses, reply.metadata.response_code.to_string()))
+}
