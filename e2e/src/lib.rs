@@ -10,12 +10,14 @@ mod pki;
 mod process;
 
 pub mod cluster;
+pub mod coredns;
 pub mod dns;
 pub mod operator;
 pub mod pebble;
 pub mod prometheus;
 
 pub use cluster::{TempNamespace, TestCluster};
+pub use coredns::CoreDns;
 pub use dns::{DnsOptions, DnsServer, Tsig};
 pub use operator::Operator;
 pub use pebble::{Pebble, PebbleOptions};

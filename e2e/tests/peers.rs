@@ -251,3 +251,201 @@ fn openssl_x509(pem: &str) -> anyhow::Result<String> {
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+#[tokio::test]
+async fn coredns_serves_a_clusters_services_and_forwards() {
+    coredns_scenario().await.unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// What the CrossCloudDNS generator relies on: CoreDNS's `kubernetes` plugin reading a
+/// cluster through a kubeconfig from outside any pod, and `forward` plugins chained with
+/// `next NXDOMAIN` (a name the first upstream does not know is asked of the next one).
+async fn coredns_scenario() -> anyhow::Result<()> {
+    use vigil_e2e::coredns::kubernetes_block;
+    use vigil_e2e::{CoreDns, TestCluster, eventually, free_port};
+
+    let cluster = TestCluster::start("coredns").await?;
+    cluster.ensure_namespace("shop").await?;
+    let services: kube::Api<k8s_openapi::api::core::v1::Service> =
+        kube::Api::namespaced(cluster.client(), "shop");
+    let orders: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "orders", "namespace": "shop"},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app": "orders"},
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+        },
+    }))?;
+    let orders = services
+        .create(&kube::api::PostParams::default(), &orders)
+        .await?;
+    let cluster_ip = orders
+        .spec
+        .and_then(|spec| spec.cluster_ip)
+        .filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
+        .ok_or_else(|| anyhow::anyhow!("the API server assigned no IPv4 clusterIP"))?;
+
+    // The cluster's own DNS: cluster.local from the kubernetes plugin, nothing else.
+    let dir = cluster.dir().join("dns");
+    let cluster_port = free_port()?;
+    let mut in_cluster = CoreDns::start(
+        &dir,
+        "cluster",
+        &format!(
+            "cluster.local:{cluster_port} {{\n    bind 127.0.0.1\n    log\n    errors\n{}}}\n",
+            kubernetes_block("cluster.local", cluster.kubeconfig())
+        ),
+        cluster_port,
+    )
+    .await?;
+    assert_eq!(in_cluster.endpoint, format!("127.0.0.1:{cluster_port}"));
+    let orders_name = "orders.shop.svc.cluster.local.";
+    let payments_name = "payments.shop.svc.cluster.local.";
+    let expected_orders = vec![cluster_ip.clone()];
+    eventually(
+        "orders resolves from the cluster",
+        Duration::from_secs(20),
+        || {
+            let answers = dig(cluster_port, "A", orders_name);
+            let expected = &expected_orders;
+            async move { Ok((&answers? == expected).then_some(())) }
+        },
+    )
+    .await?;
+    assert_eq!(dig_status(cluster_port, "A", payments_name)?, "NXDOMAIN");
+    assert_eq!(
+        soa_in_authority(cluster_port, payments_name)?.as_deref(),
+        Some("ns.dns.cluster.local.")
+    );
+    // Outside its zone the server block does not answer.
+    assert_eq!(dig_status(cluster_port, "A", "example.com.")?, "REFUSED");
+
+    // Another cloud's records, in the same zone, on bind9.
+    let peer = DnsServer::start(
+        &dir,
+        "cluster.local",
+        None,
+        &[("payments.shop.svc", "10.96.7.7")],
+    )
+    .await?;
+
+    // The chain: the cluster first; on NXDOMAIN, the peer.
+    let chain_port = free_port()?;
+    let chain = CoreDns::start(
+        &dir,
+        "chain",
+        &format!(
+            ".:{chain_port} {{\n    bind 127.0.0.1\n    log\n    errors\n    forward . {} {{\n        next NXDOMAIN\n    }}\n    forward . {}\n}}\n",
+            in_cluster.endpoint, peer.endpoint
+        ),
+        chain_port,
+    )
+    .await?;
+    assert_eq!(dig(chain_port, "A", orders_name)?, [cluster_ip.as_str()]);
+    // The cluster is asked first (its `log` shows one more NXDOMAIN for payments), then
+    // the peer, which answers.
+    let nxdomains = |log: &str| {
+        log.lines()
+            .filter(|line| line.contains(payments_name) && line.contains("NXDOMAIN"))
+            .count()
+    };
+    let before = nxdomains(&in_cluster.log());
+    assert_eq!(dig(chain_port, "A", payments_name)?, ["10.96.7.7"]);
+    eventually(
+        "the cluster's CoreDNS logs the forwarded payments query",
+        Duration::from_secs(5),
+        || {
+            let seen = nxdomains(&in_cluster.log()) > before;
+            async move { Ok(seen.then_some(())) }
+        },
+    )
+    .await?;
+    // Unknown to both: the answer is the last upstream's NXDOMAIN, with bind9's SOA
+    // (the kubernetes plugin's is `ns.dns.cluster.local.`).
+    let missing = "missing.shop.svc.cluster.local.";
+    assert_eq!(dig_status(chain_port, "A", missing)?, "NXDOMAIN");
+    assert_eq!(
+        soa_in_authority(chain_port, missing)?.as_deref(),
+        Some("ns.cluster.local.")
+    );
+
+    // Stopped, nothing answers on its port; restarted, it serves the same Corefile there.
+    in_cluster.stop();
+    assert!(dig(cluster_port, "A", orders_name).is_err());
+    in_cluster.restart().await?;
+    assert_eq!(in_cluster.port(), cluster_port);
+    eventually(
+        "orders resolves after the restart",
+        Duration::from_secs(20),
+        || {
+            let answers = dig(cluster_port, "A", orders_name);
+            let expected = &expected_orders;
+            async move { Ok((&answers? == expected).then_some(())) }
+        },
+    )
+    .await?;
+    let log = chain.log();
+    assert!(log.contains("CoreDNS-1.15.0"), "{log}");
+    Ok(())
+}
+
+/// The response code (`NOERROR`, `NXDOMAIN`, `REFUSED`, ...) of a query; an error when the
+/// server does not answer.
+fn dig_status(port: u16, kind: &str, name: &str) -> anyhow::Result<String> {
+    let output = Command::new(which("dig")?)
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "+tries=1",
+            "+time=1",
+            kind,
+            name,
+        ])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    anyhow::ensure!(
+        output.status.success(),
+        "dig {kind} {name}: {stdout}{}",
+        stderr(&output)
+    );
+    stdout
+        .split("status: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("dig {kind} {name}: no status in {stdout}"))
+}
+
+/// The primary name server (MNAME) of the SOA record in the authority section of the
+/// answer to `name` A, which tells which server produced a negative answer.
+fn soa_in_authority(port: u16, name: &str) -> anyhow::Result<Option<String>> {
+    let output = Command::new(which("dig")?)
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "+tries=1",
+            "+time=1",
+            "+noall",
+            "+authority",
+            "A",
+            name,
+        ])
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "dig A {name}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(&output)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace().skip_while(|field| *field != "SOA");
+            fields.next()?;
+            fields.next().map(str::to_owned)
+        }))
+}

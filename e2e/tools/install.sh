@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes control-plane peers and Pebble (ACME test server)
-# that the end-to-end tests need into <repo>/.tools/bin/, and installs the
+# Builds the real Kubernetes control-plane peers, Pebble (ACME test server) and
+# CoreDNS that the end-to-end tests need into <repo>/.tools/bin/, and installs the
 # Debian packages the tests use.
 #
 #   e2e/tools/install.sh            build what is missing or stale
@@ -9,12 +9,13 @@
 #   SKIP_APT=1 ...                  do not touch Debian packages
 #
 # Prerequisites: Go >= 1.26 and apt (run as root, or with sudo available).
-# Versions are pinned in four modules (each with a complete go.sum):
+# Versions are pinned in five modules (each with a complete go.sum):
 #   e2e/tools/go.mod         kube-apiserver, kube-controller-manager,
 #                            kube-scheduler, kubectl (k8s.io/kubernetes), kwok
 #   e2e/tools/helm/go.mod    helm
 #   e2e/tools/etcd/go.mod    etcd
 #   e2e/tools/pebble/go.mod  pebble (ACME test server)
+#   e2e/tools/coredns/go.mod coredns (CrossCloudDNS tests)
 # Every binary has a stamp file .tools/bin/.<name>.version whose first word is
 # the pinned version it was built from, followed by the Go version and a hash
 # of its module's go.mod+go.sum. A binary is rebuilt when it is missing or its
@@ -113,6 +114,7 @@ HELM_VERSION="$(pinned "$HERE/helm" helm.sh/helm/v3)"      # v3.22.0
 ETCD_VERSION="$(pinned "$HERE/etcd" go.etcd.io/etcd/server/v3)"  # v3.6.16
 HELM_CLIENT_GO="$(pinned "$HERE/helm" k8s.io/client-go)"   # v0.37.0
 PEBBLE_VERSION="$(pinned "$HERE/pebble" github.com/letsencrypt/pebble/v2)"  # v2.10.3
+COREDNS_VERSION="$(pinned "$HERE/coredns" github.com/coredns/coredns)"     # v1.15.0
 
 k8s_minor="${K8S_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
 BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -139,6 +141,10 @@ ETCD_LDFLAGS=""
 # pebble's main.version is meant to be set with -ldflags (cmd/pebble/main.go);
 # without it `pebble -version` says dev
 PEBBLE_LDFLAGS="-X main.version=$PEBBLE_VERSION"
+# CoreDNS's version (1.15.0) is in its source (coremain.CoreVersion); its
+# Makefile puts `git describe` into coremain.GitCommit, which `coredns -version`
+# prints after the Go version. The module zip has no git data: use the tag.
+COREDNS_LDFLAGS="-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
 
 # build <name> <version> <module dir> <package> <extra ldflags>
 build() {
@@ -176,6 +182,9 @@ build kwok                    "$KWOK_VERSION" "$HERE"      sigs.k8s.io/kwok/cmd/
 build helm                    "$HELM_VERSION" "$HERE/helm" helm.sh/helm/v3/cmd/helm                      "$HELM_LDFLAGS"
 build etcd                    "$ETCD_VERSION" "$HERE/etcd" go.etcd.io/etcd/server/v3                     "$ETCD_LDFLAGS"
 build pebble                  "$PEBBLE_VERSION" "$HERE/pebble" github.com/letsencrypt/pebble/v2/cmd/pebble "$PEBBLE_LDFLAGS"
+# The module root is CoreDNS's main package (coredns.go), with all the plugins
+# of its plugin.cfg compiled in.
+build coredns                 "$COREDNS_VERSION" "$HERE/coredns" github.com/coredns/coredns            "$COREDNS_LDFLAGS"
 
 # kwok has no built-in stages: without Stage objects (from --config or the
 # Stage CRD) it refuses to start, and nodes/pods never change state. Assemble
