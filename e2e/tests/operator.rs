@@ -591,17 +591,20 @@ async fn references_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         &Patch::Apply(&mesh),
     )
     .await?;
-    let valid = |dns: Api<vigil::api::CrossCloudDNS>, status: &'static str| async move {
+    // Ready's reason says whether the spec is valid.
+    let ready = |dns: Api<vigil::api::CrossCloudDNS>, invalid: bool| async move {
         let mesh = dns.get("mesh").await?;
         Ok::<_, anyhow::Error>(
             mesh.status
-                .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Valid"))
-                .filter(|c| c.status == status),
+                .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+                .filter(|c| (c.reason == "InvalidSpec") == invalid),
         )
     };
-    let invalid = eventually("mesh Valid=False", Duration::from_secs(30), || {
-        valid(dns.clone(), "False")
-    })
+    let invalid = eventually(
+        "mesh Ready=False/InvalidSpec",
+        Duration::from_secs(30),
+        || ready(dns.clone(), true),
+    )
     .await?;
     assert_eq!(invalid.reason, "InvalidSpec");
     assert!(
@@ -629,20 +632,29 @@ async fn references_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         Some("mesh")
     );
 
-    for name in ["east", "west"] {
-        apply_member(
-            &cluster.client(),
-            name,
-            serde_json::json!({"provider": "aws", "region": "r1", "local": true, "dns": {"endpoints": ["127.0.0.1:1"]}}),
-        )
-        .await?;
-    }
-    eventually(
-        "mesh Valid=True once its members exist",
-        Duration::from_secs(30),
-        || valid(dns.clone(), "True"),
+    apply_member(
+        &cluster.client(),
+        "east",
+        serde_json::json!({"provider": "aws", "region": "r1", "local": true, "dns": {"endpoints": ["127.0.0.1:1"]}}),
     )
     .await?;
+    apply_member(
+        &cluster.client(),
+        "west",
+        serde_json::json!({"provider": "aws", "region": "r2", "dns": {"endpoints": ["127.0.0.1:2"]},
+            "apiServer": {"kubeconfigSecretRef": {"namespace": NS, "name": "west-kubeconfig", "key": "kubeconfig"}}}),
+    )
+    .await?;
+    let valid = eventually(
+        "mesh valid once its members exist",
+        Duration::from_secs(30),
+        || ready(dns.clone(), false),
+    )
+    .await?;
+    // Valid now; west's kubeconfig Secret does not exist, so its configuration cannot be
+    // applied, and Ready says so.
+    assert_eq!(valid.reason, "ApplyFailed", "{}", valid.message);
+    assert!(valid.message.contains("west"), "{}", valid.message);
     Ok(())
 }
 

@@ -612,6 +612,17 @@ impl Validate for AcmeCertificate {
     }
 }
 
+/// The MemberClusters of `inventory` named in `names`.
+fn members_of<'a>(
+    inventory: &'a Inventory,
+    names: &'a [String],
+) -> impl Iterator<Item = &'a api::MemberCluster> {
+    inventory
+        .member_clusters
+        .iter()
+        .filter(|m| names.contains(&m.name_any()))
+}
+
 impl Validate for CrossCloudDNS {
     fn validate(&self, inventory: &Inventory) -> Vec<FieldError> {
         let mut errors = Vec::new();
@@ -652,6 +663,19 @@ impl Validate for CrossCloudDNS {
                 ));
             }
         }
+        let locals: Vec<String> = members_of(inventory, &self.spec.clusters)
+            .filter(|m| m.spec.local)
+            .map(|m| m.name_any())
+            .collect();
+        if locals.len() > 1 {
+            errors.push(FieldError::new(
+                "spec.clusters",
+                format!(
+                    "{} are all the local cluster: each cluster may be listed once",
+                    locals.join(" and ")
+                ),
+            ));
+        }
         let zone = self.spec.zone.trim_end_matches('.');
         // One zone, one owner: the first by name keeps it.
         if let Some(owner) = inventory
@@ -668,11 +692,7 @@ impl Validate for CrossCloudDNS {
                 ),
             ));
         }
-        for member in inventory
-            .member_clusters
-            .iter()
-            .filter(|m| self.spec.clusters.contains(&m.name_any()))
-        {
+        for member in members_of(inventory, &self.spec.clusters) {
             let domain = member.spec.dns.cluster_domain.trim_end_matches('.');
             if domain == zone
                 || domain.ends_with(&format!(".{zone}"))

@@ -124,6 +124,28 @@ pub struct CrossCloudDNSStatus {
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+    /// One entry per cluster: its resolver's health, whether the others ask it, and whether
+    /// its configuration is applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<DnsClusterStatus>,
+}
+
+/// The state of one cluster of a `CrossCloudDNS`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsClusterStatus {
+    /// Name of the `MemberCluster`.
+    pub cluster: String,
+    /// Whether its DNS endpoints answered the last probes.
+    pub resolver_healthy: bool,
+    /// Whether the other clusters ask it for shared names; a resolver that stops answering
+    /// leaves after a few failed probes and comes back after a few good ones.
+    pub in_failover: bool,
+    /// Whether its CoreDNS configuration is applied.
+    pub applied: bool,
+    /// What went wrong last, when something did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl_has_conditions!(CrossCloudDNSStatus);

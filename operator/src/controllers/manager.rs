@@ -275,6 +275,7 @@ async fn run_controllers(
             options.acme_retry_initial,
             options.acme_retry_max,
         ),
+        dns: super::cross_cloud_dns::DnsRuntime::default(),
     });
     let challenges = tokio::spawn(serve_challenges(
         options.acme_http01_addr,

@@ -8,6 +8,7 @@
 pub mod acme_certificate;
 pub mod acme_issuer;
 pub mod apply;
+pub mod cross_cloud_dns;
 mod manager;
 pub mod member_cluster;
 pub mod panics;
@@ -240,6 +241,8 @@ pub struct Context {
     pub status_interval: Duration,
     /// ACME accounts, HTTP-01 tokens and the issuance retry schedule.
     pub acme: acme_issuer::AcmeRuntime,
+    /// Probe streaks of cross-cloud DNS resolvers.
+    pub dns: cross_cloud_dns::DnsRuntime,
 }
 
 impl std::fmt::Debug for Context {

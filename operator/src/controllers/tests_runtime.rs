@@ -314,6 +314,7 @@ fn context(client: Client) -> Arc<Context> {
             Duration::from_secs(3600),
             Duration::from_secs(32 * 3600),
         ),
+        dns: super::cross_cloud_dns::DnsRuntime::default(),
     })
 }
 

@@ -65,8 +65,4 @@ macro_rules! validating_controller {
     )+};
 }
 
-validating_controller!(
-    api::CrossCloudDNS,
-    api::SupervisedWorkload,
-    api::TelemetryPipeline,
-);
+validating_controller!(api::SupervisedWorkload, api::TelemetryPipeline,);
