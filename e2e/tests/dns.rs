@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::PostParams;
 use vigil_e2e::coredns::CoreDns;
-use vigil_e2e::{TestCluster, eventually, free_port};
+use vigil_e2e::{Operator, TestCluster, eventually, free_port};
 
 const ZONE: &str = "clusterset.local";
 
@@ -263,6 +263,258 @@ async fn generated_coredns_configuration_resolves_across_three_clusters() {
         vmware.expect("vmware"),
     );
     scenario(&[&aws, &aliyun, &vmware])
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// Copies `kube-system/coredns-custom` of `cluster` into `dir` every second, as the kubelet
+/// projects a ConfigMap volume into the CoreDNS pod; CoreDNS's `reload` picks changes up.
+/// The `kubernetes` plugins get the cluster's kubeconfig, as in a pod they would use the
+/// service account.
+fn sync_config_map(cluster: &TestCluster, dir: std::path::PathBuf) -> tokio::task::JoinHandle<()> {
+    let kubeconfig = cluster.kubeconfig().to_owned();
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(cluster.client(), "kube-system");
+    tokio::spawn(async move {
+        loop {
+            if let Ok(Some(cm)) = config_maps.get_opt("coredns-custom").await {
+                for (key, value) in cm.data.unwrap_or_default() {
+                    let value = with_kubeconfig(&value, &kubeconfig);
+                    let path = dir.join(&key);
+                    if std::fs::read_to_string(&path).ok().as_deref() != Some(value.as_str()) {
+                        let _ = std::fs::write(&path, value);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
+async fn controller_scenario(clusters: &mut [TestCluster; 3]) -> anyhow::Result<()> {
+    use kube::api::{Patch, PatchParams};
+    use vigil::api::CrossCloudDNS;
+    let names = ["aws", "aliyun", "vmware"];
+    let domains = ["cluster.local", "cluster.local", "onprem.local"];
+    let ports = [free_port()?, free_port()?, free_port()?];
+    let home = clusters[0].client();
+    clusters[0].install_crds().await?;
+    clusters[0].ensure_namespace("vigil-system").await?;
+    let pay_aliyun = service(&clusters[1], "pay").await?;
+    let pay_vmware = service(&clusters[2], "pay").await?;
+    let orders = service(&clusters[1], "orders").await?;
+
+    // Each cluster's CoreDNS: its own domain, plus whatever the import folder holds.
+    let mut servers = Vec::new();
+    let mut syncs = Vec::new();
+    for (i, cluster) in clusters.iter().enumerate() {
+        let custom = cluster.dir().join("coredns-custom");
+        std::fs::create_dir_all(&custom)?;
+        std::fs::write(custom.join("placeholder.server"), "# nothing yet\n")?;
+        let corefile = format!(
+            "{domain}:{port} {{\n    errors\n    log\n    reload 2s 1s\n{kubernetes}}}\n\nimport {custom}/*.server\n",
+            domain = domains[i],
+            port = ports[i],
+            kubernetes = vigil_e2e::coredns::kubernetes_block(domains[i], cluster.kubeconfig()),
+            custom = custom.display(),
+        );
+        servers.push(CoreDns::start(cluster.dir(), names[i], &corefile, ports[i]).await?);
+        syncs.push(sync_config_map(cluster, custom));
+    }
+
+    let params = PatchParams::apply("vigil-e2e");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(home.clone(), "vigil-system");
+    let members: Api<vigil::api::MemberCluster> = Api::all(home.clone());
+    for (i, name) in names.iter().enumerate() {
+        let mut spec = serde_json::json!({"provider": name, "region": "r1", "probeInterval": "5s",
+            "dns": {"endpoints": [format!("127.0.0.1:{}", ports[i])], "clusterDomain": domains[i]}});
+        if i == 0 {
+            spec["local"] = true.into();
+        } else {
+            let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": format!("{name}-kubeconfig"), "namespace": "vigil-system"},
+                "stringData": {"kubeconfig": clusters[i].admin_kubeconfig_yaml()?}});
+            secrets
+                .patch(
+                    &format!("{name}-kubeconfig"),
+                    &params,
+                    &Patch::Apply(&secret),
+                )
+                .await?;
+            spec["apiServer"] = serde_json::json!({"kubeconfigSecretRef": {"namespace": "vigil-system", "name": format!("{name}-kubeconfig"), "key": "kubeconfig"}});
+        }
+        let member = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "MemberCluster",
+            "metadata": {"name": name}, "spec": spec});
+        members.patch(name, &params, &Patch::Apply(&member)).await?;
+    }
+    let dns: Api<CrossCloudDNS> = Api::all(home.clone());
+    let object = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "CrossCloudDNS",
+        "metadata": {"name": "clusterset"},
+        "spec": {"clusters": names, "failover": ["aliyun", "vmware"]}});
+    dns.patch("clusterset", &params, &Patch::Apply(&object))
+        .await?;
+    let operator = Operator::start(
+        clusters[0].kubeconfig(),
+        clusters[0].dir(),
+        "vigil-dns",
+        &[],
+    )?;
+    let outcome: anyhow::Result<()> = async {
+        let status = |dns: Api<CrossCloudDNS>| async move {
+            Ok::<_, anyhow::Error>(dns.get("clusterset").await?.status.unwrap_or_default())
+        };
+        let wait_status =
+            |what: &'static str, check: fn(&vigil::api::CrossCloudDNSStatus) -> bool| {
+                let dns = dns.clone();
+                async move {
+                    eventually(what, Duration::from_secs(60), || {
+                        let dns = dns.clone();
+                        async move {
+                            let s = status(dns).await?;
+                            Ok(check(&s).then_some(s))
+                        }
+                    })
+                    .await
+                }
+            };
+        let applied = wait_status("Ready=True, applied to every cluster", |s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+                && s.clusters.iter().all(|c| c.applied && c.in_failover)
+        })
+        .await?;
+        eprintln!("applied: {:?}", applied.conditions);
+        let aws_dns = servers[0].endpoint.clone();
+        wait_answer(
+            &aws_dns,
+            &format!("orders.shop.svc.{ZONE}"),
+            orders,
+            Duration::from_secs(30),
+        )
+        .await?;
+        wait_answer(
+            &aws_dns,
+            &format!("pay.shop.svc.{ZONE}"),
+            pay_aliyun,
+            Duration::from_secs(30),
+        )
+        .await?;
+        // Nothing changes, nothing is written: the ConfigMap stays at one version.
+        let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(home.clone(), "kube-system");
+        let before = config_maps
+            .get("coredns-custom")
+            .await?
+            .metadata
+            .resource_version;
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let after = config_maps
+            .get("coredns-custom")
+            .await?
+            .metadata
+            .resource_version;
+        assert_eq!(before, after, "a healthy mesh rewrites nothing");
+
+        // aliyun's DNS stops: it leaves the chain (status, Event, aws's configuration) and
+        // pay comes from vmware.
+        servers[1].stop();
+        let left = wait_status("aliyun out of the failover chain", |s| {
+            s.clusters
+                .iter()
+                .any(|c| c.cluster == "aliyun" && !c.in_failover && !c.resolver_healthy)
+        })
+        .await?;
+        eprintln!("after aliyun stopped: {:?}", left.clusters);
+        let ready = left
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        assert!(
+            ready.contains("out of the failover chain: aliyun"),
+            "{ready}"
+        );
+        eventually(
+            "aws's configuration without aliyun in the chain",
+            Duration::from_secs(30),
+            || {
+                let config_maps = config_maps.clone();
+                async move {
+                    let cm = config_maps.get("coredns-custom").await?;
+                    let server = cm
+                        .data
+                        .unwrap_or_default()
+                        .remove("clusterset.server")
+                        .unwrap_or_default();
+                    Ok((!server.contains("Shared zone through aliyun")).then_some(()))
+                }
+            },
+        )
+        .await?;
+        wait_answer(
+            &aws_dns,
+            &format!("pay.shop.svc.{ZONE}"),
+            pay_vmware,
+            Duration::from_secs(30),
+        )
+        .await?;
+        // aliyun returns and rejoins.
+        servers[1].restart().await?;
+        wait_status("aliyun back in the chain", |s| {
+            s.clusters
+                .iter()
+                .all(|c| c.in_failover && c.resolver_healthy)
+        })
+        .await?;
+        wait_answer(
+            &aws_dns,
+            &format!("pay.shop.svc.{ZONE}"),
+            pay_aliyun,
+            Duration::from_secs(30),
+        )
+        .await?;
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(home.clone());
+        let reasons: Vec<String> = events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect();
+        assert!(reasons.iter().any(|r| r == "ClusterLeft"), "{reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r == "ClusterRejoined"),
+            "{reasons:?}"
+        );
+        assert_eq!(
+            operator.metric_total("vigil_reconcile_panics_total").await,
+            Some(0.0)
+        );
+        Ok(())
+    }
+    .await;
+    for sync in syncs {
+        sync.abort();
+    }
+    operator.on_failure(outcome)
+}
+
+#[tokio::test]
+async fn the_controller_applies_the_configuration_and_fails_over() {
+    let (aws, aliyun, vmware) = tokio::join!(
+        TestCluster::start("aws"),
+        TestCluster::start("aliyun"),
+        TestCluster::start("vmware")
+    );
+    let mut clusters = [
+        aws.expect("aws"),
+        aliyun.expect("aliyun"),
+        vmware.expect("vmware"),
+    ];
+    controller_scenario(&mut clusters)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
 }
