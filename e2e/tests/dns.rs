@@ -122,7 +122,7 @@ async fn scenario(clusters: &[&TestCluster; 3]) -> anyhow::Result<()> {
             domains[i]
         );
     }
-    yaml.push_str("---\napiVersion: vigil.io/v1alpha1\nkind: CrossCloudDNS\nmetadata: {name: clusterset}\nspec:\n  clusters: [aws, aliyun, vmware]\n  failover: [aliyun, vmware]\n  edns0: {tagSourceCluster: true}\n");
+    yaml.push_str("---\napiVersion: vigil.io/v1alpha1\nkind: CrossCloudDNS\nmetadata: {name: clusterset}\nspec:\n  clusters: [aws, aliyun, vmware]\n  failover: [aliyun, vmware]\n  edns0: {tagSourceCluster: true}\n  target: {listenerPortBase: 20000}\n");
     let manifests = aws.dir().join("clusterset.yaml");
     std::fs::write(&manifests, yaml)?;
     let loaded = vigil::manifest::load(&[manifests], "default")?;
@@ -351,7 +351,9 @@ async fn controller_scenario(clusters: &mut [TestCluster; 3]) -> anyhow::Result<
     let dns: Api<CrossCloudDNS> = Api::all(home.clone());
     let object = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "CrossCloudDNS",
         "metadata": {"name": "clusterset"},
-        "spec": {"clusters": names, "failover": ["aliyun", "vmware"]}});
+        "spec": {"clusters": names, "failover": ["aliyun", "vmware"],
+            // Its own listener ports: the other test's CoreDNS run on this host too.
+            "target": {"listenerPortBase": 21000}}});
     dns.patch("clusterset", &params, &Patch::Apply(&object))
         .await?;
     let operator = Operator::start(
@@ -469,6 +471,36 @@ async fn controller_scenario(clusters: &mut [TestCluster; 3]) -> anyhow::Result<
                 .all(|c| c.in_failover && c.resolver_healthy)
         })
         .await?;
+        eventually(
+            "aws's configuration with aliyun back in the chain",
+            Duration::from_secs(30),
+            || {
+                let config_maps = config_maps.clone();
+                async move {
+                    let cm = config_maps.get("coredns-custom").await?;
+                    let server = cm
+                        .data
+                        .unwrap_or_default()
+                        .remove("clusterset.server")
+                        .unwrap_or_default();
+                    Ok(server.contains("Shared zone through aliyun").then_some(()))
+                }
+            },
+        )
+        .await?;
+        let projected = clusters[0].dir().join("coredns-custom/clusterset.server");
+        eventually(
+            "the projected file with aliyun",
+            Duration::from_secs(10),
+            || {
+                let projected = projected.clone();
+                async move {
+                    let text = std::fs::read_to_string(&projected).unwrap_or_default();
+                    Ok(text.contains("Shared zone through aliyun").then_some(()))
+                }
+            },
+        )
+        .await?;
         wait_answer(
             &aws_dns,
             &format!("pay.shop.svc.{ZONE}"),
@@ -498,6 +530,9 @@ async fn controller_scenario(clusters: &mut [TestCluster; 3]) -> anyhow::Result<
     .await;
     for sync in syncs {
         sync.abort();
+    }
+    if outcome.is_err() {
+        eprintln!("----- aws's CoreDNS -----\n{}", servers[0].log_tail());
     }
     operator.on_failure(outcome)
 }

@@ -80,7 +80,7 @@ fn default_option_code() -> i32 {
 }
 
 /// Where Vigil writes CoreDNS configuration in each cluster.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DnsTarget {
     /// `CoreDNSCustom` adds server blocks to the cluster CoreDNS's import ConfigMap;
@@ -90,6 +90,11 @@ pub struct DnsTarget {
     /// The import ConfigMap (default `kube-system/coredns-custom`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<ConfigMapRef>,
+    /// First port of the loopback listeners (one per remote cluster, on 127.0.0.1 inside
+    /// the CoreDNS pod); default 10000. Change it when those ports are taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1024 && self <= 64000").message("listenerPortBase must be between 1024 and 64000"))]
+    pub listener_port_base: Option<i32>,
 }
 
 /// How CoreDNS is configured.

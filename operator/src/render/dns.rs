@@ -12,7 +12,8 @@
 //! - per-cluster names `<svc>.<ns>.svc.<cluster>.Z`: `C.Z` from C's own `kubernetes`
 //!   plugin, `R.Z` rewritten to R's cluster domain and forwarded to R only.
 //!
-//! Loopback listener ports are `10000 + 32 × (C's index in spec.clusters) + (R's rank)`, so
+//! Loopback listener ports are `base + 32 × (C's index in spec.clusters) + (R's rank)`
+//! (`target.listenerPortBase`, default 10000), so
 //! that the listeners of every cluster can share one host (the end-to-end tests) and two
 //! zones can share one CoreDNS.
 
@@ -25,7 +26,7 @@ use crate::api::member_cluster::MemberCluster;
 use crate::inventory::Inventory;
 use crate::validate::parse_host_port;
 
-/// First port of the loopback listeners.
+/// First port of the loopback listeners unless `target.listenerPortBase` says otherwise.
 pub const LISTENER_PORT_BASE: u16 = 10_000;
 /// Positive answers are cached this long (seconds): remote lookups cross clouds.
 pub const CACHE_SUCCESS_SECONDS: u32 = 30;
@@ -148,7 +149,11 @@ fn server_file(
     let _ = writeln!(w, "        fallthrough");
     let _ = writeln!(w, "    }}");
     for rank in 0..chain.len() {
-        let _ = write!(w, "    forward . 127.0.0.1:{}", listener_port(index, rank)?);
+        let _ = write!(
+            w,
+            "    forward . 127.0.0.1:{}",
+            listener_port(dns, index, rank)?
+        );
         if rank + 1 == chain.len() {
             let _ = writeln!(w);
         } else {
@@ -163,7 +168,7 @@ fn server_file(
             w,
             "# Shared zone through {remote}: asked when the clusters before it do not have the name."
         );
-        let _ = writeln!(w, "{zone}:{} {{", listener_port(index, rank)?);
+        let _ = writeln!(w, "{zone}:{} {{", listener_port(dns, index, rank)?);
         let _ = writeln!(w, "    bind 127.0.0.1");
         rewrite(w, &format!(".svc.{zone}."), member, tag.as_deref());
         forward(w, member)?;
@@ -229,9 +234,19 @@ fn forward(w: &mut String, member: &MemberCluster) -> Result<(), DnsRenderError>
     Ok(())
 }
 
-fn listener_port(cluster_index: usize, rank: usize) -> Result<u16, DnsRenderError> {
+fn listener_port(
+    dns: &CrossCloudDNS,
+    cluster_index: usize,
+    rank: usize,
+) -> Result<u16, DnsRenderError> {
+    let base = dns
+        .spec
+        .target
+        .listener_port_base
+        .and_then(|b| u16::try_from(b).ok())
+        .unwrap_or(LISTENER_PORT_BASE);
     u16::try_from(32 * cluster_index + rank)
         .ok()
-        .and_then(|offset| LISTENER_PORT_BASE.checked_add(offset))
+        .and_then(|offset| base.checked_add(offset))
         .ok_or_else(|| DnsRenderError("too many clusters for the listener ports".to_owned()))
 }
