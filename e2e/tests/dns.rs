@@ -70,6 +70,57 @@ async fn wait_answer(
     waited
 }
 
+/// A resolver that answers every A query with 10.9.9.9 and remembers, for each query, the
+/// name asked and the value of EDNS0 option `code`: what a remote cluster receives.
+async fn recording_resolver(
+    code: u16,
+) -> anyhow::Result<(u16, std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>)> {
+    use hickory_proto::op::{Message, MessageType, OpCode};
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    use hickory_proto::rr::{RData, Record};
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let port = socket.local_addr()?.port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        let mut buffer = vec![0u8; 4096];
+        while let Ok((n, from)) = socket.recv_from(&mut buffer).await {
+            let Ok(query) = Message::from_vec(&buffer[..n]) else {
+                continue;
+            };
+            let tag = query
+                .edns
+                .as_ref()
+                .and_then(|e| e.option(EdnsCode::Unknown(code)))
+                .map(|o| match o {
+                    EdnsOption::Unknown(_, data) => String::from_utf8_lossy(data).into_owned(),
+                    other => format!("{other:?}"),
+                })
+                .unwrap_or_default();
+            let mut reply = Message::response(query.metadata.id, OpCode::Query);
+            reply.metadata.message_type = MessageType::Response;
+            reply.metadata.recursion_desired = query.metadata.recursion_desired;
+            for q in &query.queries {
+                record
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((q.name().to_ascii(), tag.clone()));
+                reply.add_query(q.clone());
+                reply.add_answer(Record::from_rdata(
+                    q.name().clone(),
+                    5,
+                    RData::A(A(Ipv4Addr::new(10, 9, 9, 9))),
+                ));
+            }
+            if let Ok(bytes) = reply.to_vec() {
+                let _ = socket.send_to(&bytes, from).await;
+            }
+        }
+    });
+    Ok((port, seen))
+}
+
 /// Gives every `kubernetes` plugin of a rendered file the test cluster's kubeconfig (in a
 /// pod the plugin uses the in-cluster service account instead).
 fn with_kubeconfig(server: &str, kubeconfig: &Path) -> String {
@@ -122,7 +173,13 @@ async fn scenario(clusters: &[&TestCluster; 3]) -> anyhow::Result<()> {
             domains[i]
         );
     }
-    yaml.push_str("---\napiVersion: vigil.io/v1alpha1\nkind: CrossCloudDNS\nmetadata: {name: clusterset}\nspec:\n  clusters: [aws, aliyun, vmware]\n  failover: [aliyun, vmware]\n  edns0: {tagSourceCluster: true}\n  target: {listenerPortBase: 20000}\n");
+    // A fourth member whose "DNS" is a recording resolver: what a remote cluster receives.
+    let (probe_port, seen) = recording_resolver(65001).await?;
+    let _ = write!(
+        yaml,
+        "---\napiVersion: vigil.io/v1alpha1\nkind: MemberCluster\nmetadata: {{name: probe}}\nspec:\n  provider: vmware\n  region: r9\n  apiServer: {{kubeconfigSecretRef: {{namespace: vigil-system, name: probe-kubeconfig, key: kubeconfig}}}}\n  dns: {{endpoints: [\"127.0.0.1:{probe_port}\"], clusterDomain: probe.local}}\n"
+    );
+    yaml.push_str("---\napiVersion: vigil.io/v1alpha1\nkind: CrossCloudDNS\nmetadata: {name: clusterset}\nspec:\n  clusters: [aws, aliyun, vmware, probe]\n  failover: [aliyun, vmware]\n  edns0: {tagSourceCluster: true}\n  target: {listenerPortBase: 20000}\n");
     let manifests = aws.dir().join("clusterset.yaml");
     std::fs::write(&manifests, yaml)?;
     let loaded = vigil::manifest::load(&[manifests], "default")?;
@@ -216,6 +273,23 @@ async fn scenario(clusters: &[&TestCluster; 3]) -> anyhow::Result<()> {
     assert!(
         vmware_log.contains("pay.shop.svc.onprem.local."),
         "vmware's CoreDNS did not see the rewritten name:\n{vmware_log}"
+    );
+
+    // EDNS0: a forwarded query carries the asking cluster in option 65001, with the name
+    // rewritten into the remote's domain.
+    wait_answer(
+        &aws_dns,
+        &format!("ledger.shop.svc.probe.{ZONE}"),
+        Ipv4Addr::new(10, 9, 9, 9),
+        within,
+    )
+    .await?;
+    let received = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(
+        received
+            .iter()
+            .any(|(name, tag)| name == "ledger.shop.svc.probe.local." && tag == "aws"),
+        "the remote received {received:?}"
     );
 
     // aliyun's DNS stops: pay comes from vmware within the health-check interval (plus
