@@ -62,6 +62,7 @@ bench: tools
 	VIGIL_BIN=$(CURDIR)/target/release/vigil target/release/vigil-bench certificates 100
 	target/release/vigil-bench dns-render 32
 	target/release/vigil-bench dns-render 50
+	target/release/vigil-bench dns-latency 3000
 
 ## crds: regenerate crds/ and the chart's CRD templates from the Rust types
 crds:

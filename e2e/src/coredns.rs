@@ -5,6 +5,7 @@
 //! cluster's Services through its kubeconfig from outside any pod ([`kubernetes_block`]),
 //! and several `forward` plugins in one server block, chained with `next NXDOMAIN`.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -156,4 +157,26 @@ pub fn kubernetes_block(zone: &str, kubeconfig: &Path) -> String {
 /// unescapes only quotes and keeps every other backslash).
 fn quote(value: &str) -> String {
     format!("\"{}\"", value.replace('"', "\\\""))
+}
+
+/// Gives every `kubernetes` plugin of a rendered file the test cluster's kubeconfig (in a
+/// pod the plugin uses the in-cluster service account instead).
+pub fn with_kubeconfig(server: &str, kubeconfig: &Path) -> String {
+    let mut out = String::new();
+    let kubeconfig = format!("        kubeconfig \"{}\"", kubeconfig.display());
+    for line in server.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("kubernetes ") {
+            let zone = trimmed
+                .trim_start_matches("kubernetes ")
+                .trim_end_matches(" {");
+            let _ = writeln!(out, "    kubernetes {zone} {{\n{kubeconfig}");
+            if !trimmed.ends_with('{') {
+                let _ = writeln!(out, "    }}");
+            }
+        } else {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    out
 }

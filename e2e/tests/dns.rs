@@ -8,7 +8,6 @@
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
@@ -121,28 +120,6 @@ async fn recording_resolver(
     Ok((port, seen))
 }
 
-/// Gives every `kubernetes` plugin of a rendered file the test cluster's kubeconfig (in a
-/// pod the plugin uses the in-cluster service account instead).
-fn with_kubeconfig(server: &str, kubeconfig: &Path) -> String {
-    let mut out = String::new();
-    let kubeconfig = format!("        kubeconfig \"{}\"", kubeconfig.display());
-    for line in server.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with("kubernetes ") {
-            let zone = trimmed
-                .trim_start_matches("kubernetes ")
-                .trim_end_matches(" {");
-            let _ = writeln!(out, "    kubernetes {zone} {{\n{kubeconfig}");
-            if !trimmed.ends_with('{') {
-                let _ = writeln!(out, "    }}");
-            }
-        } else {
-            let _ = writeln!(out, "{line}");
-        }
-    }
-    out
-}
-
 async fn scenario(clusters: &[&TestCluster; 3]) -> anyhow::Result<()> {
     let names = ["aws", "aliyun", "vmware"];
     let domains = ["cluster.local", "cluster.local", "onprem.local"];
@@ -203,7 +180,7 @@ async fn scenario(clusters: &[&TestCluster; 3]) -> anyhow::Result<()> {
             domain = domains[i],
             port = ports[i],
             kubernetes = vigil_e2e::coredns::kubernetes_block(domains[i], cluster.kubeconfig()),
-            vigil = with_kubeconfig(&config.server, cluster.kubeconfig()),
+            vigil = vigil_e2e::coredns::with_kubeconfig(&config.server, cluster.kubeconfig()),
         );
         servers.push(CoreDns::start(cluster.dir(), names[i], &corefile, ports[i]).await?);
     }
@@ -353,7 +330,7 @@ fn sync_config_map(cluster: &TestCluster, dir: std::path::PathBuf) -> tokio::tas
         loop {
             if let Ok(Some(cm)) = config_maps.get_opt("coredns-custom").await {
                 for (key, value) in cm.data.unwrap_or_default() {
-                    let value = with_kubeconfig(&value, &kubeconfig);
+                    let value = vigil_e2e::coredns::with_kubeconfig(&value, &kubeconfig);
                     let path = dir.join(&key);
                     if std::fs::read_to_string(&path).ok().as_deref() != Some(value.as_str()) {
                         let _ = std::fs::write(&path, value);

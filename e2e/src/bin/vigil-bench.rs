@@ -7,6 +7,7 @@
 //! vigil-bench prometheus [N]   # rule evaluation cost of N SLOs in a real Prometheus
 //! vigil-bench certificates [N] # N certificates issued at once by a real Pebble (HTTP-01)
 //! vigil-bench dns-render [N]   # the CoreDNS files of a CrossCloudDNS over N clusters
+//! vigil-bench dns-latency [N]  # N lookups through the generated chain vs. the owning cluster
 //! ```
 
 use std::collections::BTreeMap;
@@ -117,6 +118,139 @@ fn dns_render(count: usize) -> anyhow::Result<()> {
         each.as_secs_f64() * 1000.0,
         bytes as f64 / 1024.0,
         bytes as f64 / 1024.0 / count as f64,
+    );
+    Ok(())
+}
+
+/// p50 and p99 of `samples` (sorted in place), in milliseconds.
+fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
+    samples.sort_unstable();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    (at(0.5), at(0.99))
+}
+
+/// Times one A lookup; fails unless it answers `want`.
+async fn timed_lookup(
+    address: std::net::SocketAddr,
+    name: &str,
+    want: std::net::Ipv4Addr,
+) -> anyhow::Result<Duration> {
+    let name = vigil::dns::Name::from_ascii(format!("{name}."))?;
+    let started = Instant::now();
+    let (answers, rcode) = vigil::dns::a_records(address, &name)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let took = started.elapsed();
+    anyhow::ensure!(answers == [want], "{name}: {answers:?} {rcode}");
+    Ok(took)
+}
+
+async fn dns_latency(count: usize) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Service;
+    use vigil_e2e::coredns::{CoreDns, kubernetes_block, with_kubeconfig};
+    let (aws, aliyun) = tokio::join!(TestCluster::start("aws"), TestCluster::start("aliyun"));
+    let (aws, aliyun) = (aws?, aliyun?);
+    aliyun.ensure_namespace("shop").await?;
+    // Distinct services only aliyun has (the test clusters' service range holds about 250):
+    // asked in rounds, each name once per round through aws and once directly, with the
+    // answers' 5 s TTL run out between rounds so that nothing comes from a cache.
+    let distinct = count.min(200);
+    let rounds = count.div_ceil(distinct);
+    let services: Api<Service> = Api::namespaced(aliyun.client(), "shop");
+    let mut addresses = Vec::new();
+    for i in 0..distinct {
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": format!("svc-{i:05}")},
+            "spec": {"ports": [{"port": 80}], "selector": {"app": "x"}}}))?;
+        let created = services.create(&Default::default(), &service).await?;
+        let ip = created.spec.and_then(|s| s.cluster_ip).unwrap_or_default();
+        addresses.push(ip.parse::<std::net::Ipv4Addr>()?);
+    }
+    let ports = [vigil_e2e::free_port()?, vigil_e2e::free_port()?];
+    let dir = tempfile::tempdir()?;
+    let mut yaml = String::new();
+    for (i, (name, cluster)) in [("aws", &aws), ("aliyun", &aliyun)].iter().enumerate() {
+        let _ = cluster;
+        let api = if i == 0 {
+            "  local: true\n".to_owned()
+        } else {
+            format!(
+                "  apiServer: {{kubeconfigSecretRef: {{namespace: vigil-system, name: {name}, key: kubeconfig}}}}\n"
+            )
+        };
+        yaml.push_str(&format!(
+            "---\napiVersion: vigil.io/v1alpha1\nkind: MemberCluster\nmetadata: {{name: {name}}}\nspec:\n  provider: aws\n  region: r1\n{api}  dns: {{endpoints: [\"127.0.0.1:{}\"]}}\n",
+            ports[i]
+        ));
+    }
+    yaml.push_str("---\napiVersion: vigil.io/v1alpha1\nkind: CrossCloudDNS\nmetadata: {name: mesh}\nspec: {clusters: [aws, aliyun], target: {listenerPortBase: 22000}}\n");
+    std::fs::write(dir.path().join("mesh.yaml"), yaml)?;
+    let loaded = vigil::manifest::load(&[dir.path().to_owned()], "default")?;
+    anyhow::ensure!(loaded.problems.is_empty(), "{:?}", loaded.problems.first());
+    let inventory = loaded.inventory;
+    let configs = vigil::render::dns::render_cross_cloud_dns(
+        &inventory.cross_cloud_dns[0],
+        &inventory,
+        &|_| true,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut servers = Vec::new();
+    for (i, cluster) in [&aws, &aliyun].iter().enumerate() {
+        let corefile = format!(
+            "cluster.local:{port} {{\n{kubernetes}}}\n\n{vigil}",
+            port = ports[i],
+            kubernetes = kubernetes_block("cluster.local", cluster.kubeconfig()),
+            vigil = with_kubeconfig(&configs[i].server, cluster.kubeconfig()),
+        );
+        servers
+            .push(CoreDns::start(cluster.dir(), ["aws", "aliyun"][i], &corefile, ports[i]).await?);
+    }
+    let aws_dns = vigil::dns::resolve(&servers[0].endpoint)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let aliyun_dns = vigil::dns::resolve(&servers[1].endpoint)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    // Both CoreDNS see every service before timing starts.
+    let last = format!("svc-{:05}.shop.svc.cluster.local", distinct - 1);
+    eventually(
+        "aliyun's CoreDNS knows every service",
+        Duration::from_secs(60),
+        || {
+            let last = last.clone();
+            let want = addresses[distinct - 1];
+            async move { Ok(timed_lookup(aliyun_dns, &last, want).await.ok().map(|_| ())) }
+        },
+    )
+    .await?;
+    let (mut chain, mut direct, mut cached) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        if round > 0 {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+        }
+        for (i, want) in addresses.iter().enumerate() {
+            let shared = format!("svc-{i:05}.shop.svc.clusterset.local");
+            chain.push(timed_lookup(aws_dns, &shared, *want).await?);
+            let own = format!("svc-{i:05}.shop.svc.cluster.local");
+            direct.push(timed_lookup(aliyun_dns, &own, *want).await?);
+        }
+    }
+    for _ in 0..count {
+        cached.push(
+            timed_lookup(aws_dns, "svc-00000.shop.svc.clusterset.local", addresses[0]).await?,
+        );
+    }
+    let (c50, c99) = percentiles(&mut chain);
+    let (d50, d99) = percentiles(&mut direct);
+    let (k50, k99) = percentiles(&mut cached);
+    println!(
+        "dns-latency: {} lookups of {distinct} names only aliyun has ({rounds} rounds, uncached): through aws's generated chain (local miss, loopback listener, rewrite, forward) p50 {c50:.2} ms p99 {c99:.2} ms; directly at aliyun p50 {d50:.2} ms p99 {d99:.2} ms; ratio p50 {:.2} p99 {:.2}; the same name again through aws (cached) p50 {k50:.2} ms p99 {k99:.2} ms",
+        chain.len(),
+        c50 / d50,
+        c99 / d99
     );
     Ok(())
 }
@@ -479,8 +613,9 @@ async fn main() -> anyhow::Result<()> {
         "prometheus" => prometheus(count(100)).await,
         "certificates" => certificates(count(100)).await,
         "dns-render" => dns_render(count(32)),
+        "dns-latency" => dns_latency(count(3000)).await,
         other => anyhow::bail!(
-            "unknown benchmark {other:?}: render, cluster, prometheus, certificates or dns-render"
+            "unknown benchmark {other:?}: render, cluster, prometheus, certificates, dns-render or dns-latency"
         ),
     }
 }
