@@ -19,6 +19,9 @@ pub enum TlsError {
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Client(String),
 }
 
 /// A rustls client configuration trusting the Mozilla roots plus the certificates of
@@ -58,5 +61,5 @@ pub fn http_client(
         .timeout(timeout)
         .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| TlsError::Bundle(format!("HTTP client: {e}")))
+        .map_err(|e| TlsError::Client(e.to_string()))
 }

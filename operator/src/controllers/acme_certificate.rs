@@ -104,7 +104,9 @@ impl Reconcile for AcmeCertificate {
             status.failed_issuance_attempts = None;
             status.last_failure_time = None;
         }
-        let renewal = match &current {
+        // The renewal time of the certificate in the Secret; planned again only when a new
+        // one replaces it.
+        let mut renewal = match &current {
             Ok(current) => Some(planned_renewal(&ctx, &self, &issuer, &current.info).await),
             Err(_) => None,
         };
@@ -128,12 +130,7 @@ impl Reconcile for AcmeCertificate {
                 .as_deref()
                 .and_then(|t| t.parse::<Timestamp>().ok())
                 .map(|t| {
-                    let delay = retry_delay(
-                        u32::try_from(failures).unwrap_or(0),
-                        ctx.acme.retry_initial,
-                        ctx.acme.retry_max,
-                    );
-                    t + jiff::SignedDuration::try_from(delay).unwrap_or_default()
+                    t + jiff::SignedDuration::try_from(backoff(&ctx, failures)).unwrap_or_default()
                 });
             match retry_at {
                 Some(at) if failures > 0 && at > now => {
@@ -144,15 +141,12 @@ impl Reconcile for AcmeCertificate {
                         run_issuance(&ctx, &self, &issuer, current.as_ref(), &mut status, &why)
                             .await;
                     match outcome {
-                        Ok(issued) => current = Some(issued),
+                        Ok(issued) => {
+                            renewal = None;
+                            current = Some(issued);
+                        }
                         Err(error) => {
-                            let delay = retry_delay(
-                                u32::try_from(status.failed_issuance_attempts.unwrap_or(1))
-                                    .unwrap_or(1),
-                                ctx.acme.retry_initial,
-                                ctx.acme.retry_max,
-                            );
-                            requeue = delay;
+                            requeue = backoff(&ctx, status.failed_issuance_attempts.unwrap_or(1));
                             tracing::warn!(certificate = %certificate_key(&self), reason = error.reason, %error, "issuance failed");
                         }
                     }
@@ -163,7 +157,10 @@ impl Reconcile for AcmeCertificate {
         match &current {
             Some(current) => {
                 let info = &current.info;
-                let renew_at = planned_renewal(&ctx, &self, &issuer, info).await;
+                let renew_at = match renewal {
+                    Some(at) => at,
+                    None => planned_renewal(&ctx, &self, &issuer, info).await,
+                };
                 let valid = info.not_after > now;
                 status.not_before = Some(rfc3339(info.not_before));
                 status.not_after = Some(rfc3339(info.not_after));
@@ -223,6 +220,15 @@ impl Reconcile for AcmeCertificate {
         update_status(&ctx.client, self.as_ref(), status).await?;
         Ok(Action::requeue(requeue.max(Duration::from_secs(1))))
     }
+}
+
+/// The wait after `failures` failed issuances in a row.
+fn backoff(ctx: &Context, failures: i32) -> Duration {
+    retry_delay(
+        u32::try_from(failures).unwrap_or(0),
+        ctx.acme.retry_initial,
+        ctx.acme.retry_max,
+    )
 }
 
 fn until(now: Timestamp, at: Timestamp) -> Duration {
