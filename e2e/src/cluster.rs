@@ -59,6 +59,25 @@ impl TestCluster {
     /// Starts a whole control plane named `name` and waits until it serves and its fake
     /// nodes are Ready.
     pub async fn start(name: &str) -> anyhow::Result<Self> {
+        // A port `free_port` handed out can be taken by another process before the control
+        // plane binds it (tests run side by side): start again on new ports then.
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(name).await {
+                Err(error)
+                    if attempt < 3 && format!("{error:#}").contains("address already in use") =>
+                {
+                    eprintln!(
+                        "cluster {name}: a port was taken meanwhile, starting again: {error:#}"
+                    );
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn start_once(name: &str) -> anyhow::Result<Self> {
         let started = Instant::now();
         let dir = tempfile::Builder::new()
             .prefix(&format!("vigil-e2e-{name}-"))
