@@ -329,11 +329,19 @@ fn sync_config_map(cluster: &TestCluster, dir: std::path::PathBuf) -> tokio::tas
     tokio::spawn(async move {
         loop {
             if let Ok(Some(cm)) = config_maps.get_opt("coredns-custom").await {
-                for (key, value) in cm.data.unwrap_or_default() {
-                    let value = vigil_e2e::coredns::with_kubeconfig(&value, &kubeconfig);
-                    let path = dir.join(&key);
+                let data = cm.data.unwrap_or_default();
+                for (key, value) in &data {
+                    let value = vigil_e2e::coredns::with_kubeconfig(value, &kubeconfig);
+                    let path = dir.join(key);
                     if std::fs::read_to_string(&path).ok().as_deref() != Some(value.as_str()) {
                         let _ = std::fs::write(&path, value);
+                    }
+                }
+                // A key taken out of the ConfigMap disappears from the volume.
+                for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if name != "placeholder.server" && !data.contains_key(&name) {
+                        let _ = std::fs::remove_file(entry.path());
                     }
                 }
             }
@@ -572,6 +580,7 @@ async fn controller_scenario(clusters: &mut [TestCluster; 3]) -> anyhow::Result<
             reasons.iter().any(|r| r == "ClusterRejoined"),
             "{reasons:?}"
         );
+        shrink_switch_and_delete(clusters, &dns, orders).await?;
         assert_eq!(
             operator.metric_total("vigil_reconcile_panics_total").await,
             Some(0.0)
@@ -603,4 +612,184 @@ async fn the_controller_applies_the_configuration_and_fails_over() {
     controller_scenario(&mut clusters)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// The key `clusterset.server` of `kube-system/coredns-custom` in `cluster`, if any.
+async fn custom_key(cluster: &TestCluster) -> anyhow::Result<Option<String>> {
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(cluster.client(), "kube-system");
+    Ok(config_maps
+        .get_opt("coredns-custom")
+        .await?
+        .and_then(|cm| cm.data)
+        .and_then(|mut d| d.remove("clusterset.server")))
+}
+
+/// A cluster taken out of `spec.clusters` loses its key; the switch to `Dedicated` replaces
+/// the keys with a Vigil-managed CoreDNS whose Corefile a real CoreDNS loads and answers
+/// from; deleting the object removes everything it wrote before the object goes.
+async fn shrink_switch_and_delete(
+    clusters: &[TestCluster; 3],
+    dns: &Api<vigil::api::CrossCloudDNS>,
+    orders: Ipv4Addr,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{DeleteParams, Patch, PatchParams};
+    let params = PatchParams::apply("vigil-e2e");
+    let spec = |clusters: serde_json::Value, target: serde_json::Value| {
+        serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "CrossCloudDNS",
+            "metadata": {"name": "clusterset"},
+            "spec": {"clusters": clusters, "failover": ["aliyun"], "target": target}})
+    };
+    let object = dns.get("clusterset").await?;
+    assert!(
+        object
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&"vigil.io/crossclouddns-cleanup".to_owned()),
+        "the object carries the cleanup finalizer"
+    );
+
+    // vmware leaves the mesh: its key goes, the others stay.
+    dns.patch(
+        "clusterset",
+        &params,
+        &Patch::Apply(&spec(
+            serde_json::json!(["aws", "aliyun"]),
+            serde_json::json!({"listenerPortBase": 21000}),
+        )),
+    )
+    .await?;
+    eventually("vmware's key removed", Duration::from_secs(30), || async {
+        Ok(custom_key(&clusters[2]).await?.is_none().then_some(()))
+    })
+    .await?;
+    assert!(custom_key(&clusters[0]).await?.is_some());
+    eventually(
+        "vmware gone from status",
+        Duration::from_secs(30),
+        || async {
+            let status = dns.get("clusterset").await?.status.unwrap_or_default();
+            Ok((status.clusters.len() == 2).then_some(()))
+        },
+    )
+    .await?;
+
+    // Dedicated: a Vigil-managed CoreDNS in each cluster, the import keys removed.
+    dns.patch(
+        "clusterset",
+        &params,
+        &Patch::Apply(&spec(
+            serde_json::json!(["aws", "aliyun"]),
+            serde_json::json!({"mode": "Dedicated", "listenerPortBase": 22000}),
+        )),
+    )
+    .await?;
+    let status = eventually(
+        "Dedicated applied with service addresses",
+        Duration::from_secs(60),
+        || async {
+            let status = dns.get("clusterset").await?.status.unwrap_or_default();
+            let ready = status.conditions.iter().any(|c| {
+                c.type_ == "Ready"
+                    && c.status == "True"
+                    && c.message
+                        .contains("Vigil-managed CoreDNS kube-system/vigil-dns-clusterset")
+            });
+            Ok((ready
+                && status
+                    .clusters
+                    .iter()
+                    .all(|c| c.applied && c.dedicated_address.is_some()))
+            .then_some(status))
+        },
+    )
+    .await?;
+    for cluster in &clusters[..2] {
+        anyhow::ensure!(
+            custom_key(cluster).await?.is_none(),
+            "{}: the import key stays after the switch to Dedicated",
+            cluster.name
+        );
+    }
+    let aliyun = &clusters[1];
+    let config_maps: Api<ConfigMap> = Api::namespaced(aliyun.client(), "kube-system");
+    let deployments: Api<Deployment> = Api::namespaced(aliyun.client(), "kube-system");
+    let config = config_maps.get("vigil-dns-clusterset").await?;
+    let data = config.data.unwrap_or_default();
+    let address = status.clusters[1]
+        .dedicated_address
+        .clone()
+        .unwrap_or_default();
+    let stub = data.get("stub-domain.server").cloned().unwrap_or_default();
+    assert!(
+        stub.contains(&format!("forward . {address}")),
+        "stub-domain snippet names the Service: {stub}"
+    );
+    let deployment = deployments.get("vigil-dns-clusterset").await?;
+    let before = deployment.metadata.resource_version.clone();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let after = deployments
+        .get("vigil-dns-clusterset")
+        .await?
+        .metadata
+        .resource_version;
+    assert_eq!(
+        before, after,
+        "an unchanged Dedicated target rewrites nothing"
+    );
+
+    // The Corefile of aliyun's Vigil-managed CoreDNS, loaded by a real CoreDNS (on a free
+    // port instead of the pod's 1053, with aliyun's kubeconfig instead of the in-pod
+    // service account): its own services under the shared zone and its own domain.
+    let corefile = data.get("Corefile").cloned().unwrap_or_default();
+    let port = free_port()?;
+    let corefile = vigil_e2e::coredns::with_kubeconfig(
+        &corefile.replace(":1053 {", &format!(":{port} {{")),
+        aliyun.kubeconfig(),
+    );
+    let dir = aliyun.dir().join("dedicated");
+    std::fs::create_dir_all(&dir)?;
+    let server = CoreDns::start(&dir, "aliyun-dedicated", &corefile, port).await?;
+    wait_answer(
+        &server.endpoint,
+        &format!("orders.shop.svc.{ZONE}"),
+        orders,
+        Duration::from_secs(30),
+    )
+    .await?;
+    wait_answer(
+        &server.endpoint,
+        "orders.shop.svc.cluster.local",
+        orders,
+        Duration::from_secs(30),
+    )
+    .await?;
+    wait_answer(
+        &server.endpoint,
+        &format!("orders.shop.svc.aliyun.{ZONE}"),
+        orders,
+        Duration::from_secs(30),
+    )
+    .await?;
+
+    // Deleted: the Vigil-managed CoreDNS goes from every cluster, then the object.
+    dns.delete("clusterset", &DeleteParams::default()).await?;
+    eventually("the object released", Duration::from_secs(60), || async {
+        Ok(dns.get_opt("clusterset").await?.is_none().then_some(()))
+    })
+    .await?;
+    for cluster in &clusters[..2] {
+        let deployments: Api<Deployment> = Api::namespaced(cluster.client(), "kube-system");
+        let config_maps: Api<ConfigMap> = Api::namespaced(cluster.client(), "kube-system");
+        anyhow::ensure!(
+            deployments.get_opt("vigil-dns-clusterset").await?.is_none()
+                && config_maps.get_opt("vigil-dns-clusterset").await?.is_none(),
+            "{}: the Vigil-managed CoreDNS outlived its CrossCloudDNS",
+            cluster.name
+        );
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@ pub mod api;
 pub mod cli;
 pub mod controllers;
 pub mod dns;
+pub mod hash;
 pub mod inventory;
 pub mod manifest;
 pub mod metrics;

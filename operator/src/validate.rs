@@ -17,6 +17,7 @@ use kube::ResourceExt;
 use kube::core::cel::{CompiledSchema, Validator, compile_schema};
 use serde_json::Value;
 
+use crate::api::cross_cloud_dns::DnsTargetMode;
 use crate::api::{
     self, AcmeCertificate, AcmeIssuer, CrossCloudDNS, MemberCluster, ServiceLevelObjective,
     SupervisedWorkload, TelemetryPipeline,
@@ -674,6 +675,25 @@ impl Validate for CrossCloudDNS {
                     "{} are all the local cluster: each cluster may be listed once",
                     locals.join(" and ")
                 ),
+            ));
+        }
+        if self.spec.target.mode == DnsTargetMode::Dedicated {
+            let name = crate::render::dns::dedicated_name(self);
+            if name.len() > 63 {
+                errors.push(FieldError::new(
+                    "metadata.name",
+                    format!(
+                        "must be at most 53 characters with target.mode Dedicated: the Service {name:?} needs a DNS label"
+                    ),
+                ));
+            }
+        }
+        if let Some(namespace) = &self.spec.target.namespace
+            && !is_dns_label(namespace)
+        {
+            errors.push(FieldError::new(
+                "spec.target.namespace",
+                format!("{namespace:?} is not a valid namespace name (a DNS label)"),
             ));
         }
         let zone = self.spec.zone.trim_end_matches('.');

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use vigil::inventory::Inventory;
 use vigil::manifest;
-use vigil::render::dns::{ClusterConfig, render_cross_cloud_dns};
+use vigil::render::dns::{COREDNS_IMAGE, ClusterConfig, dedicated_objects, render_cross_cloud_dns};
 
 const DOMAINS: [&str; 3] = ["cluster.local", "cluster.local", "onprem.local"];
 
@@ -171,4 +171,70 @@ fn ten_clusters_in_a_custom_zone() {
     }
     assert_eq!(ports.len(), 10 * 9);
     insta::assert_snapshot!("ten-clusters-c0", configs[0].server);
+}
+
+#[test]
+fn dedicated_coredns_listens_unprivileged_and_serves_its_own_domain() {
+    let clusters = names(&["aws", "aliyun", "vmware"]);
+    let inventory = fixture(
+        &clusters,
+        "  target: {mode: Dedicated, namespace: dns, replicas: 3}\n",
+    );
+    let dns = &inventory.cross_cloud_dns[0];
+    let configs = render(&inventory, &|_| true);
+    check_properties(&configs, &clusters, "clusterset.local");
+    let vmware = &configs[2].server;
+    // Every client-facing block is on the pod's unprivileged port, the own cluster domain is
+    // served too, and the Corefile reloads itself when the ConfigMap changes.
+    assert!(vmware.contains("\nclusterset.local:1053 {\n    errors\n    reload\n"));
+    assert!(vmware.contains("\nvmware.clusterset.local:1053 {"));
+    assert!(vmware.contains("\nonprem.local:1053 {"), "{vmware}");
+    assert!(!vmware.contains(":15355 {"), "{vmware}");
+    let objects = dedicated_objects(dns, &configs[2], Some("10.96.0.53"));
+    let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "Deployment",
+            "PodDisruptionBudget",
+            "Service"
+        ]
+    );
+    for object in &objects {
+        assert_eq!(object["metadata"]["name"], "vigil-dns-mesh");
+    }
+    let config_map = &objects[3];
+    assert_eq!(config_map["data"]["Corefile"], vmware.as_str());
+    assert!(
+        config_map["data"]["stub-domain.server"]
+            .as_str()
+            .is_some_and(
+                |s| s.contains("clusterset.local:53 {") && s.contains("forward . 10.96.0.53")
+            )
+    );
+    let pod = &objects[4]["spec"]["template"]["spec"];
+    assert_eq!(objects[4]["spec"]["replicas"], 3);
+    assert_eq!(pod["containers"][0]["image"], COREDNS_IMAGE);
+    assert_eq!(
+        pod["containers"][0]["securityContext"]["capabilities"]["drop"][0],
+        "ALL"
+    );
+    // Without an address yet, no stub-domain snippet.
+    let first = dedicated_objects(dns, &configs[2], None);
+    assert!(first[3]["data"].get("stub-domain.server").is_none());
+    insta::assert_snapshot!("dedicated-vmware", vigil::render::yaml_stream(&objects));
+}
+
+#[test]
+fn the_dedicated_image_is_the_coredns_the_tests_build() {
+    let go_mod = include_str!("../../e2e/tools/coredns/go.mod");
+    let version = COREDNS_IMAGE.rsplit(':').next().expect("a tag");
+    assert!(
+        go_mod.contains(&format!("github.com/coredns/coredns v{version}\n")),
+        "{COREDNS_IMAGE} is not the CoreDNS pinned in e2e/tools/coredns/go.mod"
+    );
 }

@@ -87,9 +87,23 @@ pub struct DnsTarget {
     /// `Dedicated` runs a Vigil-managed CoreDNS for DNS services that cannot be edited.
     #[serde(default)]
     pub mode: DnsTargetMode,
-    /// The import ConfigMap (default `kube-system/coredns-custom`).
+    /// The import ConfigMap (default `kube-system/coredns-custom`); `CoreDNSCustom` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<ConfigMapRef>,
+    /// Namespace of the Vigil-managed CoreDNS in each cluster (default `kube-system`);
+    /// `Dedicated` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub namespace: Option<String>,
+    /// CoreDNS image of the Vigil-managed CoreDNS (default: the CoreDNS release Vigil's
+    /// configuration is tested with); `Dedicated` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub image: Option<String>,
+    /// Replicas of the Vigil-managed CoreDNS (default 2); `Dedicated` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 10").message("replicas must be between 1 and 10"))]
+    pub replicas: Option<i32>,
     /// First port of the loopback listeners (one per remote cluster, on 127.0.0.1 inside
     /// the CoreDNS pod); default 10000. Change it when those ports are taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -148,6 +162,10 @@ pub struct DnsClusterStatus {
     pub in_failover: bool,
     /// Whether its CoreDNS configuration is applied.
     pub applied: bool,
+    /// The ClusterIP of the Vigil-managed CoreDNS (`Dedicated`): the cluster's own DNS must
+    /// forward the zone there (the `stub-domain.server` key of its ConfigMap has the block).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedicated_address: Option<String>,
     /// What went wrong last, when something did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -34,15 +34,7 @@ pub async fn apply_owned<O: Resource<DynamicType = ()>>(
     mut child: DynamicObject,
 ) -> Result<DynamicObject, kube::Error> {
     own(owner, &mut child);
-    let types = child.types.clone().unwrap_or_default();
-    let gvk = GroupVersionKind::try_from(&types).map_err(|e| {
-        kube::Error::Discovery(kube::error::DiscoveryError::MissingKind(e.to_string()))
-    })?;
-    let resource = ApiResource::from_gvk(&gvk);
-    let api: Api<DynamicObject> = match child.namespace() {
-        Some(ns) => Api::namespaced_with(client.clone(), &ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    };
+    let api = dynamic_api(client, &child)?;
     let name = child.name_any();
     if let Some(current) = api.get_opt(&name).await?
         && holds(&current, &child)
@@ -53,6 +45,56 @@ pub async fn apply_owned<O: Resource<DynamicType = ()>>(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&child),
+    )
+    .await
+}
+
+/// The API of `object`'s kind, in its namespace when it has one.
+pub fn dynamic_api(
+    client: &Client,
+    object: &DynamicObject,
+) -> Result<Api<DynamicObject>, kube::Error> {
+    let types = object.types.clone().unwrap_or_default();
+    let gvk = GroupVersionKind::try_from(&types).map_err(|e| {
+        kube::Error::Discovery(kube::error::DiscoveryError::MissingKind(e.to_string()))
+    })?;
+    let resource = ApiResource::from_gvk(&gvk);
+    Ok(match object.namespace() {
+        Some(ns) => Api::namespaced_with(client.clone(), &ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    })
+}
+
+/// Annotation holding the hash of what Vigil last applied to an object it does not own
+/// through an owner reference (objects in member clusters).
+pub const APPLIED_HASH_ANNOTATION: &str = "vigil.io/applied-hash";
+
+/// Applies `object` with server-side apply under `manager`, unless the object already
+/// carries the hash of this exact content in [`APPLIED_HASH_ANNOTATION`]. For objects
+/// whose live form the API server fills with defaults (Deployments, Services), where
+/// comparing fields would see a change on every resync. Returns the live object.
+pub async fn apply_hashed(
+    client: &Client,
+    manager: &str,
+    object: serde_json::Value,
+) -> Result<DynamicObject, kube::Error> {
+    let hash = crate::hash::short_hash(object.to_string().as_bytes());
+    let mut object: DynamicObject =
+        serde_json::from_value(object).map_err(kube::Error::SerdeError)?;
+    object
+        .annotations_mut()
+        .insert(APPLIED_HASH_ANNOTATION.to_owned(), hash.clone());
+    let api = dynamic_api(client, &object)?;
+    let name = object.name_any();
+    if let Some(current) = api.get_opt(&name).await?
+        && current.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&hash)
+    {
+        return Ok(current);
+    }
+    api.patch(
+        &name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(&object),
     )
     .await
 }

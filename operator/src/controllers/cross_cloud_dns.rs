@@ -9,17 +9,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Api, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 
+use super::apply::{apply_hashed, dynamic_api};
 use super::member_cluster::{describe_kube_error, member_client, probe_dns};
-use super::status::{FIELD_MANAGER, condition, update_status};
+use super::status::{condition, update_status};
 use super::{Context, Error, Reconcile};
 use crate::api::cross_cloud_dns::{DnsClusterStatus, DnsTargetMode};
 use crate::api::{CrossCloudDNS, CrossCloudDNSStatus, READY};
-use crate::render::dns::render_cross_cloud_dns;
+use crate::render::dns::{
+    ClusterConfig, dedicated_name, dedicated_namespace, dedicated_objects, render_cross_cloud_dns,
+};
 use crate::validate::Validate;
 
 /// How often resolvers are probed.
@@ -28,6 +31,8 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 pub const LEAVE_AFTER: u32 = 2;
 /// Good probes in a row before it comes back.
 pub const REJOIN_AFTER: u32 = 2;
+/// Keeps a deleted object until its configuration is gone from every member cluster.
+pub const FINALIZER: &str = "vigil.io/crossclouddns-cleanup";
 /// The import ConfigMap when `target.configMap` is unset.
 pub const DEFAULT_CONFIG_MAP: (&str, &str) = ("kube-system", "coredns-custom");
 
@@ -65,6 +70,11 @@ pub fn next_membership(was_in: bool, streak: i64) -> bool {
 
 impl Reconcile for CrossCloudDNS {
     async fn reconcile(self: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
+        let api: Api<CrossCloudDNS> = Api::all(ctx.client.clone());
+        if self.metadata.deletion_timestamp.is_some() {
+            return finalize(&self, &ctx, &api).await;
+        }
+        ensure_finalizer(&self, &api).await?;
         let inventory = ctx.stores.inventory();
         let errors = self.validate(&inventory);
         if !errors.is_empty() {
@@ -91,6 +101,7 @@ impl Reconcile for CrossCloudDNS {
                 resolver_healthy: probe.is_ok(),
                 in_failover: next_membership(was_in, streak),
                 applied: false,
+                dedicated_address: None,
                 message: probe.err().map(|f| f.message),
             });
         }
@@ -104,50 +115,81 @@ impl Reconcile for CrossCloudDNS {
                 .map_err(|e| {
                     Error::InvalidSpec(vec![crate::validate::FieldError::new("spec", e.0)])
                 })?;
-        let (namespace, config_map) = match &self.spec.target.config_map {
-            Some(r) => (r.namespace.clone(), r.name.clone()),
-            None => (
-                DEFAULT_CONFIG_MAP.0.to_owned(),
-                DEFAULT_CONFIG_MAP.1.to_owned(),
-            ),
-        };
-        let key = format!("{name}.server");
+        let target = Target::of(&self);
         let dedicated = self.spec.target.mode == DnsTargetMode::Dedicated;
-        if !dedicated {
-            let applies = entries.iter_mut().map(|entry| {
-                let config = configs.iter().find(|c| c.cluster == entry.cluster);
-                let member = inventory.member_cluster(&entry.cluster);
-                let (namespace, config_map, key) = (&namespace, &config_map, &key);
-                let ctx = &ctx;
-                async move {
-                    let (Some(config), Some(member)) = (config, member) else {
-                        return;
-                    };
-                    match put_server(ctx, member, namespace, config_map, key, &config.server).await
-                    {
-                        Ok(()) => entry.applied = true,
-                        Err(error) => {
-                            entry.message = Some(match entry.message.take() {
-                                Some(probe) => format!("{probe}; {error}"),
-                                None => error,
-                            });
+        let applies = entries.iter_mut().map(|entry| {
+            let config = configs.iter().find(|c| c.cluster == entry.cluster);
+            let member = inventory.member_cluster(&entry.cluster);
+            let before = previous
+                .clusters
+                .iter()
+                .find(|c| c.cluster == entry.cluster);
+            let (ctx, dns, target) = (&ctx, &self, &target);
+            async move {
+                let (Some(config), Some(member)) = (config, member) else {
+                    return;
+                };
+                let result = async {
+                    let remote = Remote::of(member, ctx).await?;
+                    // A target that changed mode leaves nothing behind.
+                    let was_dedicated = before.map(|b| b.dedicated_address.is_some());
+                    if dedicated {
+                        if was_dedicated == Some(false) && before.is_some_and(|b| b.applied) {
+                            remove_server(&remote, target).await?;
                         }
+                        put_dedicated(&remote, dns, config).await.map(Some)
+                    } else {
+                        if was_dedicated == Some(true) {
+                            remove_dedicated(&remote, dns).await?;
+                        }
+                        put_server(&remote, dns, target, &config.server)
+                            .await
+                            .map(|()| None)
                     }
                 }
-            });
-            futures::future::join_all(applies).await;
+                .await;
+                match result {
+                    Ok(address) => {
+                        entry.applied = true;
+                        entry.dedicated_address = address;
+                    }
+                    Err(error) => {
+                        entry.message = Some(match entry.message.take() {
+                            Some(probe) => format!("{probe}; {error}"),
+                            None => error,
+                        });
+                    }
+                }
+            }
+        });
+        futures::future::join_all(applies).await;
+        // Clusters taken out of spec.clusters keep nothing of this object; one that cannot be
+        // cleaned up stays in status until it can.
+        for gone in previous
+            .clusters
+            .iter()
+            .filter(|c| c.applied && !self.spec.clusters.contains(&c.cluster))
+        {
+            let Some(member) = inventory.member_cluster(&gone.cluster) else {
+                continue;
+            };
+            if let Err(error) = clean_up(&ctx, &self, &target, member).await {
+                entries.push(DnsClusterStatus {
+                    message: Some(format!(
+                        "removed from spec.clusters; cleanup failed: {error}"
+                    )),
+                    ..gone.clone()
+                });
+            }
         }
         announce(&self, &ctx, &previous.clusters, &entries).await;
-        let applied = entries.iter().filter(|e| e.applied).count();
-        let ready = if dedicated {
-            condition(
-                READY,
-                Some(false),
-                "NotImplemented",
-                "target.mode Dedicated is rendered by `vigil render` but not applied yet; use CoreDNSCustom",
-            )
-        } else if applied == entries.len() {
-            let out: Vec<&str> = entries
+        let wanted: Vec<&DnsClusterStatus> = entries
+            .iter()
+            .filter(|e| self.spec.clusters.contains(&e.cluster))
+            .collect();
+        let applied = wanted.iter().filter(|e| e.applied).count();
+        let ready = if applied == wanted.len() {
+            let out: Vec<&str> = wanted
                 .iter()
                 .filter(|e| !e.in_failover)
                 .map(|e| e.cluster.as_str())
@@ -157,7 +199,8 @@ impl Reconcile for CrossCloudDNS {
                 Some(true),
                 "Applied",
                 format!(
-                    "configuration applied to {applied} clusters in {namespace}/{config_map} key {key}; {}",
+                    "configuration applied to {applied} clusters {}; {}",
+                    target.describe(&self),
                     if out.is_empty() {
                         "every resolver answers".to_owned()
                     } else {
@@ -166,7 +209,7 @@ impl Reconcile for CrossCloudDNS {
                 ),
             )
         } else {
-            let failed: Vec<String> = entries
+            let failed: Vec<String> = wanted
                 .iter()
                 .filter(|e| !e.applied)
                 .map(|e| format!("{}: {}", e.cluster, e.message.clone().unwrap_or_default()))
@@ -185,6 +228,156 @@ impl Reconcile for CrossCloudDNS {
         };
         update_status(&ctx.client, self.as_ref(), status).await?;
         Ok(Action::requeue(PROBE_INTERVAL))
+    }
+}
+
+/// Where a `CrossCloudDNS` writes its `CoreDNSCustom` key.
+struct Target {
+    namespace: String,
+    config_map: String,
+    key: String,
+}
+
+impl Target {
+    fn of(dns: &CrossCloudDNS) -> Self {
+        let (namespace, config_map) = match &dns.spec.target.config_map {
+            Some(r) => (r.namespace.clone(), r.name.clone()),
+            None => (
+                DEFAULT_CONFIG_MAP.0.to_owned(),
+                DEFAULT_CONFIG_MAP.1.to_owned(),
+            ),
+        };
+        Self {
+            namespace,
+            config_map,
+            key: format!("{}.server", dns.name_any()),
+        }
+    }
+
+    fn describe(&self, dns: &CrossCloudDNS) -> String {
+        match dns.spec.target.mode {
+            DnsTargetMode::CoreDnsCustom => {
+                format!("in {}/{} key {}", self.namespace, self.config_map, self.key)
+            }
+            DnsTargetMode::Dedicated => format!(
+                "as the Vigil-managed CoreDNS {}/{} (point each cluster's DNS at it with the stub-domain.server key of its ConfigMap)",
+                dedicated_namespace(dns),
+                dedicated_name(dns)
+            ),
+        }
+    }
+}
+
+/// The field manager of one `CrossCloudDNS`'s writes in member clusters: its own, so that
+/// two objects sharing an import ConfigMap never take each other's keys away.
+fn field_manager(dns: &CrossCloudDNS) -> String {
+    let name = dns.name_any();
+    if name.len() <= 100 {
+        format!("vigil-dns-{name}")
+    } else {
+        format!("vigil-dns-{}", crate::hash::short_hash(name.as_bytes()))
+    }
+}
+
+/// Adds [`FINALIZER`] so that deleting the object first removes what it wrote in the
+/// member clusters.
+async fn ensure_finalizer(dns: &CrossCloudDNS, api: &Api<CrossCloudDNS>) -> Result<(), Error> {
+    if dns.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let mut finalizers = dns.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_owned());
+    set_finalizers(dns, api, finalizers).await
+}
+
+async fn set_finalizers(
+    dns: &CrossCloudDNS,
+    api: &Api<CrossCloudDNS>,
+    finalizers: Vec<String>,
+) -> Result<(), Error> {
+    // The resourceVersion makes it a compare-and-swap: a concurrent change retries.
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": dns.resource_version()},
+    });
+    api.patch(
+        &dns.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The object is being deleted: remove its configuration from every cluster it was applied
+/// to, then let it go. A cluster whose MemberCluster no longer exists cannot be reached and
+/// is skipped; one that fails keeps the object (and says why) until it succeeds.
+async fn finalize(
+    dns: &CrossCloudDNS,
+    ctx: &Context,
+    api: &Api<CrossCloudDNS>,
+) -> Result<Action, Error> {
+    if !dns.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let inventory = ctx.stores.inventory();
+    let target = Target::of(dns);
+    let mut clusters: Vec<String> = dns.spec.clusters.clone();
+    if let Some(status) = &dns.status {
+        for entry in &status.clusters {
+            if !clusters.contains(&entry.cluster) {
+                clusters.push(entry.cluster.clone());
+            }
+        }
+    }
+    let mut failures = Vec::new();
+    for cluster in &clusters {
+        let Some(member) = inventory.member_cluster(cluster) else {
+            continue;
+        };
+        if let Err(error) = clean_up(ctx, dns, &target, member).await {
+            failures.push(format!("{cluster}: {error}"));
+        }
+    }
+    if !failures.is_empty() {
+        return Err(Error::Cleanup(failures.join("; ")));
+    }
+    let finalizers = dns
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    set_finalizers(dns, api, finalizers).await?;
+    Ok(Action::await_change())
+}
+
+/// Removes everything `dns` may have written in `member`, whichever mode wrote it.
+async fn clean_up(
+    ctx: &Context,
+    dns: &CrossCloudDNS,
+    target: &Target,
+    member: &crate::api::MemberCluster,
+) -> Result<(), String> {
+    let remote = Remote::of(member, ctx).await?;
+    remove_server(&remote, target).await?;
+    remove_dedicated(&remote, dns).await
+}
+
+/// A member cluster's API server, with its address for messages.
+struct Remote {
+    client: Client,
+    server: String,
+}
+
+impl Remote {
+    async fn of(member: &crate::api::MemberCluster, ctx: &Context) -> Result<Self, String> {
+        let (client, server) = member_client(member, ctx).await.map_err(|f| f.message)?;
+        Ok(Self { client, server })
+    }
+
+    /// Describes a failed call to this API server.
+    fn failed(&self) -> impl Fn(kube::Error) -> String + '_ {
+        move |e| format!("API server {}: {}", self.server, describe_kube_error(&e))
     }
 }
 
@@ -231,24 +424,25 @@ async fn announce(
     }
 }
 
-/// Writes `server` as `key` of the import ConfigMap in `member`, unless it holds it already.
-/// Server-side apply owns only this key: the other keys of the ConfigMap stay.
+/// Writes `server` as the object's key of the import ConfigMap, unless it holds it already.
+/// Server-side apply under the object's own field manager owns only this key: the other
+/// keys of the ConfigMap stay.
 async fn put_server(
-    ctx: &Context,
-    member: &crate::api::MemberCluster,
-    namespace: &str,
-    name: &str,
-    key: &str,
+    remote: &Remote,
+    dns: &CrossCloudDNS,
+    target: &Target,
     server: &str,
 ) -> Result<(), String> {
-    let (client, api_server) = member_client(member, ctx).await.map_err(|f| f.message)?;
-    let config_maps: Api<ConfigMap> = Api::namespaced(client, namespace);
-    let failed = |e: kube::Error| format!("API server {api_server}: {}", describe_kube_error(&e));
-    if let Some(current) = config_maps.get_opt(name).await.map_err(failed)?
+    let config_maps: Api<ConfigMap> = Api::namespaced(remote.client.clone(), &target.namespace);
+    let failed = remote.failed();
+    if let Some(current) = config_maps
+        .get_opt(&target.config_map)
+        .await
+        .map_err(&failed)?
         && current
             .data
             .as_ref()
-            .and_then(|d| d.get(key))
+            .and_then(|d| d.get(&target.key))
             .map(String::as_str)
             == Some(server)
     {
@@ -257,18 +451,108 @@ async fn put_server(
     let patch = serde_json::json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": {key: server},
+        "metadata": {"name": target.config_map, "namespace": target.namespace},
+        "data": {&target.key: server},
     });
     config_maps
         .patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
+            &target.config_map,
+            &PatchParams::apply(&field_manager(dns)).force(),
             &Patch::Apply(&patch),
         )
         .await
         .map(|_| ())
         .map_err(failed)
+}
+
+/// Removes the object's key from the import ConfigMap, when it is there.
+async fn remove_server(remote: &Remote, target: &Target) -> Result<(), String> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(remote.client.clone(), &target.namespace);
+    let failed = remote.failed();
+    let Some(current) = config_maps
+        .get_opt(&target.config_map)
+        .await
+        .map_err(&failed)?
+    else {
+        return Ok(());
+    };
+    if !current
+        .data
+        .as_ref()
+        .is_some_and(|d| d.contains_key(&target.key))
+    {
+        return Ok(());
+    }
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": current.resource_version()},
+        "data": {&target.key: null},
+    });
+    config_maps
+        .patch(
+            &target.config_map,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map(|_| ())
+        .map_err(failed)
+}
+
+/// Applies the Vigil-managed CoreDNS of `dns` that serves `config`, and returns its
+/// Service's ClusterIP. The Service goes first: the stub-domain snippet in the ConfigMap
+/// names its address.
+async fn put_dedicated(
+    remote: &Remote,
+    dns: &CrossCloudDNS,
+    config: &ClusterConfig,
+) -> Result<String, String> {
+    let failed = remote.failed();
+    let manager = field_manager(dns);
+    let is_service = |o: &serde_json::Value| o["kind"] == "Service";
+    let service = dedicated_objects(dns, config, None)
+        .into_iter()
+        .find(is_service)
+        .ok_or_else(|| "no Service rendered".to_owned())?;
+    let live = apply_hashed(&remote.client, &manager, service)
+        .await
+        .map_err(&failed)?;
+    let address = live.data["spec"]["clusterIP"]
+        .as_str()
+        .filter(|ip| !ip.is_empty() && *ip != "None")
+        .ok_or_else(|| format!("Service {} has no ClusterIP", dedicated_name(dns)))?
+        .to_owned();
+    for object in dedicated_objects(dns, config, Some(&address))
+        .into_iter()
+        .filter(|o| !is_service(o))
+    {
+        apply_hashed(&remote.client, &manager, object)
+            .await
+            .map_err(&failed)?;
+    }
+    Ok(address)
+}
+
+/// Deletes the Vigil-managed CoreDNS of `dns`; objects already gone are fine.
+async fn remove_dedicated(remote: &Remote, dns: &CrossCloudDNS) -> Result<(), String> {
+    let failed = remote.failed();
+    let placeholder = ClusterConfig {
+        cluster: String::new(),
+        server: String::new(),
+    };
+    for object in dedicated_objects(dns, &placeholder, None).into_iter().rev() {
+        let object: DynamicObject =
+            serde_json::from_value(object).map_err(|e| format!("internal: {e}"))?;
+        let api = dynamic_api(&remote.client, &object).map_err(&failed)?;
+        match api
+            .delete(&object.name_any(), &DeleteParams::background())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => return Err(failed(error)),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -63,6 +63,9 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
+    /// What the object wrote elsewhere (in member clusters) could not be removed yet.
+    #[error("cleanup before deletion failed: {0}")]
+    Cleanup(String),
     /// An ACME server or solver failed; the reason names what.
     #[error("{0}")]
     Acme(crate::acme::account::AcmeError),
@@ -83,6 +86,7 @@ impl Error {
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::Kube(_) => "KubernetesApiError",
             Error::Secret { .. } => "SecretUnusable",
+            Error::Cleanup(_) => "CleanupFailed",
             Error::Acme(error) => error.reason,
             Error::Panicked { .. } => "ReconcilePanicked",
         }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use kube::ResourceExt;
 use kube::core::DynamicObject;
 
+use crate::api::cross_cloud_dns::DnsTargetMode;
 use crate::inventory::Inventory;
 
 /// A file for a peer program, relative to the output directory.
@@ -36,8 +37,10 @@ pub struct Desired {
 /// validation, which runs the same generators, reports them.
 ///
 /// Kinds whose generators have not landed yet render nothing; their controllers only
-/// validate and report. CrossCloudDNS renders its CoreDNS files (every remote counted as
-/// healthy), which its controller does not apply yet.
+/// validate and report. CrossCloudDNS renders each member cluster's CoreDNS server blocks
+/// (every remote counted as healthy) and, for `Dedicated`, the manifests of the
+/// Vigil-managed CoreDNS: they go to the member clusters, so they are files here, not
+/// objects of this cluster.
 pub fn render(inventory: &Inventory) -> Desired {
     let mut desired = Desired::default();
     for slo in &inventory.service_level_objectives {
@@ -48,15 +51,29 @@ pub fn render(inventory: &Inventory) -> Desired {
     }
     for dns in &inventory.cross_cloud_dns {
         if let Ok(configs) = dns::render_cross_cloud_dns(dns, inventory, &|_| true) {
+            let dir = PathBuf::from("coredns");
             for config in configs {
+                let dir = dir.join(&config.cluster);
+                if dns.spec.target.mode == DnsTargetMode::Dedicated {
+                    desired.files.push(RenderedFile {
+                        path: dir.join(format!("{}.yaml", dns.name_any())),
+                        content: yaml_stream(&dns::dedicated_objects(dns, &config, None)),
+                    });
+                }
                 desired.files.push(RenderedFile {
-                    path: PathBuf::from("coredns")
-                        .join(&config.cluster)
-                        .join(format!("{}.server", dns.name_any())),
+                    path: dir.join(format!("{}.server", dns.name_any())),
                     content: config.server,
                 });
             }
         }
     }
     desired
+}
+
+/// Objects as one YAML stream, `---` before each.
+pub fn yaml_stream(objects: &[serde_json::Value]) -> String {
+    objects
+        .iter()
+        .map(|o| format!("---\n{}", serde_yaml_ng::to_string(o).unwrap_or_default()))
+        .collect()
 }

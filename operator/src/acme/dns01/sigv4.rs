@@ -6,7 +6,9 @@
 //! [`sign`] returns the headers to add. The time is an argument, so tests are deterministic.
 
 use jiff::Timestamp;
-use ring::{digest, hmac};
+use ring::hmac;
+
+pub(crate) use crate::hash::sha256_hex;
 
 /// The algorithm name that starts the string to sign and the `Authorization` header.
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -43,11 +45,6 @@ pub(crate) struct Scope<'a> {
     pub(crate) region: &'a str,
     /// The signing service name.
     pub(crate) service: &'a str,
-}
-
-/// Lower-case hex of the SHA-256 of `data`.
-pub(crate) fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(digest::digest(&digest::SHA256, data))
 }
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> hmac::Tag {
