@@ -20,7 +20,7 @@ cargo build --quiet --bin vigil-local -p vigil-e2e
 if alive "$DEMO/fleet.pid" && [ -f "$DEMO/ready" ]; then
     step "the local fleet is already running"
 else
-    step "starting the local fleet (etcd, kube-apiserver, controller-manager, scheduler, kwok, bind9 per cluster)"
+    step "starting the local fleet (etcd, kube-apiserver, controller-manager, scheduler, kwok, CoreDNS per cluster)"
     nohup target/debug/vigil-local "$DEMO" >"$DEMO/fleet.log" 2>&1 &
     echo $! >"$DEMO/fleet.pid"
     for _ in $(seq 1 180); do
@@ -97,6 +97,22 @@ kubectl -n shop get acmecertificates
 step "waiting for the member clusters to be probed"
 kubectl wait --for=condition=Ready memberclusters --all --timeout=120s
 
+step "cross-cloud DNS: orders exists only in aliyun; aws resolves orders.shop.svc.clusterset.local"
+KUBECONFIG="$DEMO/aliyun.kubeconfig" kubectl -n shop create service clusterip orders --tcp=80:8080 \
+    --dry-run=client -o yaml | KUBECONFIG="$DEMO/aliyun.kubeconfig" kubectl apply -f - >/dev/null
+ORDERS_IP="$(KUBECONFIG="$DEMO/aliyun.kubeconfig" kubectl -n shop get service orders -o jsonpath='{.spec.clusterIP}')"
+kubectl wait --for=condition=Ready crossclouddns/clusterset --timeout=120s
+kubectl get crossclouddns clusterset -o custom-columns='CLUSTER:.status.clusters[*].cluster,HEALTHY:.status.clusters[*].resolverHealthy,APPLIED:.status.clusters[*].applied'
+ANSWER=""
+for _ in $(seq 1 30); do
+    ANSWER="$(dig +short @127.0.0.1 -p 15353 orders.shop.svc.clusterset.local A || true)"
+    [ "$ANSWER" = "$ORDERS_IP" ] && break
+    sleep 1
+done
+echo "dig @aws orders.shop.svc.clusterset.local -> ${ANSWER:-no answer} (aliyun's orders Service: $ORDERS_IP)"
+[ "$ANSWER" = "$ORDERS_IP" ] || { echo "cross-cloud DNS did not resolve orders from aws" >&2; exit 1; }
+echo "dig @vmware orders.shop.svc.aliyun.clusterset.local -> $(dig +short @127.0.0.1 -p 15355 orders.shop.svc.aliyun.clusterset.local A)"
+
 step "loading the SLO rule files the operator wrote into the local Prometheus"
 for _ in $(seq 1 30); do
     [ "$(kubectl get configmaps -A -l vigil.io/slo -o name | wc -l)" -ge 2 ] && break
@@ -115,7 +131,7 @@ step "kubectl get vigil -A"
 kubectl get vigil -A
 step "kubectl get memberclusters"
 kubectl get memberclusters
-step "why each object is or is not Ready (DNS, telemetry and workload generators arrive in later versions)"
+step "why each object is or is not Ready (telemetry and workload generators arrive in later versions)"
 kubectl get vigil -A -o custom-columns='KIND:.kind,NAME:.metadata.name,VALID:.status.conditions[?(@.type=="Valid")].status,READY:.status.conditions[?(@.type=="Ready")].reason'
 step "operator metrics (curl 127.0.0.1:18080/metrics)"
 curl -s 127.0.0.1:18080/metrics | grep -E '^vigil_(reconcile_panics_total|reconcile_errors_total|member_cluster_probe_duration_seconds_count)' | head -12 || true

@@ -180,3 +180,42 @@ pub fn with_kubeconfig(server: &str, kubeconfig: &Path) -> String {
     }
     out
 }
+
+/// Projects the ConfigMap `namespace/name` of `cluster` into `dir` every second, as the
+/// kubelet projects a ConfigMap volume into the CoreDNS pod: one file per key, and a key
+/// taken out of the ConfigMap disappears (files named in `keep` stay). CoreDNS's `reload`
+/// picks changes up. The `kubernetes` plugins get the cluster's kubeconfig, as in a pod
+/// they would use the service account. Runs until the task is aborted.
+pub fn project_config_map(
+    cluster: &crate::TestCluster,
+    namespace: &str,
+    name: &str,
+    dir: PathBuf,
+    keep: &'static [&'static str],
+) -> tokio::task::JoinHandle<()> {
+    let kubeconfig = cluster.kubeconfig().to_owned();
+    let config_maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(cluster.client(), namespace);
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        loop {
+            if let Ok(config_map) = config_maps.get_opt(&name).await {
+                let data = config_map.and_then(|cm| cm.data).unwrap_or_default();
+                for (key, value) in &data {
+                    let value = with_kubeconfig(value, &kubeconfig);
+                    let path = dir.join(key);
+                    if std::fs::read_to_string(&path).ok().as_deref() != Some(value.as_str()) {
+                        let _ = std::fs::write(&path, value);
+                    }
+                }
+                for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let file = entry.file_name().to_string_lossy().into_owned();
+                    if !keep.contains(&file.as_str()) && !data.contains_key(&file) {
+                        let _ = std::fs::remove_file(entry.path());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}

@@ -318,38 +318,6 @@ async fn generated_coredns_configuration_resolves_across_three_clusters() {
         .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
-/// Copies `kube-system/coredns-custom` of `cluster` into `dir` every second, as the kubelet
-/// projects a ConfigMap volume into the CoreDNS pod; CoreDNS's `reload` picks changes up.
-/// The `kubernetes` plugins get the cluster's kubeconfig, as in a pod they would use the
-/// service account.
-fn sync_config_map(cluster: &TestCluster, dir: std::path::PathBuf) -> tokio::task::JoinHandle<()> {
-    let kubeconfig = cluster.kubeconfig().to_owned();
-    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(cluster.client(), "kube-system");
-    tokio::spawn(async move {
-        loop {
-            if let Ok(Some(cm)) = config_maps.get_opt("coredns-custom").await {
-                let data = cm.data.unwrap_or_default();
-                for (key, value) in &data {
-                    let value = vigil_e2e::coredns::with_kubeconfig(value, &kubeconfig);
-                    let path = dir.join(key);
-                    if std::fs::read_to_string(&path).ok().as_deref() != Some(value.as_str()) {
-                        let _ = std::fs::write(&path, value);
-                    }
-                }
-                // A key taken out of the ConfigMap disappears from the volume.
-                for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    if name != "placeholder.server" && !data.contains_key(&name) {
-                        let _ = std::fs::remove_file(entry.path());
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    })
-}
-
 async fn controller_scenario(clusters: &mut [TestCluster; 3]) -> anyhow::Result<()> {
     use kube::api::{Patch, PatchParams};
     use vigil::api::CrossCloudDNS;
@@ -378,7 +346,13 @@ async fn controller_scenario(clusters: &mut [TestCluster; 3]) -> anyhow::Result<
             custom = custom.display(),
         );
         servers.push(CoreDns::start(cluster.dir(), names[i], &corefile, ports[i]).await?);
-        syncs.push(sync_config_map(cluster, custom));
+        syncs.push(vigil_e2e::coredns::project_config_map(
+            cluster,
+            "kube-system",
+            "coredns-custom",
+            custom,
+            &["placeholder.server"],
+        ));
     }
 
     let params = PatchParams::apply("vigil-e2e");

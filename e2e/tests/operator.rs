@@ -317,6 +317,70 @@ async fn rbac_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         },
     )
     .await?;
+    // A CrossCloudDNS writing into the local cluster's coredns-custom: its finalizer is
+    // added, the key written, and on deletion the key removed and the finalizer released,
+    // all with the chart's rights. (No resolver answers here; the configuration is applied
+    // all the same.)
+    apply_member(
+        &cluster.client(),
+        "home",
+        serde_json::json!({"provider": "aws", "region": "lab", "local": true,
+            "dns": {"endpoints": [format!("127.0.0.1:{}", vigil_e2e::free_port()?)]}}),
+    )
+    .await?;
+    apply_member(
+        &cluster.client(),
+        "self",
+        serde_json::json!({"provider": "vmware", "region": "lab", "probeInterval": "5s",
+            "apiServer": {"kubeconfigSecretRef": {"namespace": NS, "name": "self-kubeconfig", "key": "kubeconfig"}},
+            "dns": {"endpoints": [format!("127.0.0.1:{}", vigil_e2e::free_port()?)], "clusterDomain": "self.local"}}),
+    )
+    .await?;
+    let meshes: Api<vigil::api::CrossCloudDNS> = Api::all(cluster.client());
+    let mesh = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "CrossCloudDNS",
+        "metadata": {"name": "rbac-mesh"}, "spec": {"clusters": ["home", "self"]}});
+    meshes
+        .patch(
+            "rbac-mesh",
+            &PatchParams::apply("vigil-e2e"),
+            &Patch::Apply(&mesh),
+        )
+        .await?;
+    eventually("CrossCloudDNS applied", Duration::from_secs(60), || {
+        let meshes = meshes.clone();
+        async move {
+            let mesh = meshes.get("rbac-mesh").await?;
+            let ready = mesh.status.is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+            Ok((ready && !mesh.metadata.finalizers.unwrap_or_default().is_empty()).then_some(()))
+        }
+    })
+    .await?;
+    let custom: Api<ConfigMap> = Api::namespaced(cluster.client(), "kube-system");
+    let has_key = |custom: Api<ConfigMap>| async move {
+        Ok::<_, anyhow::Error>(
+            custom
+                .get_opt("coredns-custom")
+                .await?
+                .and_then(|cm| cm.data)
+                .is_some_and(|d| d.contains_key("rbac-mesh.server")),
+        )
+    };
+    assert!(has_key(custom.clone()).await?, "the key is written");
+    meshes
+        .delete("rbac-mesh", &kube::api::DeleteParams::default())
+        .await?;
+    eventually("CrossCloudDNS released", Duration::from_secs(60), || {
+        let meshes = meshes.clone();
+        async move { Ok(meshes.get_opt("rbac-mesh").await?.is_none().then_some(())) }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator.log()))?;
+    assert!(!has_key(custom).await?, "the key is removed on deletion");
+
     let log = operator.log();
     assert!(
         !log.contains("forbidden"),

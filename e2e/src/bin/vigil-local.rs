@@ -1,6 +1,8 @@
 //! `vigil-local`: the local fleet of `make demo`. Starts three control planes named `aws`,
-//! `aliyun` and `vmware`, each with kwok nodes and a bind9 DNS server on a fixed loopback
-//! port, a Prometheus on 127.0.0.1:19090 scraping a `checkout` service that fails 0.05% of
+//! `aliyun` and `vmware`, each with kwok nodes and a CoreDNS on a fixed loopback port (its
+//! cluster's domain through the `kubernetes` plugin, plus every `*.server` key of the
+//! cluster's `kube-system/coredns-custom`, projected as the kubelet would, so that a
+//! `CrossCloudDNS` works as in a real fleet), a Prometheus on 127.0.0.1:19090 scraping a `checkout` service that fails 0.05% of
 //! its requests (rule files go in `<DIR>/prometheus/rules`), an ACME server (Pebble, its
 //! HTTP-01 validations sent to 127.0.0.1:15002) with a bind9 for `demo.test` on
 //! 127.0.0.1:15356 that takes TSIG-signed updates, writes the kubeconfigs and the ACME
@@ -13,6 +15,7 @@
 
 use std::path::PathBuf;
 
+use vigil_e2e::coredns::{self, CoreDns};
 use vigil_e2e::dns::{DnsOptions, Tsig};
 use vigil_e2e::pebble::{Pebble, PebbleOptions};
 use vigil_e2e::{DnsServer, Exporter, Prometheus, TestCluster};
@@ -45,9 +48,26 @@ async fn main() -> anyhow::Result<()> {
     );
     let clusters = [aws?, aliyun?, vmware?];
     let mut servers = Vec::new();
+    let mut projections = Vec::new();
     for (cluster, (name, domain, port)) in clusters.iter().zip(FLEET) {
         std::fs::copy(cluster.kubeconfig(), dir.join(format!("{name}.kubeconfig")))?;
-        servers.push(DnsServer::start(cluster.dir(), domain, Some(port), &[]).await?);
+        let custom = cluster.dir().join("coredns-custom");
+        std::fs::create_dir_all(&custom)?;
+        // `import` needs a file to match before the first key arrives.
+        std::fs::write(custom.join("placeholder.server"), "# nothing yet\n")?;
+        let corefile = format!(
+            "{domain}:{port} {{\n    errors\n    reload 2s 1s\n{kubernetes}}}\n\nimport {custom}/*.server\n",
+            kubernetes = coredns::kubernetes_block(domain, cluster.kubeconfig()),
+            custom = custom.display(),
+        );
+        servers.push(CoreDns::start(cluster.dir(), name, &corefile, port).await?);
+        projections.push(coredns::project_config_map(
+            cluster,
+            "kube-system",
+            "coredns-custom",
+            custom,
+            &["placeholder.server"],
+        ));
         println!(
             "{name}: API server {} (logs in {}), DNS 127.0.0.1:{port}",
             cluster.server(),
@@ -104,6 +124,9 @@ async fn main() -> anyhow::Result<()> {
     drop(acme_dns);
     drop(prometheus);
     drop(exporter);
+    for projection in projections {
+        projection.abort();
+    }
     drop(servers);
     drop(clusters);
     let _ = std::fs::remove_file(dir.join("ready"));

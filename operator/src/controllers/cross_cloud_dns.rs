@@ -285,24 +285,33 @@ async fn ensure_finalizer(dns: &CrossCloudDNS, api: &Api<CrossCloudDNS>) -> Resu
     if dns.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
-    let mut finalizers = dns.finalizers().to_vec();
-    finalizers.push(FINALIZER.to_owned());
-    set_finalizers(dns, api, finalizers).await
+    // A JSON patch that tests the list it changes: a concurrent change of the finalizers
+    // makes it fail and retry, while status writes in between do not.
+    let patch = if dns.metadata.finalizers.is_none() {
+        serde_json::json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ])
+    } else {
+        serde_json::json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": dns.finalizers()},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ])
+    };
+    patch_finalizers(dns, api, patch).await
 }
 
-async fn set_finalizers(
+async fn patch_finalizers(
     dns: &CrossCloudDNS,
     api: &Api<CrossCloudDNS>,
-    finalizers: Vec<String>,
+    patch: serde_json::Value,
 ) -> Result<(), Error> {
-    // The resourceVersion makes it a compare-and-swap: a concurrent change retries.
-    let patch = serde_json::json!({
-        "metadata": {"finalizers": finalizers, "resourceVersion": dns.resource_version()},
-    });
+    let patch: json_patch::Patch =
+        serde_json::from_value(patch).map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
     api.patch(
         &dns.name_any(),
         &PatchParams::default(),
-        &Patch::Merge(&patch),
+        &Patch::<()>::Json(patch),
     )
     .await?;
     Ok(())
@@ -341,26 +350,43 @@ async fn finalize(
     if !failures.is_empty() {
         return Err(Error::Cleanup(failures.join("; ")));
     }
-    let finalizers = dns
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .cloned()
-        .collect();
-    set_finalizers(dns, api, finalizers).await?;
+    if let Some(index) = dns.finalizers().iter().position(|f| f == FINALIZER) {
+        let path = format!("/metadata/finalizers/{index}");
+        let patch = serde_json::json!([
+            {"op": "test", "path": path, "value": FINALIZER},
+            {"op": "remove", "path": path},
+        ]);
+        patch_finalizers(dns, api, patch).await?;
+    }
     Ok(Action::await_change())
 }
 
-/// Removes everything `dns` may have written in `member`, whichever mode wrote it.
+/// Removes what `dns` wrote in `member`: the import key when the target is `CoreDNSCustom`
+/// or status says a key was applied, the Vigil-managed CoreDNS when the target is
+/// `Dedicated` or status has its address. Nothing else is touched, so a `CoreDNSCustom`
+/// object needs no right to delete Deployments.
 async fn clean_up(
     ctx: &Context,
     dns: &CrossCloudDNS,
     target: &Target,
     member: &crate::api::MemberCluster,
 ) -> Result<(), String> {
+    let entry = dns
+        .status
+        .as_ref()
+        .and_then(|s| s.clusters.iter().find(|c| c.cluster == member.name_any()));
+    let dedicated_now = dns.spec.target.mode == DnsTargetMode::Dedicated;
+    let wrote_dedicated = dedicated_now || entry.is_some_and(|e| e.dedicated_address.is_some());
+    let wrote_key =
+        !dedicated_now || entry.is_some_and(|e| e.applied && e.dedicated_address.is_none());
     let remote = Remote::of(member, ctx).await?;
-    remove_server(&remote, target).await?;
-    remove_dedicated(&remote, dns).await
+    if wrote_key {
+        remove_server(&remote, target).await?;
+    }
+    if wrote_dedicated {
+        remove_dedicated(&remote, dns).await?;
+    }
+    Ok(())
 }
 
 /// A member cluster's API server, with its address for messages.
