@@ -10,6 +10,7 @@ pub mod acme;
 pub mod api;
 pub mod cli;
 pub mod controllers;
+pub mod crash;
 pub mod dns;
 pub mod hash;
 pub mod inventory;
