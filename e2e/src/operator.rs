@@ -33,6 +33,49 @@ pub struct Operator {
 }
 
 impl Operator {
+    /// Installs the chart (CRDs, RBAC, ServiceAccount; no Deployment) in `vigil-system` of
+    /// `cluster` and starts `vigil run` as the chart's ServiceAccount: with exactly the
+    /// chart's rights, so a missing permission shows as a `forbidden` in the log.
+    pub async fn start_with_chart_rbac(
+        cluster: &crate::TestCluster,
+        identity: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        use k8s_openapi::api::authentication::v1::TokenRequest;
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        let chart = repo().join("charts/vigil");
+        cluster.run_tool(
+            "helm",
+            &[
+                "upgrade",
+                "--install",
+                "vigil",
+                chart.to_str().unwrap_or_default(),
+                "--namespace",
+                "vigil-system",
+                "--create-namespace",
+                "--set",
+                "replicas=0",
+                "--wait",
+            ],
+        )?;
+        cluster.wait_crds_established().await?;
+        let accounts: kube::Api<ServiceAccount> =
+            kube::Api::namespaced(cluster.client(), "vigil-system");
+        let request: TokenRequest = serde_json::from_value(
+            serde_json::json!({"spec": {"audiences": [], "expirationSeconds": 3600}}),
+        )?;
+        let token = accounts
+            .create_token_request("vigil", &kube::api::PostParams::default(), &request)
+            .await?
+            .status
+            .and_then(|s| s.token)
+            .unwrap_or_default();
+        let kubeconfig = cluster.dir().join(format!("{identity}.kubeconfig"));
+        std::fs::write(&kubeconfig, cluster.token_kubeconfig(&token))?;
+        Self::start(&kubeconfig, cluster.dir(), identity, extra)
+    }
+
     /// Starts `vigil run` with `kubeconfig`, logging to `<dir>/<identity>.log`.
     pub fn start(
         kubeconfig: &Path,

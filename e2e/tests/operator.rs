@@ -4,12 +4,11 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use vigil::api::{MemberCluster, ServiceLevelObjective};
 use vigil_e2e::{DnsServer, Operator, TestCluster, eventually};
@@ -185,35 +184,9 @@ async fn the_operator_reconciles_with_exactly_the_charts_rbac() {
 }
 
 async fn rbac_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
-    let chart = vigil_e2e::repo().join("charts/vigil");
-    cluster.run_tool(
-        "helm",
-        &[
-            "install",
-            "vigil",
-            chart.to_str().unwrap_or_default(),
-            "--namespace",
-            NS,
-            "--create-namespace",
-            "--set",
-            "replicas=0",
-            "--wait",
-        ],
-    )?;
-    cluster.wait_crds_established().await?;
-    let accounts: Api<ServiceAccount> = Api::namespaced(cluster.client(), NS);
-    let request: TokenRequest = serde_json::from_value(
-        serde_json::json!({"spec": {"audiences": [], "expirationSeconds": 3600}}),
-    )?;
-    let token = accounts
-        .create_token_request("vigil", &PostParams::default(), &request)
-        .await?
-        .status
-        .and_then(|s| s.token)
-        .unwrap_or_default();
-    let kubeconfig = cluster.dir().join("operator.kubeconfig");
-    std::fs::write(&kubeconfig, cluster.token_kubeconfig(&token))?;
-
+    let operator =
+        Operator::start_with_chart_rbac(cluster, "vigil-rbac", &["--lease-name=vigil-leader"])
+            .await?;
     // A remote member whose kubeconfig Secret lives in the operator's namespace, and an SLO
     // whose status the operator must write.
     kubeconfig_secret(
@@ -238,12 +211,6 @@ async fn rbac_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     slos.patch("api", &PatchParams::apply("vigil-e2e"), &Patch::Apply(&slo))
         .await?;
 
-    let operator = Operator::start(
-        &kubeconfig,
-        cluster.dir(),
-        "vigil-rbac",
-        &["--lease-name=vigil-leader"],
-    )?;
     let (_, message) = wait_condition(
         &cluster.client(),
         "self",

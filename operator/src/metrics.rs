@@ -58,6 +58,19 @@ pub struct IssuanceLabels {
     pub result: String,
 }
 
+/// Labels of workload crashes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CrashLabels {
+    /// Namespace of the `SupervisedWorkload`.
+    pub namespace: String,
+    /// The workload (the `SupervisedWorkload`'s target name).
+    pub workload: String,
+    /// The container that crashed.
+    pub container: String,
+    /// The kubelet's reason: `Error`, `OOMKilled`, ...
+    pub reason: String,
+}
+
 /// Every metric of the operator.
 #[derive(Debug)]
 pub struct Metrics {
@@ -77,6 +90,8 @@ pub struct Metrics {
     pub issuances: Family<IssuanceLabels, Counter>,
     /// `vigil_acme_http_requests_total`: every HTTP request sent to ACME servers.
     pub acme_requests: Counter,
+    /// `vigil_workload_crashes_total`: container crashes of supervised workloads.
+    pub workload_crashes: Family<CrashLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -132,8 +147,15 @@ impl Metrics {
             "HTTP requests sent to ACME servers",
             acme_requests.clone(),
         );
+        let workload_crashes = Family::default();
+        registry.register(
+            "workload_crashes",
+            "Container crashes of supervised workloads (non-zero exits, signals, OOM kills)",
+            workload_crashes.clone(),
+        );
         Self {
             registry,
+            workload_crashes,
             certificate_expiration,
             issuances,
             acme_requests,

@@ -28,6 +28,11 @@ use super::common::{LocalObjectRef, conditions_schema, impl_has_conditions};
     ),
     printcolumn(name = "Breaker", type_ = "string", json_path = ".status.breaker"),
     printcolumn(
+        name = "Crashes",
+        type_ = "integer",
+        json_path = ".status.crashesInWindow"
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
@@ -249,6 +254,34 @@ pub struct SupervisedWorkloadStatus {
     /// State of the circuit breaker: `Closed`, `Open` or `HalfOpen`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker: Option<String>,
+    /// When the breaker entered its state (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker_since: Option<String>,
+    /// The cooldown of the breaker's current or next opening, in seconds; it doubles after
+    /// each crash on probation, up to `maxCooldown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker_cooldown_seconds: Option<i64>,
+    /// The last crash, in one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_crash: Option<String>,
+    /// Crashes within the breaker's window (10 minutes without a breaker).
+    #[serde(default)]
+    pub crashes_in_window: i32,
+    /// Crashes recorded since the object was created.
+    #[serde(default)]
+    pub crashes_total: i64,
+    /// The ConfigMap holding the crash snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots_config_map: Option<String>,
+    /// When the recent crashes happened (RFC 3339), for the window; at most 100.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub recent_crashes: Vec<String>,
+    /// Crashes already recorded, as `<pod UID>/<container>/<restart count>`, so that a
+    /// termination seen again after an operator restart is not counted twice; at most 200.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 200))]
+    pub seen_crashes: Vec<String>,
 }
 
 impl_has_conditions!(SupervisedWorkloadStatus);

@@ -238,7 +238,11 @@ async fn run_controllers(
     let cross_cloud_dns = Watch::<api::CrossCloudDNS>::new(&client);
     let member_clusters = Watch::<api::MemberCluster>::new(&client);
     let service_level_objectives = Watch::<api::ServiceLevelObjective>::new(&client);
-    let supervised_workloads = Watch::<api::SupervisedWorkload>::new(&client);
+    let mut supervised_workloads = Watch::<api::SupervisedWorkload>::new(&client);
+    supervised_workloads.trigger_on(super::supervised_workload::crash_triggers(
+        &client,
+        supervised_workloads.store(),
+    ));
     let telemetry_pipelines = Watch::<api::TelemetryPipeline>::new(&client);
     // Which kinds each kind refers to: a change there validates it again.
     let certificate_refs = vec![acme_issuers.subscribe(), member_clusters.subscribe()];
@@ -276,6 +280,7 @@ async fn run_controllers(
             options.acme_retry_max,
         ),
         dns: super::cross_cloud_dns::DnsRuntime::default(),
+        workloads: super::supervised_workload::WorkloadRuntime::default(),
     });
     let challenges = tokio::spawn(serve_challenges(
         options.acme_http01_addr,

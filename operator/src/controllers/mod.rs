@@ -14,6 +14,7 @@ pub mod member_cluster;
 pub mod panics;
 pub mod slo;
 pub mod status;
+pub mod supervised_workload;
 mod validating;
 
 #[cfg(test)]
@@ -247,6 +248,8 @@ pub struct Context {
     pub acme: acme_issuer::AcmeRuntime,
     /// Probe streaks of cross-cloud DNS resolvers.
     pub dns: cross_cloud_dns::DnsRuntime,
+    /// The last status of each supervised workload.
+    pub workloads: supervised_workload::WorkloadRuntime,
 }
 
 impl std::fmt::Debug for Context {
@@ -412,6 +415,7 @@ pub struct Watch<K: Reconcile> {
     store: Store<DeserializeGuard<K>>,
     changes: broadcast::Sender<()>,
     stream: futures::stream::BoxStream<'static, Result<DeserializeGuard<K>, watcher::Error>>,
+    triggers: Vec<futures::stream::BoxStream<'static, ObjectRef<DeserializeGuard<K>>>>,
 }
 
 impl<K: Reconcile> std::fmt::Debug for Watch<K> {
@@ -449,7 +453,21 @@ impl<K: Reconcile> Watch<K> {
             store,
             changes,
             stream,
+            triggers: Vec::new(),
         }
+    }
+
+    /// Also reconciles the objects `triggers` names (events of other kinds, such as pods).
+    pub fn trigger_on(
+        &mut self,
+        triggers: futures::stream::BoxStream<'static, ObjectRef<DeserializeGuard<K>>>,
+    ) {
+        self.triggers.push(triggers);
+    }
+
+    /// The store of this kind.
+    pub fn store(&self) -> Store<DeserializeGuard<K>> {
+        self.store.clone()
     }
 
     /// A receiver of this kind's spec changes and deletions, for kinds that refer to it.
@@ -468,6 +486,9 @@ impl<K: Reconcile> Watch<K> {
     ) {
         let mut controller =
             Controller::for_stream(self.stream, self.store).graceful_shutdown_on(shutdown);
+        for triggers in self.triggers {
+            controller = controller.reconcile_on(triggers);
+        }
         if !referenced.is_empty() {
             let triggers = futures::stream::select_all(referenced.into_iter().map(|changes| {
                 futures::stream::unfold(changes, |mut changes| async move {

@@ -315,6 +315,7 @@ fn context(client: Client) -> Arc<Context> {
             Duration::from_secs(32 * 3600),
         ),
         dns: super::cross_cloud_dns::DnsRuntime::default(),
+        workloads: super::supervised_workload::WorkloadRuntime::default(),
     })
 }
 

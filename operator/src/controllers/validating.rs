@@ -65,4 +65,4 @@ macro_rules! validating_controller {
     )+};
 }
 
-validating_controller!(api::SupervisedWorkload, api::TelemetryPipeline,);
+validating_controller!(api::TelemetryPipeline,);

@@ -120,7 +120,9 @@ pub fn step(
             },
             Some(Transition::HalfOpen),
         ),
-        Phase::HalfOpen if crashes.iter().any(|t| *t >= since) => (
+        // Kubernetes keeps termination times to the second: a crash in the second the
+        // probation began counts as on probation.
+        Phase::HalfOpen if crashes.iter().any(|t| t.as_second() >= since.as_second()) => (
             State {
                 phase: Phase::Open,
                 since: Some(now),

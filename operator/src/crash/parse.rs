@@ -68,7 +68,12 @@ fn go(lines: &[&str]) -> Option<(usize, PanicSummary)> {
         }
         if let Some(location) = location.strip_prefix('\t') {
             let location = location.split(" +0x").next().unwrap_or(location);
-            let function = function.split('(').next().unwrap_or(function);
+            // Drop the argument list, the last `(...)`: `main.(*Store).Get(0xc0)` is
+            // `main.(*Store).Get`.
+            let function = match function.rfind('(') {
+                Some(at) if function.ends_with(')') && at > 0 => &function[..at],
+                _ => function,
+            };
             if function != "panic" && !function.starts_with("runtime.") {
                 frames.push(format!("{function} at {location}"));
             }
@@ -231,7 +236,7 @@ mod tests {
 panic: runtime error: index out of range [3] with length 3\n\
 \n\
 goroutine 1 [running]:\n\
-main.lookup(...)\n\
+main.(*Index).lookup(...)\n\
 \t/app/orders/lookup.go:17\n\
 main.handle(0xc000012345)\n\
 \t/app/orders/main.go:42 +0x1d\n\
@@ -250,7 +255,7 @@ exit status 2\n";
         assert_eq!(
             s.frames,
             [
-                "main.lookup at /app/orders/lookup.go:17",
+                "main.(*Index).lookup at /app/orders/lookup.go:17",
                 "main.handle at /app/orders/main.go:42",
                 "main.main at /app/orders/main.go:12"
             ]

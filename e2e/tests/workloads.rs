@@ -1,0 +1,325 @@
+//! `SupervisedWorkload` on a real control plane, the operator running with exactly the
+//! chart's RBAC: crashes of a Deployment's pods become snapshots (ConfigMap ring, Events,
+//! status, metric), and the circuit breaker scales the Deployment to zero, lets one replica
+//! try again, reopens with a longer cooldown when it crashes again, and restores the
+//! replicas after a clean probation, across an operator restart.
+//!
+//! The pods run on kwok's simulated nodes, which run no containers: a crash is reported
+//! the way the kubelet reports it, by writing the container's terminated state into the
+//! pod's status. The kubelet's log endpoint does not exist either, so snapshots say the log
+//! is unavailable and the panic is read from the termination message, as
+//! `FallbackToLogsOnError` provides it.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use vigil::api::SupervisedWorkload;
+use vigil_e2e::{Operator, TestCluster, eventually};
+
+const GO_PANIC: &str = "panic: runtime error: invalid memory address or nil pointer dereference\n\
+[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x4a5b2c]\n\
+\n\
+goroutine 1 [running]:\n\
+main.(*Store).Get(...)\n\
+\t/app/orders/store.go:31\n\
+main.handle(0xc0000a2000)\n\
+\t/app/orders/main.go:58 +0x2c\n\
+main.main()\n\
+\t/app/orders/main.go:17 +0x65\n";
+
+/// Reports a crash of container `app` of `pod` as the kubelet would: the previous
+/// instance terminated with exit code 2 and the Go panic as its message, the restart
+/// count one higher, a new instance running.
+async fn crash(pods: &Api<Pod>, pod: &str) -> anyhow::Result<()> {
+    let current = pods.get_status(pod).await?;
+    let status = current.status.unwrap_or_default();
+    let container = status
+        .container_statuses
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.name == "app")
+        .ok_or_else(|| anyhow::anyhow!("{pod} has no status for container app"))?;
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({"status": {"containerStatuses": [{
+        "name": "app",
+        "image": container.image,
+        "imageID": container.image_id,
+        "ready": true,
+        "started": true,
+        "restartCount": container.restart_count + 1,
+        "lastState": {"terminated": {"exitCode": 2, "reason": "Error", "message": GO_PANIC,
+            "startedAt": now, "finishedAt": now}},
+        "state": {"running": {"startedAt": now}},
+    }]}});
+    pods.patch_status(pod, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await?;
+    Ok(())
+}
+
+/// The names of the running pods of the Deployment.
+async fn running_pods(pods: &Api<Pod>) -> anyhow::Result<Vec<String>> {
+    Ok(pods
+        .list(&ListParams::default().labels("app=orders"))
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .is_some_and(|phase| phase == "Running")
+        })
+        .filter_map(|p| p.metadata.name)
+        .collect())
+}
+
+async fn wait_pods(pods: &Api<Pod>, count: usize) -> anyhow::Result<Vec<String>> {
+    eventually(
+        &format!("{count} running orders pods"),
+        Duration::from_secs(60),
+        || async {
+            let names = running_pods(pods).await?;
+            Ok((names.len() == count).then_some(names))
+        },
+    )
+    .await
+}
+
+async fn wait_status(
+    workloads: &Api<SupervisedWorkload>,
+    what: &str,
+    check: impl Fn(&vigil::api::SupervisedWorkloadStatus) -> bool,
+) -> anyhow::Result<vigil::api::SupervisedWorkloadStatus> {
+    eventually(what, Duration::from_secs(60), || async {
+        let status = workloads.get("orders").await?.status.unwrap_or_default();
+        Ok(check(&status).then_some(status))
+    })
+    .await
+}
+
+async fn replicas(deployments: &Api<Deployment>) -> anyhow::Result<(i32, Option<String>)> {
+    let deployment = deployments.get("orders").await?;
+    Ok((
+        deployment.spec.and_then(|s| s.replicas).unwrap_or(1),
+        deployment
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .remove("vigil.io/breaker-replicas"),
+    ))
+}
+
+async fn scenario(cluster: &TestCluster) -> anyhow::Result<()> {
+    let mut operator = Operator::start_with_chart_rbac(cluster, "vigil-workloads", &[]).await?;
+    let namespace = cluster.namespace("shop").await?;
+    let ns = namespace.name.as_str();
+    let params = PatchParams::apply("vigil-e2e");
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client(), ns);
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), ns);
+    let workloads: Api<SupervisedWorkload> = Api::namespaced(cluster.client(), ns);
+    let deployment = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "orders"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "orders"}},
+            "template": {"metadata": {"labels": {"app": "orders"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.example/orders:1.4.2",
+                    "terminationMessagePolicy": "FallbackToLogsOnError"}]}}}});
+    deployments
+        .patch("orders", &params, &Patch::Apply(&deployment))
+        .await?;
+    let first = wait_pods(&pods, 2).await?;
+    let supervised = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "SupervisedWorkload",
+        "metadata": {"name": "orders"},
+        "spec": {"target": {"kind": "Deployment", "name": "orders"},
+            "crashCapture": {"logTailLines": 50, "retain": 3},
+            "circuitBreaker": {"maxCrashes": 3, "window": "30s", "cooldown": "4s",
+                "maxCooldown": "6s", "action": "ScaleToZero"}}});
+    workloads
+        .patch("orders", &params, &Patch::Apply(&supervised))
+        .await?;
+    wait_status(&workloads, "Ready and Closed", |s| {
+        s.breaker.as_deref() == Some("Closed")
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.reason == "Supervising")
+    })
+    .await?;
+
+    // One crash: a snapshot with the parsed panic, status, an Event, the metric.
+    crash(&pods, &first[0]).await?;
+    let status = wait_status(&workloads, "the first crash recorded", |s| {
+        s.crashes_total == 1
+    })
+    .await?;
+    let last = status.last_crash.clone().unwrap_or_default();
+    assert!(
+        last.contains(&format!("container app of pod {} exited 2 (Error): panic: runtime error: invalid memory address", first[0])),
+        "{last}"
+    );
+    let config_maps: Api<ConfigMap> = Api::namespaced(cluster.client(), ns);
+    let snapshots = config_maps.get("orders-crashes").await?;
+    let owner = snapshots
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(
+        owner.first().map(|o| o.kind.as_str()),
+        Some("SupervisedWorkload")
+    );
+    let data = snapshots.data.unwrap_or_default();
+    let snapshot: serde_json::Value = serde_json::from_str(
+        data.get("crash-00000001.json")
+            .ok_or_else(|| anyhow::anyhow!("no snapshot: {:?}", data.keys()))?,
+    )?;
+    assert_eq!(snapshot["exitCode"], 2);
+    assert_eq!(snapshot["restartCount"], 1);
+    assert_eq!(snapshot["image"], "registry.example/orders:1.4.2");
+    assert!(snapshot["node"].as_str().is_some_and(|n| !n.is_empty()));
+    assert_eq!(snapshot["panic"]["language"], "go");
+    assert_eq!(
+        snapshot["panic"]["frames"][0],
+        "main.(*Store).Get at /app/orders/store.go:31"
+    );
+    assert!(
+        snapshot["logTail"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("log unavailable: ")),
+        "kwok serves no logs: {}",
+        snapshot["logTail"]
+    );
+    assert_eq!(
+        operator.metric_total("vigil_workload_crashes_total").await,
+        Some(1.0),
+        "the crash counter"
+    );
+
+    // The operator restarts: the crash is not counted again.
+    operator.terminate();
+    let mut operator = Operator::start_with_chart_rbac(cluster, "vigil-workloads-2", &[]).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = workloads.get("orders").await?.status.unwrap_or_default();
+    assert_eq!(
+        status.crashes_total, 1,
+        "a restart does not recount crashes"
+    );
+
+    // Two more within the window: the breaker opens, the Deployment goes to zero, the
+    // replica count is remembered and a snapshot sealed.
+    crash(&pods, &first[1]).await?;
+    crash(&pods, &first[0]).await?;
+    let open = wait_status(&workloads, "the breaker open", |s| {
+        s.breaker.as_deref() == Some("Open")
+    })
+    .await?;
+    assert_eq!(open.crashes_total, 3);
+    let circuit = open
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "CircuitOpen")
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no CircuitOpen condition"))?;
+    assert_eq!(
+        (circuit.status.as_str(), circuit.reason.as_str()),
+        ("True", "CrashLoop")
+    );
+    assert!(
+        circuit
+            .message
+            .contains("sealed snapshot in ConfigMap orders-crashes key sealed.json")
+    );
+    assert_eq!(replicas(&deployments).await?, (0, Some("2".to_owned())));
+    let data = config_maps
+        .get("orders-crashes")
+        .await?
+        .data
+        .unwrap_or_default();
+    assert!(data.contains_key("sealed.json"));
+
+    // Cooldown over: one replica on probation. It crashes: reopened, cooldown doubled up
+    // to maxCooldown (6 s, not 8 s).
+    wait_status(&workloads, "half-open", |s| {
+        s.breaker.as_deref() == Some("HalfOpen")
+    })
+    .await?;
+    assert_eq!(replicas(&deployments).await?, (1, Some("2".to_owned())));
+    let probation = wait_pods(&pods, 1).await?;
+    crash(&pods, &probation[0]).await?;
+    let reopened = wait_status(&workloads, "reopened", |s| {
+        s.breaker.as_deref() == Some("Open")
+    })
+    .await?;
+    assert_eq!(reopened.breaker_cooldown_seconds, Some(6));
+    assert_eq!(replicas(&deployments).await?.0, 0);
+
+    // Half-open again, and a clean probation (the window, 30 s) closes it: 2 replicas back.
+    wait_status(&workloads, "half-open again", |s| {
+        s.breaker.as_deref() == Some("HalfOpen")
+    })
+    .await?;
+    eventually("the breaker closed", Duration::from_secs(60), || async {
+        let status = workloads.get("orders").await?.status.unwrap_or_default();
+        Ok((status.breaker.as_deref() == Some("Closed")).then_some(()))
+    })
+    .await?;
+    assert_eq!(replicas(&deployments).await?, (2, None));
+    wait_pods(&pods, 2).await?;
+
+    let events: Api<Event> = Api::namespaced(cluster.client(), ns);
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    for reason in [
+        "Crashed",
+        "CircuitOpened",
+        "CircuitHalfOpen",
+        "CircuitReopened",
+        "CircuitClosed",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "no {reason} Event: {reasons:?}"
+        );
+    }
+    let log = operator.log();
+    assert!(
+        !log.contains("forbidden"),
+        "the chart's RBAC misses a permission:\n{log}"
+    );
+    assert!(
+        log.contains("\"message\":\"container crashed\""),
+        "one structured record per crash"
+    );
+    operator.check_alive()?;
+    assert_eq!(
+        operator.metric_total("vigil_reconcile_panics_total").await,
+        Some(0.0)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn crashes_are_captured_and_the_breaker_stops_a_crash_loop() {
+    let cluster = TestCluster::start("workloads").await.expect("cluster");
+    scenario(&cluster).await.unwrap_or_else(|e| {
+        cluster.print_logs();
+        for identity in ["vigil-workloads", "vigil-workloads-2"] {
+            let log = std::fs::read_to_string(cluster.dir().join(format!("{identity}.log")))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("----- {identity} -----");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        panic!("{e:#}")
+    });
+}

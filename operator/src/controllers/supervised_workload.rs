@@ -1,0 +1,702 @@
+//! The `SupervisedWorkload` controller: crash capture and the crash-loop circuit breaker.
+//!
+//! Every crash of the target's pods (a non-zero exit, a signal, an OOM kill) becomes a
+//! snapshot: the termination, the last log lines of the crashed container, and a summary
+//! of the panic or exception in them. Snapshots go into a ring in the ConfigMap
+//! `<name>-crashes` (owned by the object), each one is announced with a Warning Event, one
+//! structured log record and `vigil_workload_crashes_total`. The breaker
+//! ([`crate::crash::breaker`]) counts them over its window and acts on the workload.
+//!
+//! Pods are watched cluster-wide; a pod whose containers show a crash wakes the
+//! `SupervisedWorkload` that targets its workload ([`workload_of`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{ApiResource, DynamicObject, ListParams, LogParams, Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::core::GroupVersionKind;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+
+use super::apply::apply_owned;
+use super::member_cluster::describe_kube_error;
+use super::status::{FIELD_MANAGER, condition, update_status};
+use super::{Context, Error, Reconcile};
+use crate::api::supervised_workload::{BreakerAction, WorkloadKind};
+use crate::api::{READY, SupervisedWorkload, SupervisedWorkloadStatus};
+use crate::crash::breaker::{self, Phase, Settings, Transition};
+use crate::crash::{SEALED_KEY, Snapshot, crashes_of, ring_add};
+use crate::metrics::CrashLabels;
+use crate::validate::{Validate, parse_duration};
+
+/// Condition type: whether the circuit breaker holds the workload stopped.
+pub const CIRCUIT_OPEN: &str = "CircuitOpen";
+/// Annotation on the `SupervisedWorkload`: `"true"` pauses the breaker where it is.
+pub const PAUSE_ANNOTATION: &str = "vigil.io/breaker-paused";
+/// Annotation on the workload: its replica count before the breaker scaled it to zero.
+pub const REPLICAS_ANNOTATION: &str = "vigil.io/breaker-replicas";
+/// The crash-count window when there is no breaker.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(600);
+/// Crash identities remembered in status.
+const SEEN_LIMIT: usize = 200;
+/// Crash times remembered in status.
+const RECENT_LIMIT: usize = 100;
+/// How often an object is looked at without a pod event.
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// The last status written per object. The reflector store can lag behind a status write
+/// by a moment, and a pod event in that moment must not count a crash twice or act twice.
+#[derive(Debug, Default)]
+pub struct WorkloadRuntime {
+    last: Mutex<HashMap<String, SupervisedWorkloadStatus>>,
+}
+
+impl WorkloadRuntime {
+    fn get(&self, key: &str) -> Option<SupervisedWorkloadStatus> {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn put(&self, key: &str, status: &SupervisedWorkloadStatus) {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_owned(), status.clone());
+    }
+}
+
+/// The workload a pod belongs to, from its owner: a ReplicaSet's Deployment (the
+/// ReplicaSet's name without its `-<pod-template-hash>`), a StatefulSet, a DaemonSet, or a
+/// Job's CronJob (the Job's name without its `-<scheduled minute>`).
+pub fn workload_of(pod: &Pod) -> Option<(WorkloadKind, String)> {
+    let owner = pod
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true))?;
+    match owner.kind.as_str() {
+        "ReplicaSet" => {
+            let hash = pod.labels().get("pod-template-hash")?;
+            let name = owner.name.strip_suffix(&format!("-{hash}"))?;
+            Some((WorkloadKind::Deployment, name.to_owned()))
+        }
+        "StatefulSet" => Some((WorkloadKind::StatefulSet, owner.name.clone())),
+        "DaemonSet" => Some((WorkloadKind::DaemonSet, owner.name.clone())),
+        "Job" => {
+            let (name, minute) = owner.name.rsplit_once('-')?;
+            minute
+                .chars()
+                .all(|c| c.is_ascii_digit())
+                .then(|| (WorkloadKind::CronJob, name.to_owned()))
+        }
+        _ => None,
+    }
+}
+
+/// The `SupervisedWorkload`s to reconcile because of pod events: a pod whose containers
+/// show a crash wakes the objects in its namespace that target its workload. Pods without
+/// a crash wake nothing, so a busy cluster costs a watch, not reconciles.
+pub fn crash_triggers(
+    client: &kube::Client,
+    store: Store<DeserializeGuard<SupervisedWorkload>>,
+) -> BoxStream<'static, ObjectRef<DeserializeGuard<SupervisedWorkload>>> {
+    let pods: Api<Pod> = Api::all(client.clone());
+    watcher(pods, watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .filter_map(move |pod| {
+            let store = store.clone();
+            async move {
+                let pod = pod.ok()?;
+                if crashes_of(&pod).is_empty() {
+                    return None;
+                }
+                let namespace = pod.namespace()?;
+                let (kind, name) = workload_of(&pod)?;
+                Some(futures::stream::iter(
+                    store
+                        .state()
+                        .iter()
+                        .filter_map(|guard| guard.0.as_ref().ok())
+                        .filter(|sw| {
+                            sw.namespace().as_deref() == Some(namespace.as_str())
+                                && sw.spec.target.kind == kind
+                                && sw.spec.target.name == name
+                        })
+                        .map(|sw| ObjectRef::new(&sw.name_any()).within(&namespace))
+                        .collect::<Vec<_>>(),
+                ))
+            }
+        })
+        .flatten()
+        .boxed()
+}
+
+fn resource(kind: WorkloadKind) -> ApiResource {
+    let (group, version, kind) = match kind {
+        WorkloadKind::Deployment => ("apps", "v1", "Deployment"),
+        WorkloadKind::StatefulSet => ("apps", "v1", "StatefulSet"),
+        WorkloadKind::DaemonSet => ("apps", "v1", "DaemonSet"),
+        WorkloadKind::CronJob => ("batch", "v1", "CronJob"),
+    };
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
+}
+
+/// A label selector in the `list` syntax from a `LabelSelector` value.
+fn selector_string(selector: &serde_json::Value) -> String {
+    let mut parts: Vec<String> = selector["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    for expression in selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let key = expression["key"].as_str().unwrap_or_default();
+        let values: Vec<&str> = expression["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        parts.push(match expression["operator"].as_str().unwrap_or_default() {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_owned(),
+            _ => format!("!{key}"),
+        });
+    }
+    parts.join(",")
+}
+
+/// The selector of the workload's pods; `None` when it has none (a CronJob without Jobs).
+async fn pod_selector(
+    ctx: &Context,
+    namespace: &str,
+    kind: WorkloadKind,
+    workload: &DynamicObject,
+) -> Result<Option<String>, Error> {
+    if kind != WorkloadKind::CronJob {
+        let selector = selector_string(&workload.data["spec"]["selector"]);
+        return Ok((!selector.is_empty()).then_some(selector));
+    }
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    let uid = workload.uid().unwrap_or_default();
+    let names: Vec<String> = jobs
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|j| j.owner_references().iter().any(|o| o.uid == uid))
+        .map(|j| j.name_any())
+        .collect();
+    Ok((!names.is_empty())
+        .then(|| format!("batch.kubernetes.io/job-name in ({})", names.join(","))))
+}
+
+/// Fills in the log tail (the crashed instance: `previous` after a restart) and the panic
+/// summary of a crash. A log that cannot be read says why in the snapshot.
+async fn complete(
+    pods: &Api<Pod>,
+    crash: &mut Snapshot,
+    lines: i32,
+    max_bytes: i32,
+    restarted: bool,
+) {
+    let params = LogParams {
+        container: Some(crash.container.clone()),
+        previous: restarted,
+        tail_lines: Some(i64::from(lines)),
+        limit_bytes: Some(i64::from(max_bytes)),
+        ..LogParams::default()
+    };
+    crash.log_tail = match pods.logs(&crash.pod, &params).await {
+        Ok(text) => text,
+        Err(error) => format!("log unavailable: {}", describe_kube_error(&error)),
+    };
+    crash.panic = crate::crash::parse::summarize(&crash.log_tail)
+        .or_else(|| crate::crash::parse::summarize(&crash.termination_message));
+}
+
+fn settings(object: &SupervisedWorkload) -> Option<(Settings, BreakerAction)> {
+    let breaker = object.spec.circuit_breaker.as_ref()?;
+    let cooldown = parse_duration(&breaker.cooldown).ok()?;
+    let max_cooldown = breaker
+        .max_cooldown
+        .as_deref()
+        .and_then(|d| parse_duration(d).ok())
+        .unwrap_or(cooldown.saturating_mul(16));
+    Some((
+        Settings {
+            max_crashes: u32::try_from(breaker.max_crashes).unwrap_or(1),
+            window: parse_duration(&breaker.window).ok()?,
+            cooldown,
+            max_cooldown,
+        },
+        breaker.action,
+    ))
+}
+
+fn parse_time(text: &str) -> Option<Timestamp> {
+    text.parse().ok()
+}
+
+impl Reconcile for SupervisedWorkload {
+    async fn reconcile(self: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
+        let errors = self.validate(&ctx.stores.inventory());
+        if !errors.is_empty() {
+            return Err(Error::InvalidSpec(errors));
+        }
+        let namespace = self.namespace().unwrap_or_default();
+        let key = format!("{namespace}/{}", self.name_any());
+        let kind = self.spec.target.kind;
+        let target = &self.spec.target.name;
+        let workloads: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &namespace, &resource(kind));
+        let previous = ctx
+            .workloads
+            .get(&key)
+            .or_else(|| self.status.clone())
+            .unwrap_or_default();
+        let Some(workload) = workloads.get_opt(target).await? else {
+            let status = SupervisedWorkloadStatus {
+                conditions: vec![condition(
+                    READY,
+                    Some(false),
+                    "TargetNotFound",
+                    format!("{kind:?} {namespace}/{target} does not exist"),
+                )],
+                ..previous
+            };
+            update_status(&ctx.client, self.as_ref(), status).await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        };
+        let now = Timestamp::now();
+
+        // Crashes not seen before, oldest first, with their logs and panic summaries.
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+        let mut seen: HashSet<String> = previous.seen_crashes.iter().cloned().collect();
+        let mut fresh = Vec::new();
+        if let Some(selector) = pod_selector(&ctx, &namespace, kind, &workload).await? {
+            for pod in pods
+                .list(&ListParams::default().labels(&selector))
+                .await?
+                .items
+            {
+                let restarted: HashMap<String, bool> = pod
+                    .status
+                    .iter()
+                    .flat_map(|s| s.container_statuses.iter().flatten())
+                    .map(|c| {
+                        let current = c.state.as_ref().is_some_and(|s| s.terminated.is_some());
+                        (c.name.clone(), !current)
+                    })
+                    .collect();
+                for crash in crashes_of(&pod) {
+                    if seen.insert(crash.id()) {
+                        let restarted = restarted.get(&crash.container).copied().unwrap_or(true);
+                        fresh.push((crash, restarted));
+                    }
+                }
+            }
+        }
+        fresh.sort_by(|a, b| a.0.time.cmp(&b.0.time));
+        let capture = &self.spec.crash_capture;
+        for (crash, restarted) in &mut fresh {
+            complete(
+                &pods,
+                crash,
+                capture.log_tail_lines,
+                capture.max_snapshot_bytes,
+                *restarted,
+            )
+            .await;
+        }
+        let fresh: Vec<Snapshot> = fresh.into_iter().map(|(c, _)| c).collect();
+
+        // The breaker.
+        let window = settings(&self).map_or(DEFAULT_WINDOW, |(s, _)| s.window);
+        let mut recent: Vec<Timestamp> = previous
+            .recent_crashes
+            .iter()
+            .filter_map(|t| parse_time(t))
+            .chain(fresh.iter().filter_map(|c| parse_time(&c.time)))
+            .collect();
+        recent.sort();
+        let in_window = |t: &Timestamp| {
+            Duration::try_from(now.duration_since(*t)).unwrap_or(Duration::ZERO) <= window
+        };
+        let paused = self
+            .annotations()
+            .get(PAUSE_ANNOTATION)
+            .is_some_and(|v| v == "true");
+        let before = breaker::State {
+            phase: Phase::parse(previous.breaker.as_deref()),
+            since: previous.breaker_since.as_deref().and_then(parse_time),
+            cooldown: Duration::from_secs(
+                u64::try_from(previous.breaker_cooldown_seconds.unwrap_or(0)).unwrap_or(0),
+            ),
+        };
+        let (after, transition) = match settings(&self) {
+            Some((settings, _)) if !paused => breaker::step(&settings, &before, &recent, now),
+            _ => (before.clone(), None),
+        };
+
+        // Snapshots (and the sealed one) in one write.
+        let config_map_name = format!("{}-crashes", self.name_any());
+        let max_bytes = usize::try_from(capture.max_snapshot_bytes).unwrap_or(65536);
+        let sealing = matches!(transition, Some(Transition::Open | Transition::Reopen));
+        if !fresh.is_empty() || sealing {
+            let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+            let data: BTreeMap<String, String> = config_maps
+                .get_opt(&config_map_name)
+                .await?
+                .and_then(|cm| cm.data)
+                .unwrap_or_default();
+            let texts: Vec<String> = fresh.iter().map(|c| c.to_bounded_json(max_bytes)).collect();
+            let (mut data, _) =
+                ring_add(&data, &texts, usize::try_from(capture.retain).unwrap_or(10));
+            if sealing {
+                let newest = texts.last().cloned().or_else(|| {
+                    data.iter()
+                        .filter(|(k, _)| k.starts_with("crash-"))
+                        .map(|(_, v)| v.clone())
+                        .next_back()
+                });
+                if let Some(newest) = newest {
+                    data.insert(SEALED_KEY.to_owned(), newest);
+                }
+            }
+            let object: DynamicObject = serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": config_map_name, "namespace": namespace,
+                    "labels": {"vigil.io/supervised-workload": self.name_any()}},
+                "data": data,
+            }))
+            .map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
+            apply_owned(&ctx.client, self.as_ref(), object).await?;
+        }
+        for crash in &fresh {
+            announce_crash(&self, &ctx, &namespace, crash).await;
+        }
+
+        // The action.
+        let action_note = match (transition, settings(&self)) {
+            (Some(transition), Some((_, action))) => {
+                act(&workloads, &workload, kind, action, transition).await?
+            }
+            _ => String::new(),
+        };
+        if let Some(transition) = transition {
+            let (type_, reason, note) = match transition {
+                Transition::Open => (
+                    EventType::Warning,
+                    "CircuitOpened",
+                    format!(
+                        "{} crashes within {}; {action_note}",
+                        recent.iter().filter(|t| in_window(t)).count(),
+                        humantime(window)
+                    ),
+                ),
+                Transition::Reopen => (
+                    EventType::Warning,
+                    "CircuitReopened",
+                    format!(
+                        "crashed again on probation; {action_note}; next retry in {}",
+                        humantime(after.cooldown)
+                    ),
+                ),
+                Transition::HalfOpen => (
+                    EventType::Normal,
+                    "CircuitHalfOpen",
+                    format!(
+                        "cooldown over; {action_note}; probation for {}",
+                        humantime(window)
+                    ),
+                ),
+                Transition::Close => (
+                    EventType::Normal,
+                    "CircuitClosed",
+                    format!("no crash on probation; {action_note}"),
+                ),
+            };
+            ctx.publish(self.as_ref(), type_, reason, note).await;
+        }
+
+        // Status.
+        let mut seen_list: Vec<String> = previous.seen_crashes.clone();
+        seen_list.extend(fresh.iter().map(Snapshot::id));
+        let excess = seen_list.len().saturating_sub(SEEN_LIMIT);
+        seen_list.drain(..excess);
+        let recent_kept: Vec<String> = recent
+            .iter()
+            .filter(|t| in_window(t))
+            .map(|t| t.to_string())
+            .collect();
+        let recent_kept = recent_kept[recent_kept.len().saturating_sub(RECENT_LIMIT)..].to_vec();
+        let crashes_in_window = i32::try_from(recent_kept.len()).unwrap_or(i32::MAX);
+        let last_crash = fresh
+            .last()
+            .map(Snapshot::one_line)
+            .or(previous.last_crash.clone());
+        let breaker_condition = match (settings(&self), after.phase) {
+            (None, _) => None,
+            (Some(_), phase) => {
+                let pause = if paused {
+                    format!(" (paused by annotation {PAUSE_ANNOTATION})")
+                } else {
+                    String::new()
+                };
+                Some(match phase {
+                    Phase::Open => condition(
+                        CIRCUIT_OPEN,
+                        Some(true),
+                        "CrashLoop",
+                        format!(
+                            "open since {}, retry after {}{pause}; last crash: {}; sealed snapshot in ConfigMap {config_map_name} key {SEALED_KEY}",
+                            after.since.map(|t| t.to_string()).unwrap_or_default(),
+                            humantime(after.cooldown),
+                            last_crash.clone().unwrap_or_default()
+                        ),
+                    ),
+                    Phase::HalfOpen => condition(
+                        CIRCUIT_OPEN,
+                        Some(false),
+                        "Probation",
+                        format!(
+                            "half-open since {}: one replica on probation for {}{pause}",
+                            after.since.map(|t| t.to_string()).unwrap_or_default(),
+                            humantime(window)
+                        ),
+                    ),
+                    Phase::Closed => condition(
+                        CIRCUIT_OPEN,
+                        Some(false),
+                        "Closed",
+                        format!(
+                            "{crashes_in_window} crashes within {}{pause}",
+                            humantime(window)
+                        ),
+                    ),
+                })
+            }
+        };
+        let mut not_yet = Vec::new();
+        if self.spec.config.is_some() {
+            not_yet.push("config hot-reload");
+        }
+        not_yet.push("the isolation webhook");
+        let ready = condition(
+            READY,
+            Some(true),
+            "Supervising",
+            format!(
+                "capturing crashes of {kind:?} {target} ({crashes_in_window} within {}); not in this version: {}",
+                humantime(window),
+                not_yet.join(", ")
+            ),
+        );
+        let status = SupervisedWorkloadStatus {
+            observed_generation: None,
+            conditions: std::iter::once(ready).chain(breaker_condition).collect(),
+            breaker: settings(&self).map(|_| after.phase.as_str().to_owned()),
+            breaker_since: after.since.map(|t| t.to_string()),
+            breaker_cooldown_seconds: settings(&self)
+                .map(|_| i64::try_from(after.cooldown.as_secs()).unwrap_or(i64::MAX)),
+            last_crash,
+            crashes_in_window,
+            crashes_total: previous.crashes_total + i64::try_from(fresh.len()).unwrap_or(0),
+            snapshots_config_map: (previous.snapshots_config_map.is_some() || !fresh.is_empty())
+                .then(|| config_map_name.clone()),
+            recent_crashes: recent_kept,
+            seen_crashes: seen_list,
+        };
+        update_status(&ctx.client, self.as_ref(), status.clone()).await?;
+        ctx.workloads.put(&key, &status);
+        let next = settings(&self)
+            .and_then(|(s, _)| breaker::next_check(&s, &after, now))
+            .map_or(RESYNC, |d| d.clamp(Duration::from_secs(1), RESYNC));
+        Ok(Action::requeue(next))
+    }
+}
+
+/// A Warning Event, one structured log record and the crash counter for one crash.
+async fn announce_crash(
+    object: &SupervisedWorkload,
+    ctx: &Context,
+    namespace: &str,
+    crash: &Snapshot,
+) {
+    let workload = &object.spec.target.name;
+    ctx.metrics
+        .workload_crashes
+        .get_or_create(&CrashLabels {
+            namespace: namespace.to_owned(),
+            workload: workload.clone(),
+            container: crash.container.clone(),
+            reason: crash.reason.clone(),
+        })
+        .inc();
+    tracing::warn!(
+        namespace,
+        workload,
+        pod = %crash.pod,
+        node = crash.node.as_deref().unwrap_or_default(),
+        container = %crash.container,
+        image = %crash.image,
+        exit_code = crash.exit_code,
+        signal = crash.signal.unwrap_or_default(),
+        reason = %crash.reason,
+        restart_count = crash.restart_count,
+        panic = crash.panic.as_ref().map(|p| p.message.as_str()).unwrap_or_default(),
+        frames = crash.panic.as_ref().map(|p| p.frames.join(" | ")).unwrap_or_default(),
+        "container crashed"
+    );
+    ctx.publish(object, EventType::Warning, "Crashed", crash.one_line())
+        .await;
+}
+
+/// Runs the breaker's action for `transition` on the workload; returns what it did.
+async fn act(
+    workloads: &Api<DynamicObject>,
+    workload: &DynamicObject,
+    kind: WorkloadKind,
+    action: BreakerAction,
+    transition: Transition,
+) -> Result<String, Error> {
+    let name = workload.name_any();
+    let what = format!("{kind:?} {name}");
+    let replicas = workload.data["spec"]["replicas"].as_i64().unwrap_or(1);
+    let saved = workload
+        .annotations()
+        .get(REPLICAS_ANNOTATION)
+        .and_then(|v| v.parse::<i64>().ok());
+    let (patch, note) = match (action, transition) {
+        (BreakerAction::AlertOnly, _) => {
+            return Ok("AlertOnly: the workload is left as it is".to_owned());
+        }
+        (BreakerAction::ScaleToZero, Transition::Open | Transition::Reopen) => {
+            // The replica count to restore is the one before the first opening.
+            let keep = saved.unwrap_or(replicas);
+            (
+                serde_json::json!({"metadata": {"annotations": {REPLICAS_ANNOTATION: keep.to_string()}},
+                    "spec": {"replicas": 0}}),
+                format!("scaled {what} to 0 (from {keep})"),
+            )
+        }
+        (BreakerAction::ScaleToZero, Transition::HalfOpen) => (
+            serde_json::json!({"spec": {"replicas": 1}}),
+            format!("scaled {what} to 1"),
+        ),
+        (BreakerAction::ScaleToZero, Transition::Close) => {
+            let restore = saved.unwrap_or(replicas.max(1));
+            (
+                serde_json::json!({"metadata": {"annotations": {REPLICAS_ANNOTATION: null}},
+                    "spec": {"replicas": restore}}),
+                format!("restored {what} to {restore} replicas"),
+            )
+        }
+        (BreakerAction::Suspend, Transition::Open | Transition::Reopen) => (
+            serde_json::json!({"spec": {"suspend": true}}),
+            format!("suspended {what}"),
+        ),
+        (BreakerAction::Suspend, Transition::HalfOpen | Transition::Close) => (
+            serde_json::json!({"spec": {"suspend": false}}),
+            format!("resumed {what}"),
+        ),
+    };
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    workloads
+        .patch(&name, &params, &Patch::Merge(&patch))
+        .await?;
+    Ok(note)
+}
+
+/// `90s`, `5m`, `1h30m`: a duration as users write it in the spec.
+fn humantime(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(owner_kind: &str, owner: &str, hash: Option<&str>) -> Pod {
+        let mut labels = serde_json::Map::new();
+        if let Some(hash) = hash {
+            labels.insert("pod-template-hash".into(), hash.into());
+        }
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "labels": labels, "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": owner_kind, "name": owner, "uid": "u", "controller": true}]},
+        }))
+        .expect("a pod")
+    }
+
+    #[test]
+    fn pods_map_to_their_workload() {
+        assert_eq!(
+            workload_of(&pod(
+                "ReplicaSet",
+                "checkout-7d4b9c8f6d",
+                Some("7d4b9c8f6d")
+            )),
+            Some((WorkloadKind::Deployment, "checkout".to_owned()))
+        );
+        assert_eq!(
+            workload_of(&pod("StatefulSet", "db", None)),
+            Some((WorkloadKind::StatefulSet, "db".to_owned()))
+        );
+        assert_eq!(
+            workload_of(&pod("Job", "nightly-report-29561040", None)),
+            Some((WorkloadKind::CronJob, "nightly-report".to_owned()))
+        );
+        assert_eq!(workload_of(&pod("Job", "one-off", None)), None);
+        assert_eq!(workload_of(&pod("ReplicaSet", "bare-rs", None)), None);
+    }
+
+    #[test]
+    fn selectors_and_durations_read_as_users_write_them() {
+        let selector = serde_json::json!({"matchLabels": {"app": "checkout"},
+            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["web", "api"]},
+                {"key": "canary", "operator": "DoesNotExist"}]});
+        assert_eq!(
+            selector_string(&selector),
+            "app=checkout,tier in (web,api),!canary"
+        );
+        assert_eq!(humantime(Duration::from_secs(90)), "1m30s");
+        assert_eq!(humantime(Duration::from_secs(3600)), "1h");
+        assert_eq!(humantime(Duration::ZERO), "0s");
+    }
+}
