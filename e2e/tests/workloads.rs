@@ -323,3 +323,171 @@ async fn crashes_are_captured_and_the_breaker_stops_a_crash_loop() {
         panic!("{e:#}")
     });
 }
+
+async fn wait_config(
+    workloads: &Api<SupervisedWorkload>,
+    what: &str,
+    reason: &str,
+) -> anyhow::Result<vigil::api::SupervisedWorkloadStatus> {
+    wait_status(workloads, what, |s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "ConfigReloaded" && c.reason == reason)
+    })
+    .await
+}
+
+/// The ConfigMap the Deployment's `config` volume points at.
+async fn mounted(deployments: &Api<Deployment>) -> anyhow::Result<String> {
+    let deployment = deployments.get("orders").await?;
+    let volumes = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.volumes)
+        .unwrap_or_default();
+    Ok(volumes
+        .into_iter()
+        .find(|v| v.name == "config")
+        .and_then(|v| v.config_map)
+        .map(|c| c.name)
+        .unwrap_or_default())
+}
+
+async fn config_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
+    let operator = Operator::start_with_chart_rbac(cluster, "vigil-config", &[]).await?;
+    let namespace = cluster.namespace("config").await?;
+    let ns = namespace.name.as_str();
+    let params = PatchParams::apply("vigil-e2e");
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client(), ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(cluster.client(), ns);
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), ns);
+    let workloads: Api<SupervisedWorkload> = Api::namespaced(cluster.client(), ns);
+    let source = |app: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "orders-config"}, "data": {"app.yaml": app}})
+    };
+    config_maps
+        .patch(
+            "orders-config",
+            &params,
+            &Patch::Apply(&source("port: 8080\nmode: safe\n")),
+        )
+        .await?;
+    let deployment = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "orders"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "orders"}},
+            "template": {"metadata": {"labels": {"app": "orders"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.example/orders:1.4.2",
+                        "volumeMounts": [{"name": "config", "mountPath": "/etc/orders"}]}],
+                    "volumes": [{"name": "config", "configMap": {"name": "orders-config"}}]}}}});
+    deployments
+        .patch("orders", &params, &Patch::Apply(&deployment))
+        .await?;
+    let supervised = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "SupervisedWorkload",
+        "metadata": {"name": "orders"},
+        "spec": {"target": {"kind": "Deployment", "name": "orders"},
+            "config": {"configMapName": "orders-config", "rollbackWithin": "2m",
+                "schema": {"type": "object", "required": ["port"],
+                    "properties": {"port": {"type": "integer", "maximum": 65535},
+                        "mode": {"enum": ["safe", "fast"]}}}}}});
+    workloads
+        .patch("orders", &params, &Patch::Apply(&supervised))
+        .await?;
+
+    // Adopted: the first revision, immutable, and the template points at it.
+    let first = wait_config(&workloads, "the first revision", "Switched").await?;
+    let rev1 = first.config_revision.clone().unwrap_or_default();
+    assert!(rev1.starts_with("orders-config-"), "{rev1}");
+    assert_eq!(mounted(&deployments).await?, rev1);
+    assert_eq!(config_maps.get(&rev1).await?.immutable, Some(true));
+
+    // Invalid: rejected with the failing path, the workload keeps revision 1.
+    config_maps
+        .patch(
+            "orders-config",
+            &params,
+            &Patch::Apply(&source("port: 70000\nmode: safe\n")),
+        )
+        .await?;
+    let rejected = wait_config(&workloads, "the invalid config rejected", "InvalidConfig").await?;
+    let message = rejected
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ConfigReloaded")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains(&format!("still running {rev1}"))
+            && message.contains("app.yaml: /port: 70000 is greater than the maximum of 65535"),
+        "{message}"
+    );
+    assert_eq!(mounted(&deployments).await?, rev1);
+
+    // Valid: revision 2, switched in one patch, with a readable diff.
+    config_maps
+        .patch(
+            "orders-config",
+            &params,
+            &Patch::Apply(&source("port: 9090\nmode: safe\n")),
+        )
+        .await?;
+    let second = wait_status(&workloads, "the second revision", |s| {
+        s.config_revisions.len() == 2
+    })
+    .await?;
+    let rev2 = second.config_revision.clone().unwrap_or_default();
+    assert_ne!(rev2, rev1);
+    assert_eq!(
+        second.config_revisions[0].change,
+        "~app.yaml.port: 8080 -> 9090"
+    );
+    assert_eq!(second.config_revisions[1].state, "Superseded");
+    assert_eq!(mounted(&deployments).await?, rev2);
+
+    // Its pods crash within rollbackWithin: back to revision 1, revision 2 marked.
+    let running = wait_pods(&pods, 1).await?;
+    crash(&pods, &running[0]).await?;
+    let rolled = wait_config(&workloads, "rolled back", "RolledBack").await?;
+    assert_eq!(rolled.config_revision.as_deref(), Some(rev1.as_str()));
+    assert_eq!(rolled.config_revisions[0].state, "RolledBack");
+    assert_eq!(mounted(&deployments).await?, rev1);
+    // The source still holds revision 2's content: it is not switched to again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(mounted(&deployments).await?, rev1);
+
+    let events: Api<Event> = Api::namespaced(cluster.client(), ns);
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    for reason in ["ConfigSwitched", "ConfigRejected", "ConfigRolledBack"] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "no {reason} Event: {reasons:?}"
+        );
+    }
+    let log = operator.log();
+    assert!(
+        !log.contains("forbidden"),
+        "the chart's RBAC misses a permission:\n{log}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_config_change_is_validated_switched_atomically_and_rolled_back_on_crashes() {
+    let cluster = TestCluster::start("config").await.expect("cluster");
+    config_scenario(&cluster).await.unwrap_or_else(|e| {
+        cluster.print_logs();
+        let log =
+            std::fs::read_to_string(cluster.dir().join("vigil-config.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        for line in tail.iter().rev() {
+            eprintln!("{line}");
+        }
+        panic!("{e:#}")
+    });
+}

@@ -20,3 +20,4 @@ pub mod render;
 pub mod telemetry;
 pub mod tls;
 pub mod validate;
+pub mod workload_config;

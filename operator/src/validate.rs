@@ -836,6 +836,7 @@ impl Validate for SupervisedWorkload {
             );
             if let Some(schema) = &config.schema
                 && let Err(message) = check_json_schema(schema)
+                    .and_then(|()| crate::workload_config::compile(schema).map(|_| ()))
             {
                 errors.push(FieldError::new("spec.config.schema", message));
             }

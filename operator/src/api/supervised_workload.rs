@@ -277,11 +277,39 @@ pub struct SupervisedWorkloadStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100))]
     pub recent_crashes: Vec<String>,
+    /// The config revision the workload runs: an immutable ConfigMap named by its content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_revision: Option<String>,
+    /// When the workload was last switched to a config revision (RFC 3339); a crash within
+    /// `rollbackWithin` after it switches back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_switched_at: Option<String>,
+    /// The last config revisions, newest first; at most 5.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub config_revisions: Vec<ConfigRevision>,
     /// Crashes already recorded, as `<pod UID>/<container>/<restart count>`, so that a
     /// termination seen again after an operator restart is not counted twice; at most 200.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 200))]
     pub seen_crashes: Vec<String>,
+}
+
+/// One revision of a workload's config.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigRevision {
+    /// The immutable ConfigMap holding it.
+    pub name: String,
+    /// Hash of its content.
+    pub hash: String,
+    /// When the workload was switched to it (RFC 3339).
+    pub switched_at: String,
+    /// `Active`, `Superseded` (a later one replaced it) or `RolledBack` (its pods crashed
+    /// within `rollbackWithin`; it is not used again until the content changes).
+    pub state: String,
+    /// What changed from the revision before it, in one line.
+    pub change: String,
 }
 
 impl_has_conditions!(SupervisedWorkloadStatus);

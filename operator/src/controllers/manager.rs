@@ -243,6 +243,10 @@ async fn run_controllers(
         &client,
         supervised_workloads.store(),
     ));
+    supervised_workloads.trigger_on(super::supervised_workload::config_triggers(
+        &client,
+        supervised_workloads.store(),
+    ));
     let telemetry_pipelines = Watch::<api::TelemetryPipeline>::new(&client);
     // Which kinds each kind refers to: a change there validates it again.
     let certificate_refs = vec![acme_issuers.subscribe(), member_clusters.subscribe()];

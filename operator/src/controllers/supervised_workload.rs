@@ -32,7 +32,7 @@ use super::apply::apply_owned;
 use super::member_cluster::describe_kube_error;
 use super::status::{FIELD_MANAGER, condition, update_status};
 use super::{Context, Error, Reconcile};
-use crate::api::supervised_workload::{BreakerAction, WorkloadKind};
+use crate::api::supervised_workload::{BreakerAction, ConfigRevision, WorkloadKind};
 use crate::api::{READY, SupervisedWorkload, SupervisedWorkloadStatus};
 use crate::crash::breaker::{self, Phase, Settings, Transition};
 use crate::crash::{SEALED_KEY, Snapshot, crashes_of, ring_add};
@@ -45,6 +45,12 @@ pub const CIRCUIT_OPEN: &str = "CircuitOpen";
 pub const PAUSE_ANNOTATION: &str = "vigil.io/breaker-paused";
 /// Annotation on the workload: its replica count before the breaker scaled it to zero.
 pub const REPLICAS_ANNOTATION: &str = "vigil.io/breaker-replicas";
+/// Condition type: the state of config hot-reload.
+pub const CONFIG_RELOADED: &str = "ConfigReloaded";
+/// Annotation on the workload: the config revision its pod template refers to.
+pub const CONFIG_REVISION_ANNOTATION: &str = "vigil.io/config-revision";
+/// Config revisions kept (their ConfigMaps too); older ones are deleted.
+const CONFIG_HISTORY: usize = 5;
 /// The crash-count window when there is no breaker.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(600);
 /// Crash identities remembered in status.
@@ -134,6 +140,44 @@ pub fn crash_triggers(
                             sw.namespace().as_deref() == Some(namespace.as_str())
                                 && sw.spec.target.kind == kind
                                 && sw.spec.target.name == name
+                        })
+                        .map(|sw| ObjectRef::new(&sw.name_any()).within(&namespace))
+                        .collect::<Vec<_>>(),
+                ))
+            }
+        })
+        .flatten()
+        .boxed()
+}
+
+/// The `SupervisedWorkload`s to reconcile because their source ConfigMap changed (a
+/// metadata-only watch: the data is read in the reconcile).
+pub fn config_triggers(
+    client: &kube::Client,
+    store: Store<DeserializeGuard<SupervisedWorkload>>,
+) -> BoxStream<'static, ObjectRef<DeserializeGuard<SupervisedWorkload>>> {
+    let config_maps: Api<kube::core::PartialObjectMeta<ConfigMap>> = Api::all(client.clone());
+    watcher(config_maps, watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .filter_map(move |meta| {
+            let store = store.clone();
+            async move {
+                let meta = meta.ok()?;
+                let namespace = meta.namespace()?;
+                let name = meta.name_any();
+                Some(futures::stream::iter(
+                    store
+                        .state()
+                        .iter()
+                        .filter_map(|guard| guard.0.as_ref().ok())
+                        .filter(|sw| {
+                            sw.namespace().as_deref() == Some(namespace.as_str())
+                                && sw
+                                    .spec
+                                    .config
+                                    .as_ref()
+                                    .is_some_and(|c| c.config_map_name == name)
                         })
                         .map(|sw| ObjectRef::new(&sw.name_any()).within(&namespace))
                         .collect::<Vec<_>>(),
@@ -439,6 +483,17 @@ impl Reconcile for SupervisedWorkload {
             ctx.publish(self.as_ref(), type_, reason, note).await;
         }
 
+        // Config hot-reload.
+        let config = match &self.spec.config {
+            Some(_) => Some(
+                reconcile_config(
+                    &self, &ctx, &namespace, &workloads, &workload, &previous, &fresh, now,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+
         // Status.
         let mut seen_list: Vec<String> = previous.seen_crashes.clone();
         seen_list.extend(fresh.iter().map(Snapshot::id));
@@ -497,11 +552,7 @@ impl Reconcile for SupervisedWorkload {
                 })
             }
         };
-        let mut not_yet = Vec::new();
-        if self.spec.config.is_some() {
-            not_yet.push("config hot-reload");
-        }
-        not_yet.push("the isolation webhook");
+        let not_yet = ["the isolation webhook"];
         let ready = condition(
             READY,
             Some(true),
@@ -514,7 +565,10 @@ impl Reconcile for SupervisedWorkload {
         );
         let status = SupervisedWorkloadStatus {
             observed_generation: None,
-            conditions: std::iter::once(ready).chain(breaker_condition).collect(),
+            conditions: std::iter::once(ready)
+                .chain(breaker_condition)
+                .chain(config.as_ref().map(|c| c.condition.clone()))
+                .collect(),
             breaker: settings(&self).map(|_| after.phase.as_str().to_owned()),
             breaker_since: after.since.map(|t| t.to_string()),
             breaker_cooldown_seconds: settings(&self)
@@ -526,6 +580,9 @@ impl Reconcile for SupervisedWorkload {
                 .then(|| config_map_name.clone()),
             recent_crashes: recent_kept,
             seen_crashes: seen_list,
+            config_revision: config.as_ref().and_then(|c| c.revision.clone()),
+            config_switched_at: config.as_ref().and_then(|c| c.switched_at.clone()),
+            config_revisions: config.map(|c| c.revisions).unwrap_or_default(),
         };
         update_status(&ctx.client, self.as_ref(), status.clone()).await?;
         ctx.workloads.put(&key, &status);
@@ -534,6 +591,284 @@ impl Reconcile for SupervisedWorkload {
             .map_or(RESYNC, |d| d.clamp(Duration::from_secs(1), RESYNC));
         Ok(Action::requeue(next))
     }
+}
+
+/// What config hot-reload decided.
+struct ConfigOutcome {
+    condition: k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition,
+    revision: Option<String>,
+    switched_at: Option<String>,
+    revisions: Vec<ConfigRevision>,
+}
+
+/// Validated config hot-reload. A crash within `rollbackWithin` of a switch switches back
+/// to the revision before it. Otherwise the source ConfigMap is checked against the
+/// schema: an invalid one is rejected (the running revision stays); a valid, new content
+/// becomes an immutable ConfigMap `<source>-<hash>` and the pod template is pointed at it
+/// in one patch, so every pod sees either the old or the new config, never a mix.
+#[allow(clippy::too_many_arguments)]
+async fn reconcile_config(
+    object: &SupervisedWorkload,
+    ctx: &Context,
+    namespace: &str,
+    workloads: &Api<DynamicObject>,
+    workload: &DynamicObject,
+    previous: &SupervisedWorkloadStatus,
+    fresh: &[Snapshot],
+    now: Timestamp,
+) -> Result<ConfigOutcome, Error> {
+    use crate::workload_config::{check, compile, content_hash, diff_summary, revision_name};
+    let Some(config) = &object.spec.config else {
+        return Err(Error::InvalidSpec(Vec::new()));
+    };
+    let source = &config.config_map_name;
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    let mut revisions = previous.config_revisions.clone();
+    let active = previous.config_revision.clone();
+    let kept = |condition, revisions: Vec<ConfigRevision>| ConfigOutcome {
+        condition,
+        revision: active.clone(),
+        switched_at: previous.config_switched_at.clone(),
+        revisions,
+    };
+    let kind = object.spec.target.kind;
+    // Every name the template may point at: the source and every revision.
+    let known: Vec<String> = std::iter::once(source.clone())
+        .chain(revisions.iter().map(|r| r.name.clone()))
+        .collect();
+    let now_text = now.to_string();
+
+    // A crash soon after the last switch: back to the revision before it.
+    let within = parse_duration(&config.rollback_within).unwrap_or(Duration::from_secs(300));
+    let switched = previous.config_switched_at.as_deref().and_then(parse_time);
+    if let (Some(active_name), Some(switched)) = (&active, switched) {
+        let crashed = fresh.iter().filter_map(|c| parse_time(&c.time)).any(|t| {
+            t.as_second() >= switched.as_second()
+                && Duration::try_from(t.duration_since(switched)).unwrap_or(Duration::ZERO)
+                    <= within
+        });
+        let good = revisions.iter().find(|r| r.state == "Superseded").cloned();
+        if crashed && let Some(good) = good {
+            switch(workloads, workload, kind, &known, &good.name).await?;
+            let change = revisions
+                .iter()
+                .find(|r| &r.name == active_name)
+                .map(|r| r.change.clone())
+                .unwrap_or_default();
+            for revision in &mut revisions {
+                if &revision.name == active_name {
+                    revision.state = "RolledBack".to_owned();
+                } else if revision.name == good.name {
+                    revision.state = "Active".to_owned();
+                    revision.switched_at = now_text.clone();
+                }
+            }
+            let message = format!(
+                "pods crashed within {} of the switch to {active_name} ({change}); switched back to {}",
+                humantime(within),
+                good.name
+            );
+            ctx.publish(
+                object,
+                EventType::Warning,
+                "ConfigRolledBack",
+                message.clone(),
+            )
+            .await;
+            return Ok(ConfigOutcome {
+                condition: condition(CONFIG_RELOADED, Some(false), "RolledBack", message),
+                revision: Some(good.name),
+                switched_at: Some(now_text),
+                revisions,
+            });
+        }
+    }
+
+    let Some(current) = config_maps.get_opt(source).await? else {
+        return Ok(kept(
+            condition(
+                CONFIG_RELOADED,
+                Some(false),
+                "SourceNotFound",
+                format!("ConfigMap {namespace}/{source} does not exist"),
+            ),
+            revisions,
+        ));
+    };
+    let data: BTreeMap<String, String> = current.data.unwrap_or_default();
+    let running = active
+        .as_deref()
+        .map(|a| format!("still running {a}"))
+        .unwrap_or_else(|| "the workload keeps what it has".to_owned());
+    if let Some(schema) = &config.schema {
+        let validator = compile(schema).map_err(|e| {
+            Error::InvalidSpec(vec![crate::validate::FieldError::new(
+                "spec.config.schema",
+                e,
+            )])
+        })?;
+        let problems = check(&validator, &data);
+        if !problems.is_empty() {
+            let message = format!(
+                "ConfigMap {source} rejected, {running}: {}",
+                problems.join("; ")
+            );
+            let said = previous
+                .conditions
+                .iter()
+                .any(|c| c.type_ == CONFIG_RELOADED && c.message == message);
+            if !said {
+                ctx.publish(
+                    object,
+                    EventType::Warning,
+                    "ConfigRejected",
+                    message.clone(),
+                )
+                .await;
+            }
+            return Ok(kept(
+                condition(CONFIG_RELOADED, Some(false), "InvalidConfig", message),
+                revisions,
+            ));
+        }
+    }
+    let hash = content_hash(&data);
+    if let Some(same) = revisions.iter().find(|r| r.hash == hash) {
+        let (status, reason, message) = if same.state == "RolledBack" {
+            (
+                false,
+                "RolledBack",
+                format!(
+                    "the content of {source} is revision {}, which crashed and was rolled back; {running} until {source} changes",
+                    same.name
+                ),
+            )
+        } else {
+            (
+                true,
+                "Active",
+                format!("running revision {} of {source}", same.name),
+            )
+        };
+        if same.state == "RolledBack" || active.as_deref() == Some(same.name.as_str()) {
+            return Ok(kept(
+                condition(CONFIG_RELOADED, Some(status), reason, message),
+                revisions,
+            ));
+        }
+    }
+
+    // A new revision: store it, then switch in one patch.
+    let name = revision_name(source, &hash);
+    let revision: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace,
+            "labels": {"vigil.io/supervised-workload": object.name_any(), "vigil.io/config-source": source}},
+        "immutable": true,
+        "data": data,
+    }))
+    .map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
+    apply_owned(&ctx.client, object, revision).await?;
+    let before: BTreeMap<String, String> = match &active {
+        Some(active) => config_maps
+            .get_opt(active)
+            .await?
+            .and_then(|cm| cm.data)
+            .unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+    let change = if active.is_some() {
+        diff_summary(&before, &data)
+    } else {
+        "first revision".to_owned()
+    };
+    if switch(workloads, workload, kind, &known, &name).await? == 0 {
+        return Ok(kept(
+            condition(
+                CONFIG_RELOADED,
+                Some(false),
+                "NoReference",
+                format!(
+                    "the pod template of {kind:?} {} does not refer to ConfigMap {source} (volume, envFrom or env): nothing to switch",
+                    object.spec.target.name
+                ),
+            ),
+            revisions,
+        ));
+    }
+    for revision in &mut revisions {
+        if revision.state == "Active" {
+            revision.state = "Superseded".to_owned();
+        }
+    }
+    revisions.retain(|r| r.name != name);
+    revisions.insert(
+        0,
+        ConfigRevision {
+            name: name.clone(),
+            hash,
+            switched_at: now_text.clone(),
+            state: "Active".to_owned(),
+            change: change.clone(),
+        },
+    );
+    for dropped in revisions.split_off(revisions.len().min(CONFIG_HISTORY)) {
+        let _ = config_maps
+            .delete(&dropped.name, &kube::api::DeleteParams::default())
+            .await;
+    }
+    let message = format!(
+        "switched {kind:?} {} to {name}: {change}",
+        object.spec.target.name
+    );
+    ctx.publish(object, EventType::Normal, "ConfigSwitched", message.clone())
+        .await;
+    Ok(ConfigOutcome {
+        condition: condition(CONFIG_RELOADED, Some(true), "Switched", message),
+        revision: Some(name),
+        switched_at: Some(now_text),
+        revisions,
+    })
+}
+
+/// Points the workload's pod template at ConfigMap `to` instead of any of `from`, and
+/// records it in the annotation `vigil.io/config-revision`, in one patch. Returns how many
+/// references changed (0: the template refers to none of them, nothing was written).
+async fn switch(
+    workloads: &Api<DynamicObject>,
+    workload: &DynamicObject,
+    kind: WorkloadKind,
+    from: &[String],
+    to: &str,
+) -> Result<usize, Error> {
+    let cron = kind == WorkloadKind::CronJob;
+    let mut template = if cron {
+        workload.data["spec"]["jobTemplate"]["spec"]["template"].clone()
+    } else {
+        workload.data["spec"]["template"].clone()
+    };
+    let changed = crate::workload_config::rewrite_references(&mut template, from, to);
+    if changed == 0 {
+        return Ok(0);
+    }
+    let spec = if cron {
+        serde_json::json!({"jobTemplate": {"spec": {"template": template}}})
+    } else {
+        serde_json::json!({"template": template})
+    };
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {CONFIG_REVISION_ANNOTATION: to}},
+        "spec": spec,
+    });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    workloads
+        .patch(&workload.name_any(), &params, &Patch::Merge(&patch))
+        .await?;
+    Ok(changed)
 }
 
 /// A Warning Event, one structured log record and the crash counter for one crash.
