@@ -15,8 +15,8 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::events::v1::Event;
-use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
 use vigil::api::SupervisedWorkload;
 use vigil_e2e::{Operator, TestCluster, eventually};
 
@@ -354,7 +354,17 @@ async fn mounted(deployments: &Api<Deployment>) -> anyhow::Result<String> {
 }
 
 async fn config_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
-    let operator = Operator::start_with_chart_rbac(cluster, "vigil-config", &[]).await?;
+    // With the pod webhook, reached by URL: the operator runs outside the cluster.
+    let port = vigil_e2e::free_port()?;
+    let operator = Operator::start_with_chart_rbac(
+        cluster,
+        "vigil-config",
+        &[
+            &format!("--webhook-addr=127.0.0.1:{port}"),
+            &format!("--webhook-url=https://127.0.0.1:{port}"),
+        ],
+    )
+    .await?;
     let namespace = cluster.namespace("config").await?;
     let ns = namespace.name.as_str();
     let params = PatchParams::apply("vigil-e2e");
@@ -443,6 +453,63 @@ async fn config_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     );
     assert_eq!(second.config_revisions[1].state, "Superseded");
     assert_eq!(mounted(&deployments).await?, rev2);
+
+    // The pods the switch created went through the webhook: restricted isolation, the
+    // panic kept in the termination message, default resources.
+    let isolated = eventually(
+        "an isolated pod of revision 2",
+        Duration::from_secs(60),
+        || async {
+            let list = pods
+                .list(&ListParams::default().labels("app=orders"))
+                .await?;
+            Ok(list.items.into_iter().find(|p| {
+                let mounts_rev2 = p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.volumes.as_ref())
+                    .is_some_and(|v| {
+                        v.iter()
+                            .any(|v| v.config_map.as_ref().is_some_and(|c| c.name == rev2))
+                    });
+                mounts_rev2 && p.annotations().contains_key("vigil.io/isolation")
+            }))
+        },
+    )
+    .await?;
+    let spec = isolated.spec.clone().unwrap_or_default();
+    let app = &spec.containers[0];
+    assert_eq!(
+        spec.security_context
+            .as_ref()
+            .and_then(|c| c.run_as_non_root),
+        Some(true)
+    );
+    assert_eq!(
+        app.security_context
+            .as_ref()
+            .and_then(|c| c.allow_privilege_escalation),
+        Some(false)
+    );
+    assert_eq!(
+        app.termination_message_policy.as_deref(),
+        Some("FallbackToLogsOnError")
+    );
+    assert!(
+        app.resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .is_some()
+    );
+    let status = workloads.get("orders").await?.status.unwrap_or_default();
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Isolated" && c.status == "True"),
+        "{:?}",
+        status.conditions
+    );
 
     // Its pods crash within rollbackWithin: back to revision 1, revision 2 marked.
     let running = wait_pods(&pods, 1).await?;

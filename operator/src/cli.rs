@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controller manager.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print every CRD as a YAML stream, or write one file per CRD with -o.
     Crds(CrdsArgs),
     /// Check manifests offline, with the same rules as the cluster and the operator.
@@ -88,6 +88,28 @@ pub struct RunArgs {
     /// Longest wait between two issuance attempts, in seconds.
     #[arg(long, env = "VIGIL_ACME_RETRY_MAX_SECONDS", default_value_t = 32 * 3600)]
     pub acme_retry_max_seconds: u64,
+    /// Address of the pod mutating webhook (HTTPS); without it there is no webhook.
+    #[arg(long, env = "VIGIL_WEBHOOK_ADDR")]
+    pub webhook_addr: Option<SocketAddr>,
+    /// The Service (in the operator's namespace) the API server reaches the webhook through.
+    #[arg(long, env = "VIGIL_WEBHOOK_SERVICE", default_value = "vigil-webhook")]
+    pub webhook_service: String,
+    /// The port of that Service.
+    #[arg(long, env = "VIGIL_WEBHOOK_SERVICE_PORT", default_value_t = 443)]
+    pub webhook_service_port: u16,
+    /// A URL the API server posts to instead of the Service (an operator outside the cluster).
+    #[arg(long, env = "VIGIL_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// Name of the MutatingWebhookConfiguration the operator keeps.
+    #[arg(long, env = "VIGIL_WEBHOOK_CONFIGURATION", default_value = "vigil")]
+    pub webhook_configuration: String,
+    /// Secret (operator namespace) holding the webhook's CA and serving certificate.
+    #[arg(
+        long,
+        env = "VIGIL_WEBHOOK_SECRET",
+        default_value = "vigil-webhook-tls"
+    )]
+    pub webhook_secret: String,
 }
 
 /// Manifest inputs.
@@ -121,7 +143,7 @@ impl RunArgs {
         });
         RunOptions {
             admin_addr: self.admin_addr,
-            namespace: self.namespace,
+            namespace: self.namespace.clone(),
             leader_election: self.leader_election,
             lease_name: self.lease_name,
             lease_duration_seconds: self.lease_duration_seconds,
@@ -133,6 +155,19 @@ impl RunArgs {
             acme_http01_addr: self.acme_http01_addr,
             acme_retry_initial: Duration::from_secs(self.acme_retry_initial_seconds),
             acme_retry_max: Duration::from_secs(self.acme_retry_max_seconds),
+            webhook: self
+                .webhook_addr
+                .map(|addr| crate::webhook::WebhookOptions {
+                    addr,
+                    service: match &self.webhook_url {
+                        Some(_) => None,
+                        None => Some((self.webhook_service.clone(), self.webhook_service_port)),
+                    },
+                    url: self.webhook_url.clone(),
+                    configuration_name: self.webhook_configuration.clone(),
+                    secret_name: self.webhook_secret.clone(),
+                    namespace: self.namespace.clone(),
+                }),
         }
     }
 }

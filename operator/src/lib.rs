@@ -20,4 +20,5 @@ pub mod render;
 pub mod telemetry;
 pub mod tls;
 pub mod validate;
+pub mod webhook;
 pub mod workload_config;

@@ -12,7 +12,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use futures::StreamExt as _;
 use kube::Client;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Recorder, Reporter};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
@@ -50,6 +52,8 @@ pub struct RunOptions {
     pub acme_retry_initial: Duration,
     /// Longest wait after repeated failed certificate issuances.
     pub acme_retry_max: Duration,
+    /// The pod mutating webhook, when it is served.
+    pub webhook: Option<crate::webhook::WebhookOptions>,
 }
 
 #[derive(Clone)]
@@ -132,6 +136,56 @@ async fn terminate_signal() {
     }
 }
 
+/// Starts the webhook's HTTPS server with its TLS (made or read from its Secret) and a watch
+/// of SupervisedWorkloads; returns the CA for the webhook configuration.
+async fn start_webhook(
+    client: &Client,
+    options: &crate::webhook::WebhookOptions,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<String> {
+    let tls = crate::webhook::ensure_tls(client, options)
+        .await
+        .context("cannot set up the webhook's TLS")?;
+    let config = crate::webhook::server_config(&tls)?;
+    let api: kube::Api<kube::core::DeserializeGuard<crate::api::SupervisedWorkload>> =
+        kube::Api::all(client.clone());
+    let (store, writer) = kube::runtime::reflector::store();
+    let watch = kube::runtime::watcher(api, kube::runtime::watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .for_each(|_| async {});
+    tokio::spawn(watch);
+    let addr = options.addr;
+    tokio::spawn(async move {
+        if let Err(error) = crate::webhook::serve(addr, config, store, stop).await {
+            tracing::error!(error = %format!("{error:#}"), "the webhook stopped");
+        }
+    });
+    Ok(tls.ca_pem)
+}
+
+/// Keeps the MutatingWebhookConfiguration (and its caBundle) as it should be while this
+/// replica leads: at once, then every five minutes.
+async fn keep_webhook_configuration(
+    client: Client,
+    options: crate::webhook::WebhookOptions,
+    ca_pem: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let configuration = crate::webhook::configuration(&options, &ca_pem);
+        if let Err(error) =
+            super::apply::apply_hashed(&client, super::status::FIELD_MANAGER, configuration).await
+        {
+            tracing::warn!(%error, "could not apply the MutatingWebhookConfiguration");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 /// Runs the controller manager until SIGTERM, or until leadership is lost (an error, so
 /// that the pod restarts and stands for election again).
 pub async fn run(options: RunOptions) -> anyhow::Result<()> {
@@ -167,6 +221,11 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         terminate_signal().await;
         let _ = signal_tx.send(true);
     });
+    // The webhook is served by every replica, from its own watch of SupervisedWorkloads.
+    let webhook = match &options.webhook {
+        Some(webhook) => Some(start_webhook(&client, webhook, stop_rx.clone()).await?),
+        None => None,
+    };
     ready.store(true, Ordering::Release);
 
     let leader = if options.leader_election {
@@ -198,6 +257,14 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         None
     };
 
+    if let (Some(webhook), Some(ca_pem)) = (&options.webhook, &webhook) {
+        tokio::spawn(keep_webhook_configuration(
+            client.clone(),
+            webhook.clone(),
+            ca_pem.clone(),
+            stop_rx.clone(),
+        ));
+    }
     let controllers = run_controllers(client, metrics, &options, stop_rx.clone());
     let lost = match leader {
         Some((mut leading, task)) => {

@@ -45,6 +45,8 @@ pub const CIRCUIT_OPEN: &str = "CircuitOpen";
 pub const PAUSE_ANNOTATION: &str = "vigil.io/breaker-paused";
 /// Annotation on the workload: its replica count before the breaker scaled it to zero.
 pub const REPLICAS_ANNOTATION: &str = "vigil.io/breaker-replicas";
+/// Condition type: the pod isolation profile and its conflicts.
+pub const ISOLATED: &str = "Isolated";
 /// Condition type: the state of config hot-reload.
 pub const CONFIG_RELOADED: &str = "ConfigReloaded";
 /// Annotation on the workload: the config revision its pod template refers to.
@@ -552,20 +554,20 @@ impl Reconcile for SupervisedWorkload {
                 })
             }
         };
-        let not_yet = ["the isolation webhook"];
         let ready = condition(
             READY,
             Some(true),
             "Supervising",
             format!(
-                "capturing crashes of {kind:?} {target} ({crashes_in_window} within {}); not in this version: {}",
+                "capturing crashes of {kind:?} {target} ({crashes_in_window} within {})",
                 humantime(window),
-                not_yet.join(", ")
             ),
         );
+        let isolated = isolation_condition(&self, kind, &workload);
         let status = SupervisedWorkloadStatus {
             observed_generation: None,
             conditions: std::iter::once(ready)
+                .chain(std::iter::once(isolated))
                 .chain(breaker_condition)
                 .chain(config.as_ref().map(|c| c.condition.clone()))
                 .collect(),
@@ -591,6 +593,39 @@ impl Reconcile for SupervisedWorkload {
             .map_or(RESYNC, |d| d.clamp(Duration::from_secs(1), RESYNC));
         Ok(Action::requeue(next))
     }
+}
+
+/// `Isolated`: what the pod webhook does to the workload's pods, and the settings of its
+/// pod template that contradict the profile (reported, not overridden).
+fn isolation_condition(
+    object: &SupervisedWorkload,
+    kind: WorkloadKind,
+    workload: &DynamicObject,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let template = if kind == WorkloadKind::CronJob {
+        &workload.data["spec"]["jobTemplate"]["spec"]["template"]
+    } else {
+        &workload.data["spec"]["template"]
+    };
+    let profile = object.spec.isolation.profile;
+    let mutation = crate::webhook::mutate::mutate(template, object, None);
+    if !mutation.conflicts.is_empty() {
+        return condition(
+            ISOLATED,
+            Some(false),
+            "Conflict",
+            format!(
+                "the pod template contradicts the {profile:?} profile, left as it is: {}",
+                mutation.conflicts.join("; ")
+            ),
+        );
+    }
+    condition(
+        ISOLATED,
+        Some(true),
+        "Applied",
+        format!("new pods get the {profile:?} profile from the pod webhook"),
+    )
 }
 
 /// What config hot-reload decided.
