@@ -35,6 +35,21 @@ main.main()\n\
 /// instance terminated with exit code 2 and the Go panic as its message, the restart
 /// count one higher, a new instance running.
 async fn crash(pods: &Api<Pod>, pod: &str) -> anyhow::Result<()> {
+    terminate(
+        pods,
+        pod,
+        serde_json::json!({"exitCode": 2, "reason": "Error", "message": GO_PANIC}),
+    )
+    .await
+}
+
+/// Reports that container `app` of `pod` terminated as `terminated` says (exit code,
+/// reason, message, signal) and was restarted.
+async fn terminate(
+    pods: &Api<Pod>,
+    pod: &str,
+    terminated: serde_json::Value,
+) -> anyhow::Result<()> {
     let current = pods.get_status(pod).await?;
     let status = current.status.unwrap_or_default();
     let container = status
@@ -44,6 +59,9 @@ async fn crash(pods: &Api<Pod>, pod: &str) -> anyhow::Result<()> {
         .find(|c| c.name == "app")
         .ok_or_else(|| anyhow::anyhow!("{pod} has no status for container app"))?;
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let mut terminated = terminated;
+    terminated["startedAt"] = now.clone().into();
+    terminated["finishedAt"] = now.clone().into();
     let patch = serde_json::json!({"status": {"containerStatuses": [{
         "name": "app",
         "image": container.image,
@@ -51,8 +69,7 @@ async fn crash(pods: &Api<Pod>, pod: &str) -> anyhow::Result<()> {
         "ready": true,
         "started": true,
         "restartCount": container.restart_count + 1,
-        "lastState": {"terminated": {"exitCode": 2, "reason": "Error", "message": GO_PANIC,
-            "startedAt": now, "finishedAt": now}},
+        "lastState": {"terminated": terminated},
         "state": {"running": {"startedAt": now}},
     }]}});
     pods.patch_status(pod, &PatchParams::default(), &Patch::Strategic(&patch))
@@ -112,6 +129,105 @@ async fn replicas(deployments: &Api<Deployment>) -> anyhow::Result<(i32, Option<
             .unwrap_or_default()
             .remove("vigil.io/breaker-replicas"),
     ))
+}
+
+const RUST_PANIC: &str = "thread 'main' panicked at src/ledger.rs:91:14:\n\
+attempt to subtract with overflow\n\
+stack backtrace:\n\
+   0: rust_begin_unwind\n\
+   1: payments::ledger::debit\n\
+             at ./src/ledger.rs:91:14\n";
+
+/// A Rust panic, an OOM kill and a signal each make the right snapshot.
+async fn crash_kinds(cluster: &TestCluster, ns: &str) -> anyhow::Result<()> {
+    let params = PatchParams::apply("vigil-e2e");
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client(), ns);
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), ns);
+    let workloads: Api<SupervisedWorkload> = Api::namespaced(cluster.client(), ns);
+    let deployment = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "payments"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "payments"}},
+            "template": {"metadata": {"labels": {"app": "payments"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.example/payments:2.3.1"}]}}}});
+    deployments
+        .patch("payments", &params, &Patch::Apply(&deployment))
+        .await?;
+    let supervised = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "SupervisedWorkload",
+        "metadata": {"name": "payments"},
+        "spec": {"target": {"kind": "Deployment", "name": "payments"}}});
+    workloads
+        .patch("payments", &params, &Patch::Apply(&supervised))
+        .await?;
+    let pod = eventually(
+        "a running payments pod",
+        Duration::from_secs(60),
+        || async {
+            let list = pods
+                .list(&ListParams::default().labels("app=payments"))
+                .await?;
+            Ok(list.items.into_iter().find_map(|p| {
+                let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                running.then(|| p.metadata.name.clone()).flatten()
+            }))
+        },
+    )
+    .await?;
+    let kinds = [
+        serde_json::json!({"exitCode": 101, "reason": "Error", "message": RUST_PANIC}),
+        serde_json::json!({"exitCode": 137, "reason": "OOMKilled"}),
+        serde_json::json!({"exitCode": 139, "reason": "Error", "signal": 11}),
+    ];
+    for (i, terminated) in kinds.into_iter().enumerate() {
+        terminate(&pods, &pod, terminated).await?;
+        eventually("the crash recorded", Duration::from_secs(30), || async {
+            let total = workloads
+                .get("payments")
+                .await?
+                .status
+                .unwrap_or_default()
+                .crashes_total;
+            Ok((total == i64::try_from(i).unwrap_or(0) + 1).then_some(()))
+        })
+        .await?;
+    }
+    let config_maps: Api<ConfigMap> = Api::namespaced(cluster.client(), ns);
+    let data = config_maps
+        .get("payments-crashes")
+        .await?
+        .data
+        .unwrap_or_default();
+    let snapshot = |n: u32| -> anyhow::Result<serde_json::Value> {
+        let key = format!("crash-{n:08}.json");
+        let text = data.get(&key).ok_or_else(|| anyhow::anyhow!("no {key}"))?;
+        Ok(serde_json::from_str(text)?)
+    };
+    let rust = snapshot(1)?;
+    assert_eq!(rust["panic"]["language"], "rust");
+    assert_eq!(
+        rust["panic"]["message"],
+        "panicked at src/ledger.rs:91:14: attempt to subtract with overflow"
+    );
+    assert_eq!(
+        rust["panic"]["frames"][0],
+        "payments::ledger::debit at ./src/ledger.rs:91:14"
+    );
+    let oom = snapshot(2)?;
+    assert_eq!(
+        (oom["reason"].as_str(), oom["exitCode"].as_i64()),
+        (Some("OOMKilled"), Some(137))
+    );
+    assert!(oom.get("panic").is_none());
+    let signal = snapshot(3)?;
+    assert_eq!(signal["signal"], 11);
+    let last = workloads
+        .get("payments")
+        .await?
+        .status
+        .unwrap_or_default()
+        .last_crash
+        .unwrap_or_default();
+    assert!(last.ends_with("exited 139 (Error), signal 11"), "{last}");
+    Ok(())
 }
 
 async fn scenario(cluster: &TestCluster) -> anyhow::Result<()> {
@@ -208,9 +324,18 @@ async fn scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         "a restart does not recount crashes"
     );
 
-    // Two more within the window: the breaker opens, the Deployment goes to zero, the
-    // replica count is remembered and a snapshot sealed.
+    // A second crash: still closed (maxCrashes is 3). The third within the window opens
+    // it, the Deployment goes to zero, the replica count is remembered, a snapshot sealed.
     crash(&pods, &first[1]).await?;
+    let two = wait_status(&workloads, "the second crash recorded", |s| {
+        s.crashes_total == 2
+    })
+    .await?;
+    assert_eq!(
+        two.breaker.as_deref(),
+        Some("Closed"),
+        "not before maxCrashes"
+    );
     crash(&pods, &first[0]).await?;
     let open = wait_status(&workloads, "the breaker open", |s| {
         s.breaker.as_deref() == Some("Open")
@@ -268,6 +393,8 @@ async fn scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     .await?;
     assert_eq!(replicas(&deployments).await?, (2, None));
     wait_pods(&pods, 2).await?;
+
+    crash_kinds(cluster, ns).await?;
 
     let events: Api<Event> = Api::namespaced(cluster.client(), ns);
     let reasons: Vec<String> = events
@@ -510,6 +637,85 @@ async fn config_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         "{:?}",
         status.conditions
     );
+
+    // A workload no SupervisedWorkload targets is left alone; one whose template runs as
+    // root keeps it, and the conflict is reported.
+    let plain = |name: &str, security: serde_json::Value| {
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "app", "image": "registry.example/x:1", "securityContext": security}]}}}})
+    };
+    let legacy = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "SupervisedWorkload",
+        "metadata": {"name": "legacy"}, "spec": {"target": {"kind": "Deployment", "name": "legacy"}}});
+    workloads
+        .patch("legacy", &params, &Patch::Apply(&legacy))
+        .await?;
+    let conflict = eventually("the conflict reported", Duration::from_secs(60), || async {
+        Ok(workloads
+            .get_opt("legacy")
+            .await?
+            .and_then(|w| w.status)
+            .and_then(|s| {
+                s.conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Isolated" && c.reason == "Conflict")
+            }))
+    });
+    deployments
+        .patch(
+            "other",
+            &params,
+            &Patch::Apply(&plain("other", serde_json::json!({}))),
+        )
+        .await?;
+    deployments
+        .patch(
+            "legacy",
+            &params,
+            &Patch::Apply(&plain("legacy", serde_json::json!({"runAsUser": 0}))),
+        )
+        .await?;
+    let conflict = conflict.await?;
+    assert!(
+        conflict
+            .message
+            .contains("containers[app] runs as root (securityContext.runAsUser 0)"),
+        "{}",
+        conflict.message
+    );
+    for (app, isolated) in [("other", false), ("legacy", true)] {
+        let pod = eventually(
+            &format!("a pod of {app}"),
+            Duration::from_secs(60),
+            || async {
+                let list = pods
+                    .list(&ListParams::default().labels(&format!("app={app}")))
+                    .await?;
+                Ok(list.items.into_iter().next())
+            },
+        )
+        .await?;
+        assert_eq!(
+            pod.annotations().contains_key("vigil.io/isolation"),
+            isolated,
+            "{app}"
+        );
+        let container = &pod.spec.unwrap_or_default().containers[0];
+        if isolated {
+            let context = container.security_context.clone().unwrap_or_default();
+            assert_eq!(context.run_as_user, Some(0), "a conflict is not overridden");
+            assert_eq!(context.allow_privilege_escalation, Some(false));
+        } else {
+            assert!(
+                container
+                    .resources
+                    .as_ref()
+                    .and_then(|r| r.requests.as_ref())
+                    .is_none()
+            );
+        }
+    }
 
     // Its pods crash within rollbackWithin: back to revision 1, revision 2 marked.
     let running = wait_pods(&pods, 1).await?;

@@ -330,9 +330,13 @@ impl Reconcile for SupervisedWorkload {
                 ..previous
             };
             update_status(&ctx.client, self.as_ref(), status).await?;
-            return Ok(Action::requeue(Duration::from_secs(60)));
+            // The target may be created right after: look again soon.
+            return Ok(Action::requeue(Duration::from_secs(10)));
         };
         let now = Timestamp::now();
+        if kind == WorkloadKind::CronJob {
+            forbid_overlap(&self, &ctx, &workloads, &workload).await?;
+        }
 
         // Crashes not seen before, oldest first, with their logs and panic summaries.
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -593,6 +597,40 @@ impl Reconcile for SupervisedWorkload {
             .map_or(RESYNC, |d| d.clamp(Duration::from_secs(1), RESYNC));
         Ok(Action::requeue(next))
     }
+}
+
+/// A supervised CronJob never runs twice at once: `concurrencyPolicy: Forbid`.
+async fn forbid_overlap(
+    object: &SupervisedWorkload,
+    ctx: &Context,
+    workloads: &Api<DynamicObject>,
+    cronjob: &DynamicObject,
+) -> Result<(), Error> {
+    let policy = cronjob.data["spec"]["concurrencyPolicy"]
+        .as_str()
+        .unwrap_or("Allow");
+    if policy == "Forbid" {
+        return Ok(());
+    }
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    let patch = serde_json::json!({"spec": {"concurrencyPolicy": "Forbid"}});
+    workloads
+        .patch(&cronjob.name_any(), &params, &Patch::Merge(&patch))
+        .await?;
+    ctx.publish(
+        object,
+        EventType::Normal,
+        "OverlapForbidden",
+        format!(
+            "CronJob {} had concurrencyPolicy {policy}; set to Forbid so that runs never overlap",
+            cronjob.name_any()
+        ),
+    )
+    .await;
+    Ok(())
 }
 
 /// `Isolated`: what the pod webhook does to the workload's pods, and the settings of its
