@@ -64,7 +64,8 @@ KUBECONFIG
 KUBECONFIG="$DEMO/operator.kubeconfig" nohup target/debug/vigil run --namespace vigil-system \
     --admin-addr 127.0.0.1:18080 --identity demo \
     --prometheus-url http://127.0.0.1:19090 --status-interval-seconds 15 \
-    --acme-http01-addr 127.0.0.1:15002 >"$DEMO/operator.log" 2>&1 &
+    --acme-http01-addr 127.0.0.1:15002 \
+    --webhook-addr 127.0.0.1:19443 --webhook-url https://127.0.0.1:19443 >"$DEMO/operator.log" 2>&1 &
 echo $! >"$DEMO/operator.pid"
 
 step "kubectl apply -f examples/ (but examples/certificates, which points at Let's Encrypt: the demo has its own ACME server)"
@@ -113,6 +114,35 @@ echo "dig @aws orders.shop.svc.clusterset.local -> ${ANSWER:-no answer} (aliyun'
 [ "$ANSWER" = "$ORDERS_IP" ] || { echo "cross-cloud DNS did not resolve orders from aws" >&2; exit 1; }
 echo "dig @vmware orders.shop.svc.aliyun.clusterset.local -> $(dig +short @127.0.0.1 -p 15355 orders.shop.svc.aliyun.clusterset.local A)"
 
+step "a crash loop: checkout's pods panic, the breaker opens (kwok runs no containers: each crash is reported as the kubelet would, in the pod's container status)"
+kubectl -n shop wait --for=condition=Ready supervisedworkload/checkout --timeout=60s
+for i in 1 2 3 4 5; do
+    kubectl -n shop get pods -l app=checkout -o json | python3 -c '
+import json, sys, datetime
+pods = [p for p in json.load(sys.stdin)["items"]
+        if p["status"].get("phase") == "Running" and "deletionTimestamp" not in p["metadata"]]
+pod = pods[0]
+app = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "app")
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+panic = ("panic: runtime error: invalid memory address or nil pointer dereference\n\n"
+         "goroutine 1 [running]:\nmain.(*Cart).Total(...)\n\t/src/checkout/cart.go:57\n"
+         "main.main()\n\t/src/checkout/main.go:21 +0x1d\n")
+patch = {"status": {"containerStatuses": [{"name": "app", "image": app["image"], "imageID": app.get("imageID", ""),
+    "ready": True, "started": True, "restartCount": app["restartCount"] + 1,
+    "lastState": {"terminated": {"exitCode": 2, "reason": "Error", "message": panic, "startedAt": now, "finishedAt": now}},
+    "state": {"running": {"startedAt": now}}}]}}
+print(pod["metadata"]["name"])
+json.dump(patch, open(sys.argv[1], "w"))' "$DEMO/crash.json" >"$DEMO/crash.pod"
+    kubectl -n shop patch pod "$(cat "$DEMO/crash.pod")" --subresource=status --type=strategic --patch-file "$DEMO/crash.json" >/dev/null
+    echo "  crash $i: pod $(cat "$DEMO/crash.pod") exited 2 with a Go panic"
+    sleep 1
+done
+kubectl -n shop wait --for=jsonpath='{.status.breaker}'=Open supervisedworkload/checkout --timeout=60s
+kubectl -n shop get supervisedworkload checkout
+kubectl -n shop get deployment checkout
+echo "the sealed snapshot (kubectl -n shop get configmap checkout-crashes -o jsonpath='{.data.sealed\.json}'):"
+kubectl -n shop get configmap checkout-crashes -o jsonpath='{.data.sealed\.json}' | head -24
+
 step "loading the SLO rule files the operator wrote into the local Prometheus"
 for _ in $(seq 1 30); do
     [ "$(kubectl get configmaps -A -l vigil.io/slo -o name | wc -l)" -ge 2 ] && break
@@ -131,7 +161,7 @@ step "kubectl get vigil -A"
 kubectl get vigil -A
 step "kubectl get memberclusters"
 kubectl get memberclusters
-step "why each object is or is not Ready (telemetry and workload generators arrive in later versions)"
+step "why each object is or is not Ready (the telemetry generator arrives in a later version)"
 kubectl get vigil -A -o custom-columns='KIND:.kind,NAME:.metadata.name,VALID:.status.conditions[?(@.type=="Valid")].status,READY:.status.conditions[?(@.type=="Ready")].reason'
 step "operator metrics (curl 127.0.0.1:18080/metrics)"
 curl -s 127.0.0.1:18080/metrics | grep -E '^vigil_(reconcile_panics_total|reconcile_errors_total|member_cluster_probe_duration_seconds_count)' | head -12 || true

@@ -209,6 +209,10 @@ pub async fn member_client(
 /// A short, stable description of a client error: the innermost cause, which names the
 /// address and what failed, without per-attempt details.
 pub fn describe_kube_error(error: &kube::Error) -> String {
+    // The API server's own words, without the debug dump of its Status.
+    if let kube::Error::Api(status) = error {
+        return format!("{} ({} {})", status.message, status.code, status.reason);
+    }
     let mut cause: &dyn std::error::Error = error;
     while let Some(next) = cause.source() {
         cause = next;
