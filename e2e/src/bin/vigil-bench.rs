@@ -8,6 +8,7 @@
 //! vigil-bench certificates [N] # N certificates issued at once by a real Pebble (HTTP-01)
 //! vigil-bench dns-render [N]   # the CoreDNS files of a CrossCloudDNS over N clusters
 //! vigil-bench dns-latency [N]  # N lookups through the generated chain vs. the owning cluster
+//! vigil-bench crashes [N]      # 10 crashes each of N supervised workloads at once, then 5000 pods
 //! ```
 
 use std::collections::BTreeMap;
@@ -15,8 +16,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
 use vigil::api::ServiceLevelObjective;
 use vigil_e2e::{Exporter, Operator, Prometheus, TestCluster, eventually};
 
@@ -602,6 +603,287 @@ async fn certificates(count: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `q` quantile (0..1) of sorted `values`.
+fn quantile(values: &[Duration], q: f64) -> Duration {
+    if values.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((values.len() - 1) as f64 * q).round() as usize;
+    values[index.min(values.len() - 1)]
+}
+
+/// Crash capture and the breaker under a burst: `count` Deployments (one kwok pod each),
+/// each supervised with a breaker of 10 crashes; 10 crashes per pod are written into the
+/// pods' container status at once (as kubelets would report them). Measures, from each
+/// status write to the moment the SupervisedWorkload's status counts it (its snapshot is
+/// stored before), the latency; from each workload's 10th crash to `breaker: Open`, the
+/// reaction. Then 5000 more pods are created and the operator's memory is read again.
+async fn crashes(count: usize) -> anyhow::Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::runtime::{WatchStreamExt, watcher};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use vigil::api::SupervisedWorkload;
+    const CRASHES: usize = 10;
+    const IMAGE: &str = "registry.example/bench:1";
+    let cluster = TestCluster::start("bench-crash").await?;
+    cluster.install_crds().await?;
+    cluster.ensure_namespace("vigil-system").await?;
+    cluster.ensure_namespace("bench").await?;
+    let client = cluster.client();
+    let operator = Operator::start(
+        cluster.kubeconfig(),
+        cluster.dir(),
+        "vigil-bench-crash",
+        &[],
+    )?;
+    let params = PatchParams::apply("vigil-bench");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "bench");
+    let workloads: Api<SupervisedWorkload> = Api::namespaced(client.clone(), "bench");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "bench");
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let (deployments, workloads, params) = (deployments.clone(), workloads.clone(), params.clone());
+            async move {
+                let name = format!("w{i:03}");
+                let deployment = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": name},
+                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                        "template": {"metadata": {"labels": {"app": name, "bench": "crash"}},
+                            "spec": {"containers": [{"name": "app", "image": IMAGE}]}}}});
+                deployments.patch(&name, &params, &Patch::Apply(&deployment)).await?;
+                let supervised = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "SupervisedWorkload",
+                    "metadata": {"name": name},
+                    "spec": {"target": {"kind": "Deployment", "name": name}, "isolation": {"profile": "none"},
+                        "circuitBreaker": {"maxCrashes": CRASHES, "window": "10m", "cooldown": "1h"}}});
+                workloads.patch(&name, &params, &Patch::Apply(&supervised)).await?;
+                Ok::<_, anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(16)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                eprintln!("apply failed: {e}");
+            }
+        })
+        .await;
+    let running = eventually(
+        "every workload's pod running",
+        Duration::from_secs(600),
+        || {
+            let pods = pods.clone();
+            async move {
+                let list = pods
+                    .list(&ListParams::default().labels("bench=crash"))
+                    .await?;
+                let running: HashMap<String, String> = list
+                    .items
+                    .into_iter()
+                    .filter(|p| {
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                    })
+                    .filter_map(|p| {
+                        Some((p.labels().get("app")?.clone(), p.metadata.name.clone()?))
+                    })
+                    .collect();
+                Ok((running.len() == count).then_some(running))
+            }
+        },
+    )
+    .await?;
+    eventually(
+        "every SupervisedWorkload reconciled",
+        Duration::from_secs(600),
+        || {
+            let workloads = workloads.clone();
+            async move {
+                let list = workloads.list(&ListParams::default()).await?;
+                let done = list
+                    .items
+                    .iter()
+                    .filter(|w| w.status.as_ref().is_some_and(|s| s.breaker.is_some()))
+                    .count();
+                Ok((done == count).then_some(()))
+            }
+        },
+    )
+    .await?;
+    let rss_before = operator.rss_kib().unwrap_or(0);
+
+    // What the operator reports, as the watch sees it: when each count and Open appeared.
+    let seen: Arc<Mutex<HashMap<(String, i64), Instant>>> = Arc::default();
+    let opened: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let observer = {
+        let (seen, opened) = (seen.clone(), opened.clone());
+        let stream = watcher(workloads.clone(), watcher::Config::default()).applied_objects();
+        tokio::spawn(stream.for_each(move |w| {
+            let (seen, opened) = (seen.clone(), opened.clone());
+            async move {
+                let Ok(w) = w else { return };
+                let status = w.status.clone().unwrap_or_default();
+                let now = Instant::now();
+                let name = w.name_any();
+                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                for k in 1..=status.crashes_total {
+                    seen.entry((name.clone(), k)).or_insert(now);
+                }
+                if status.breaker.as_deref() == Some("Open") {
+                    opened
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(name)
+                        .or_insert(now);
+                }
+            }
+        }))
+    };
+    let injected: Arc<Mutex<HashMap<(String, i64), Instant>>> = Arc::default();
+    let started = Instant::now();
+    let mut peak = rss_before;
+    for k in 1..=CRASHES {
+        futures::stream::iter(running.clone())
+            .map(|(name, pod)| {
+                let (pods, injected) = (pods.clone(), injected.clone());
+                async move {
+                    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+                    let patch = serde_json::json!({"status": {"containerStatuses": [{
+                        "name": "app", "image": IMAGE, "ready": true, "started": true,
+                        "restartCount": k,
+                        "lastState": {"terminated": {"exitCode": 2, "reason": "Error",
+                            "message": "panic: bench\n\ngoroutine 1 [running]:\nmain.main()\n\t/src/main.go:9 +0x1d\n",
+                            "startedAt": now, "finishedAt": now}},
+                        "state": {"running": {"startedAt": now}}}]}});
+                    let at = Instant::now();
+                    pods.patch_status(&pod, &PatchParams::default(), &Patch::Strategic(&patch)).await?;
+                    injected
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert((name, i64::try_from(k).unwrap_or(0)), at);
+                    Ok::<_, anyhow::Error>(())
+                }
+            })
+            .buffer_unordered(32)
+            .for_each(|r| async move {
+                if let Err(e) = r {
+                    eprintln!("crash injection failed: {e}");
+                }
+            })
+            .await;
+        peak = peak.max(operator.rss_kib().unwrap_or(0));
+    }
+    let injection = started.elapsed();
+    let total = count * CRASHES;
+    eventually(
+        "every crash counted and every breaker open",
+        Duration::from_secs(900),
+        || {
+            let (seen, opened) = (seen.clone(), opened.clone());
+            peak = peak.max(operator.rss_kib().unwrap_or(0));
+            async move {
+                let counted = seen.lock().unwrap_or_else(|e| e.into_inner()).len();
+                let open = opened.lock().unwrap_or_else(|e| e.into_inner()).len();
+                Ok((counted >= total && open == count).then_some(()))
+            }
+        },
+    )
+    .await?;
+    let all = started.elapsed();
+    observer.abort();
+    let (seen, injected, opened) = (
+        seen.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        injected.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        opened.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+    );
+    let mut latencies: Vec<Duration> = injected
+        .iter()
+        .filter_map(|(key, at)| Some(seen.get(key)?.saturating_duration_since(*at)))
+        .collect();
+    latencies.sort();
+    let mut reactions: Vec<Duration> = opened
+        .iter()
+        .filter_map(|(name, at)| {
+            let tenth = injected.get(&(name.clone(), i64::try_from(CRASHES).unwrap_or(0)))?;
+            Some(at.saturating_duration_since(*tenth))
+        })
+        .collect();
+    reactions.sort();
+    println!(
+        "crashes: {total} crash events across {count} workloads injected in {:.1} s ({:.0}/s), all counted and every breaker open after {:.1} s",
+        injection.as_secs_f64(),
+        total as f64 / injection.as_secs_f64(),
+        all.as_secs_f64()
+    );
+    println!(
+        "crashes: crash-to-snapshot p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; breaker reaction (10th crash to Open) p50 {:.0} ms, p99 {:.0} ms; operator RSS {} MiB before, peak {} MiB",
+        quantile(&latencies, 0.5).as_secs_f64() * 1000.0,
+        quantile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        quantile(&reactions, 0.5).as_secs_f64() * 1000.0,
+        quantile(&reactions, 0.99).as_secs_f64() * 1000.0,
+        rss_before / 1024,
+        peak / 1024
+    );
+
+    // Memory while watching 5000 pods (bare pods bound to the kwok nodes).
+    cluster.ensure_namespace("bench-pods").await?;
+    let many: Api<Pod> = Api::namespaced(client.clone(), "bench-pods");
+    let nodes: Vec<String> = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    let before_pods = operator.rss_kib().unwrap_or(0);
+    let pods_started = Instant::now();
+    futures::stream::iter(0..5000usize)
+        .map(|i| {
+            let many = many.clone();
+            let node = nodes[i % nodes.len().max(1)].clone();
+            async move {
+                let pod: Pod = serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("p{i:04}"), "labels": {"bench": "many"}},
+                    "spec": {"nodeName": node, "containers": [{"name": "app", "image": IMAGE}]}}))?;
+                many.create(&Default::default(), &pod).await?;
+                Ok::<_, anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(32)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                eprintln!("pod create failed: {e}");
+            }
+        })
+        .await;
+    let mut peak_pods = before_pods;
+    eventually("5000 pods running", Duration::from_secs(900), || {
+        let many = many.clone();
+        peak_pods = peak_pods.max(operator.rss_kib().unwrap_or(0));
+        async move {
+            let list = many
+                .list(&ListParams::default().labels("bench=many"))
+                .await?;
+            let running = list
+                .items
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .count();
+            Ok((running == 5000).then_some(()))
+        }
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    println!(
+        "crashes: 5000 more pods created and running in {:.1} s; operator RSS {} MiB before, peak {} MiB, {} MiB after",
+        pods_started.elapsed().as_secs_f64(),
+        before_pods / 1024,
+        peak_pods.max(operator.rss_kib().unwrap_or(0)) / 1024,
+        operator.rss_kib().unwrap_or(0) / 1024
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -614,8 +896,9 @@ async fn main() -> anyhow::Result<()> {
         "certificates" => certificates(count(100)).await,
         "dns-render" => dns_render(count(32)),
         "dns-latency" => dns_latency(count(3000)).await,
+        "crashes" => crashes(count(100)).await,
         other => anyhow::bail!(
-            "unknown benchmark {other:?}: render, cluster, prometheus, certificates, dns-render or dns-latency"
+            "unknown benchmark {other:?}: render, cluster, prometheus, certificates, dns-render, dns-latency or crashes"
         ),
     }
 }
