@@ -50,6 +50,17 @@ async fn terminate(
     pod: &str,
     terminated: serde_json::Value,
 ) -> anyhow::Result<()> {
+    restart(pods, pod, terminated, 1).await
+}
+
+/// Like [`terminate`], with the restart count `restarts` higher: the restarts in between
+/// were not seen (the status keeps only the last termination).
+async fn restart(
+    pods: &Api<Pod>,
+    pod: &str,
+    terminated: serde_json::Value,
+    restarts: i32,
+) -> anyhow::Result<()> {
     let current = pods.get_status(pod).await?;
     let status = current.status.unwrap_or_default();
     let container = status
@@ -68,7 +79,7 @@ async fn terminate(
         "imageID": container.image_id,
         "ready": true,
         "started": true,
-        "restartCount": container.restart_count + 1,
+        "restartCount": container.restart_count + restarts,
         "lastState": {"terminated": terminated},
         "state": {"running": {"startedAt": now}},
     }]}});
@@ -112,8 +123,17 @@ async fn wait_status(
     what: &str,
     check: impl Fn(&vigil::api::SupervisedWorkloadStatus) -> bool,
 ) -> anyhow::Result<vigil::api::SupervisedWorkloadStatus> {
+    wait_status_of(workloads, "orders", what, check).await
+}
+
+async fn wait_status_of(
+    workloads: &Api<SupervisedWorkload>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&vigil::api::SupervisedWorkloadStatus) -> bool,
+) -> anyhow::Result<vigil::api::SupervisedWorkloadStatus> {
     eventually(what, Duration::from_secs(60), || async {
-        let status = workloads.get("orders").await?.status.unwrap_or_default();
+        let status = workloads.get(name).await?.status.unwrap_or_default();
         Ok(check(&status).then_some(status))
     })
     .await
@@ -227,6 +247,23 @@ async fn crash_kinds(cluster: &TestCluster, ns: &str) -> anyhow::Result<()> {
         .last_crash
         .unwrap_or_default();
     assert!(last.ends_with("exited 139 (Error), signal 11"), "{last}");
+    // Three restarts at once: the two not seen count as crashes too, and the snapshot says so.
+    restart(
+        &pods,
+        &pod,
+        serde_json::json!({"exitCode": 1, "reason": "Error"}),
+        3,
+    )
+    .await?;
+    let status = wait_status_of(&workloads, "payments", "the unseen restarts counted", |s| {
+        s.crashes_total == 6
+    })
+    .await?;
+    let last = status.last_crash.unwrap_or_default();
+    assert!(
+        last.ends_with("(after 2 restarts not seen, counted as crashes)"),
+        "{last}"
+    );
     Ok(())
 }
 

@@ -61,6 +61,7 @@ fn every_crash_output_is_summarized_as_its_header_says() {
             termination_message: output.to_owned(),
             log_tail: output.repeat(20),
             panic: summarize(output),
+            unseen_restarts: 0,
         };
         let json = snapshot.to_bounded_json(1024);
         assert!(json.len() <= 1024, "{name}: {} bytes", json.len());

@@ -309,7 +309,10 @@ impl Reconcile for SupervisedWorkload {
             return Err(Error::InvalidSpec(errors));
         }
         let namespace = self.namespace().unwrap_or_default();
-        let key = format!("{namespace}/{}", self.name_any());
+        // By UID: an object deleted and created again starts afresh.
+        let key = self
+            .uid()
+            .unwrap_or_else(|| format!("{namespace}/{}", self.name_any()));
         let kind = self.spec.target.kind;
         let target = &self.spec.target.name;
         let workloads: Api<DynamicObject> =
@@ -357,12 +360,32 @@ impl Reconcile for SupervisedWorkload {
                         (c.name.clone(), !current)
                     })
                     .collect();
-                for crash in crashes_of(&pod) {
-                    if seen.insert(crash.id()) {
-                        let restarted = restarted.get(&crash.container).copied().unwrap_or(true);
-                        fresh.push((crash, restarted));
+                // A pod created after this object: all its restarts are in scope.
+                let pod_is_newer = pod.creation_timestamp() >= self.creation_timestamp();
+                for mut crash in crashes_of(&pod) {
+                    if seen.contains(&crash.id()) {
+                        continue;
                     }
+                    // Restarts between the last one seen and this one were not seen: the
+                    // status keeps only the last termination. They count as crashes.
+                    let prefix = format!("{}/{}/", crash.pod_uid, crash.container);
+                    let last_seen = seen
+                        .iter()
+                        .filter_map(|id| id.strip_prefix(&prefix)?.parse::<i32>().ok())
+                        .max()
+                        .or(pod_is_newer.then_some(0));
+                    crash.unseen_restarts =
+                        last_seen.map_or(0, |last| (crash.restart_count - last - 1).max(0));
+                    seen.insert(crash.id());
+                    let restarted = restarted.get(&crash.container).copied().unwrap_or(true);
+                    fresh.push((crash, restarted));
                 }
+            }
+        }
+        // A termination without a finish time counts as happening now.
+        for (crash, _) in &mut fresh {
+            if crash.time.is_empty() {
+                crash.time = now.to_string();
             }
         }
         fresh.sort_by(|a, b| a.0.time.cmp(&b.0.time));
@@ -385,7 +408,10 @@ impl Reconcile for SupervisedWorkload {
             .recent_crashes
             .iter()
             .filter_map(|t| parse_time(t))
-            .chain(fresh.iter().filter_map(|c| parse_time(&c.time)))
+            .chain(fresh.iter().flat_map(|c| {
+                let times = 1 + usize::try_from(c.unseen_restarts).unwrap_or(0);
+                std::iter::repeat_n(parse_time(&c.time), times).flatten()
+            }))
             .collect();
         recent.sort();
         let in_window = |t: &Timestamp| {
@@ -581,7 +607,11 @@ impl Reconcile for SupervisedWorkload {
                 .map(|_| i64::try_from(after.cooldown.as_secs()).unwrap_or(i64::MAX)),
             last_crash,
             crashes_in_window,
-            crashes_total: previous.crashes_total + i64::try_from(fresh.len()).unwrap_or(0),
+            crashes_total: previous.crashes_total
+                + fresh
+                    .iter()
+                    .map(|c| 1 + i64::from(c.unseen_restarts))
+                    .sum::<i64>(),
             snapshots_config_map: (previous.snapshots_config_map.is_some() || !fresh.is_empty())
                 .then(|| config_map_name.clone()),
             recent_crashes: recent_kept,
@@ -960,7 +990,7 @@ async fn announce_crash(
             container: crash.container.clone(),
             reason: crash.reason.clone(),
         })
-        .inc();
+        .inc_by(1 + u64::try_from(crash.unseen_restarts).unwrap_or(0));
     tracing::warn!(
         namespace,
         workload,

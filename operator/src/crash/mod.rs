@@ -54,6 +54,14 @@ pub struct Snapshot {
     /// The panic or exception found in the output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub panic: Option<PanicSummary>,
+    /// Restarts before this one that happened between two looks (the pod status keeps only
+    /// the last termination); they count as crashes too.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unseen_restarts: i32,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 impl Snapshot {
@@ -69,8 +77,12 @@ impl Snapshot {
             (Some(signal), None) => format!(", signal {signal}"),
             (None, None) => String::new(),
         };
+        let unseen = match self.unseen_restarts {
+            0 => String::new(),
+            n => format!(" (after {n} restarts not seen, counted as crashes)"),
+        };
         format!(
-            "{} container {} of pod {} exited {} ({}){how}",
+            "{} container {} of pod {} exited {} ({}){how}{unseen}",
             self.time, self.container, self.pod, self.exit_code, self.reason
         )
     }
@@ -172,6 +184,7 @@ pub fn crashes_of(pod: &Pod) -> Vec<Snapshot> {
             termination_message: terminated.message.clone().unwrap_or_default(),
             log_tail: String::new(),
             panic: None,
+            unseen_restarts: 0,
         });
     }
     out
@@ -273,6 +286,7 @@ mod tests {
             termination_message: "m".repeat(3000),
             log_tail: (0..500).map(|i| format!("line {i}\n")).collect(),
             panic: None,
+            unseen_restarts: 0,
         };
         let json = snapshot.to_bounded_json(2048);
         assert!(json.len() <= 2048, "{}", json.len());
