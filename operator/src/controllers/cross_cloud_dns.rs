@@ -298,7 +298,19 @@ async fn ensure_finalizer(dns: &CrossCloudDNS, api: &Api<CrossCloudDNS>) -> Resu
             {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
         ])
     };
-    patch_finalizers(dns, api, patch).await
+    match patch_finalizers(dns, api, patch).await {
+        // The `test` failed: the list changed since this copy was read (often our own add,
+        // not yet in the watch cache). Done if the finalizer is there now.
+        Err(Error::Kube(kube::Error::Api(status))) if status.code == 422 => {
+            let fresh = api.get(&dns.name_any()).await?;
+            if fresh.finalizers().iter().any(|f| f == FINALIZER) {
+                Ok(())
+            } else {
+                Err(Error::Kube(kube::Error::Api(status)))
+            }
+        }
+        other => other,
+    }
 }
 
 async fn patch_finalizers(
@@ -356,7 +368,18 @@ async fn finalize(
             {"op": "test", "path": path, "value": FINALIZER},
             {"op": "remove", "path": path},
         ]);
-        patch_finalizers(dns, api, patch).await?;
+        match patch_finalizers(dns, api, patch).await {
+            Ok(()) => {}
+            // The list changed since this copy was read: done if ours is gone already.
+            Err(Error::Kube(kube::Error::Api(status))) if status.code == 422 => {
+                if let Some(fresh) = api.get_opt(&dns.name_any()).await?
+                    && fresh.finalizers().iter().any(|f| f == FINALIZER)
+                {
+                    return Err(Error::Kube(kube::Error::Api(status)));
+                }
+            }
+            Err(other) => return Err(other),
+        }
     }
     Ok(Action::await_change())
 }
