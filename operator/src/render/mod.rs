@@ -5,6 +5,7 @@
 //! (promtool, CoreDNS, the Collector) to check.
 
 pub mod dns;
+pub mod otel;
 pub mod slo;
 
 use std::path::PathBuf;
