@@ -71,11 +71,35 @@ where
     }
 }
 
-/// A free TCP port on 127.0.0.1.
+/// Ports handed out by [`free_port`]: below the kernel's ephemeral range (32768-60999 by
+/// default), so that no outgoing connection of any process can take one between the moment
+/// it is handed out and the moment a peer binds it (a port from `bind(0)` could be, and CI
+/// saw CoreDNS fail with "address already in use"); above the fixed listener ranges the
+/// CrossCloudDNS tests use (20000-22999).
+const PORTS: std::ops::Range<u16> = 23_000..32_700;
+
+/// A free port on 127.0.0.1 (TCP and UDP), never handed out twice by this process.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(PORTS.end - PORTS.start);
+    // Each process starts at its own place in the range.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let port = PORTS.start + u16::try_from(offset)?;
+        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port in {PORTS:?}")
 }
 
 /// GET over plain HTTP/1.0 (admin ports, Prometheus); `None` when nothing answers.

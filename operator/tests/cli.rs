@@ -59,6 +59,27 @@ fn the_examples_render() {
         "{}",
         text(&output.stderr)
     );
+    // With -o, the files for peer programs: one Collector configuration per cluster of the
+    // example pipeline, for its provider.
+    let out = tempfile::tempdir().expect("tempdir");
+    let output = vigil(&[
+        "render",
+        "-f",
+        examples.to_str().expect("utf-8 path"),
+        "-o",
+        out.path().to_str().expect("utf-8 path"),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    for (cluster, exporter) in [
+        ("aws", "awsxray"),
+        ("aliyun", "otlp_grpc/sls"),
+        ("vmware", "otlp_http/loki"),
+    ] {
+        let path = out.path().join(format!("otelcol/{cluster}/shop-shop.yaml"));
+        let config =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(config.contains(exporter), "{cluster}: {config}");
+    }
 }
 
 /// Each corpus file starts with `# expect: <field path>: <message>` lines: the problems

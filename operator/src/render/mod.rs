@@ -38,7 +38,9 @@ pub struct Desired {
 /// validation, which runs the same generators, reports them.
 ///
 /// Kinds whose generators have not landed yet render nothing; their controllers only
-/// validate and report. CrossCloudDNS renders each member cluster's CoreDNS server blocks
+/// validate and report. TelemetryPipeline renders each cluster's Collector configuration
+/// (`otelcol/<cluster>/<namespace>-<name>.yaml`), which its controller does not roll out
+/// yet. CrossCloudDNS renders each member cluster's CoreDNS server blocks
 /// (every remote counted as healthy) and, for `Dedicated`, the manifests of the
 /// Vigil-managed CoreDNS: they go to the member clusters, so they are files here, not
 /// objects of this cluster.
@@ -64,6 +66,20 @@ pub fn render(inventory: &Inventory) -> Desired {
                 desired.files.push(RenderedFile {
                     path: dir.join(format!("{}.server", dns.name_any())),
                     content: config.server,
+                });
+            }
+        }
+    }
+    for pipeline in &inventory.telemetry_pipelines {
+        if let Ok(configs) = otel::render_collector_configs(pipeline, inventory, None) {
+            for config in configs {
+                desired.files.push(RenderedFile {
+                    path: PathBuf::from("otelcol").join(&config.cluster).join(format!(
+                        "{}-{}.yaml",
+                        pipeline.namespace().unwrap_or_default(),
+                        pipeline.name_any()
+                    )),
+                    content: config.yaml,
                 });
             }
         }
