@@ -113,6 +113,34 @@ pub fn workload_of(pod: &Pod) -> Option<(WorkloadKind, String)> {
     }
 }
 
+/// The `SupervisedWorkload`s of `namespace` (in `store`) that target workload `kind`/`name`.
+pub fn targeting(
+    store: &Store<DeserializeGuard<SupervisedWorkload>>,
+    namespace: &str,
+    kind: WorkloadKind,
+    name: &str,
+) -> Vec<SupervisedWorkload> {
+    store
+        .state()
+        .iter()
+        .filter_map(|guard| guard.0.as_ref().ok())
+        .filter(|sw| {
+            sw.namespace().as_deref() == Some(namespace)
+                && sw.spec.target.kind == kind
+                && sw.spec.target.name == name
+        })
+        .cloned()
+        .collect()
+}
+
+/// A merge patch of the workload under Vigil's field manager.
+fn merge_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    }
+}
+
 /// The `SupervisedWorkload`s to reconcile because of pod events: a pod whose containers
 /// show a crash wakes the objects in its namespace that target its workload. Pods without
 /// a crash wake nothing, so a busy cluster costs a watch, not reconciles.
@@ -134,15 +162,8 @@ pub fn crash_triggers(
                 let namespace = pod.namespace()?;
                 let (kind, name) = workload_of(&pod)?;
                 Some(futures::stream::iter(
-                    store
-                        .state()
-                        .iter()
-                        .filter_map(|guard| guard.0.as_ref().ok())
-                        .filter(|sw| {
-                            sw.namespace().as_deref() == Some(namespace.as_str())
-                                && sw.spec.target.kind == kind
-                                && sw.spec.target.name == name
-                        })
+                    targeting(&store, &namespace, kind, &name)
+                        .into_iter()
                         .map(|sw| ObjectRef::new(&sw.name_any()).within(&namespace))
                         .collect::<Vec<_>>(),
                 ))
@@ -642,10 +663,7 @@ async fn forbid_overlap(
     if policy == "Forbid" {
         return Ok(());
     }
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_owned()),
-        ..PatchParams::default()
-    };
+    let params = merge_params();
     let patch = serde_json::json!({"spec": {"concurrencyPolicy": "Forbid"}});
     workloads
         .patch(&cronjob.name_any(), &params, &Patch::Merge(&patch))
@@ -964,10 +982,7 @@ async fn switch(
         "metadata": {"annotations": {CONFIG_REVISION_ANNOTATION: to}},
         "spec": spec,
     });
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_owned()),
-        ..PatchParams::default()
-    };
+    let params = merge_params();
     workloads
         .patch(&workload.name_any(), &params, &Patch::Merge(&patch))
         .await?;
@@ -1059,10 +1074,7 @@ async fn act(
             format!("resumed {what}"),
         ),
     };
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_owned()),
-        ..PatchParams::default()
-    };
+    let params = merge_params();
     workloads
         .patch(&name, &params, &Patch::Merge(&patch))
         .await?;

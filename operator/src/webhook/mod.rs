@@ -34,7 +34,7 @@ use tokio::sync::watch;
 
 use crate::api::SupervisedWorkload;
 use crate::api::supervised_workload::WorkloadKind;
-use crate::controllers::supervised_workload::workload_of;
+use crate::controllers::supervised_workload::{targeting, workload_of};
 
 /// Path the API server posts pod admissions to.
 pub const PATH: &str = "/mutate-pods";
@@ -327,16 +327,9 @@ fn review_pod(handler: &Handler, request: &AdmissionRequest<Pod>) -> Option<json
     let pod = request.object.as_ref()?;
     let namespace = request.namespace.clone().or_else(|| pod.namespace())?;
     let (kind, name) = workload_of(pod)?;
-    let workload = handler
-        .store
-        .state()
-        .iter()
-        .filter_map(|g| g.0.as_ref().ok().cloned())
-        .find(|sw| {
-            sw.namespace().as_deref() == Some(namespace.as_str())
-                && sw.spec.target.kind == kind
-                && sw.spec.target.name == name
-        })?;
+    let workload = targeting(&handler.store, &namespace, kind, &name)
+        .into_iter()
+        .next()?;
     let key = (kind == WorkloadKind::CronJob)
         .then(|| {
             let job = pod
