@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod coredns;
 pub mod dns;
 pub mod operator;
+pub mod otelcol;
 pub mod pebble;
 pub mod prometheus;
 
@@ -109,6 +110,16 @@ pub async fn http_get(url: &str) -> Option<(u16, String)> {
 
 /// A request without a body over plain HTTP/1.0; `None` when nothing answers.
 pub async fn http_request(method: &str, url: &str) -> Option<(u16, String)> {
+    http_send(method, url, "text/plain", "").await
+}
+
+/// A request with a `content_type` body over plain HTTP/1.0; `None` when nothing answers.
+pub async fn http_send(
+    method: &str,
+    url: &str,
+    content_type: &str,
+    body: &str,
+) -> Option<(u16, String)> {
     let rest = url.strip_prefix("http://")?;
     let (host, path) = rest
         .split_once('/')
@@ -119,7 +130,10 @@ pub async fn http_request(method: &str, url: &str) -> Option<(u16, String)> {
             .await
             .ok()?
             .ok()?;
-    let request = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n");
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = String::new();
     tokio::time::timeout(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes control-plane peers, Pebble (ACME test server) and
-# CoreDNS that the end-to-end tests need into <repo>/.tools/bin/, and installs the
+# Builds the real Kubernetes control-plane peers, Pebble (ACME test server),
+# CoreDNS and the OpenTelemetry Collectors that the end-to-end tests need into <repo>/.tools/bin/, and installs the
 # Debian packages the tests use.
 #
 #   e2e/tools/install.sh            build what is missing or stale
@@ -9,13 +9,15 @@
 #   SKIP_APT=1 ...                  do not touch Debian packages
 #
 # Prerequisites: Go >= 1.26 and apt (run as root, or with sudo available).
-# Versions are pinned in five modules (each with a complete go.sum):
+# Versions are pinned in these modules (each with a complete go.sum):
 #   e2e/tools/go.mod         kube-apiserver, kube-controller-manager,
 #                            kube-scheduler, kubectl (k8s.io/kubernetes), kwok
 #   e2e/tools/helm/go.mod    helm
 #   e2e/tools/etcd/go.mod    etcd
 #   e2e/tools/pebble/go.mod  pebble (ACME test server)
 #   e2e/tools/coredns/go.mod coredns (CrossCloudDNS tests)
+#   e2e/tools/otelcol/go.mod ocb, the Collector Builder; the Collectors it
+#                            generates are pinned in otelcol/{vigil,backend}/
 # Every binary has a stamp file .tools/bin/.<name>.version whose first word is
 # the pinned version it was built from, followed by the Go version and a hash
 # of its module's go.mod+go.sum. A binary is rebuilt when it is missing or its
@@ -115,6 +117,7 @@ ETCD_VERSION="$(pinned "$HERE/etcd" go.etcd.io/etcd/server/v3)"  # v3.6.16
 HELM_CLIENT_GO="$(pinned "$HERE/helm" k8s.io/client-go)"   # v0.37.0
 PEBBLE_VERSION="$(pinned "$HERE/pebble" github.com/letsencrypt/pebble/v2)"  # v2.10.3
 COREDNS_VERSION="$(pinned "$HERE/coredns" github.com/coredns/coredns)"     # v1.15.0
+OCB_VERSION="$(pinned "$HERE/otelcol" go.opentelemetry.io/collector/cmd/builder)"  # v0.161.0
 
 k8s_minor="${K8S_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
 BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -185,6 +188,43 @@ build pebble                  "$PEBBLE_VERSION" "$HERE/pebble" github.com/letsen
 # The module root is CoreDNS's main package (coredns.go), with all the plugins
 # of its plugin.cfg compiled in.
 build coredns                 "$COREDNS_VERSION" "$HERE/coredns" github.com/coredns/coredns            "$COREDNS_LDFLAGS"
+
+# OpenTelemetry Collectors (TelemetryPipeline tests), built the way their
+# docs describe: the Collector Builder (ocb, pinned in otelcol/go.mod) turns a
+# builder config into sources. The module graph is pinned in otelcol/<name>/
+# go.mod+go.sum, so ocb only generates (no `go get`), and the build is
+# -mod=readonly like every other tool here.
+#   otelcol-vigil    otelcol/vigil.yaml: the components Vigil generates
+#   otelcol-backend  otelcol/backend.yaml: OTLP in, file out (a test backend)
+build ocb                     "$OCB_VERSION" "$HERE/otelcol" go.opentelemetry.io/collector/cmd/builder ""
+build_collector() {
+    local name="otelcol-$1" cfg="$HERE/otelcol/$1.yaml" mod="$HERE/otelcol/$1"
+    local out="$BIN/otelcol-$1" stamp="$BIN/.otelcol-$1.version" version want src
+    version="v$(awk '$1 == "version:" { print $2; exit }' "$cfg")"
+    want="$version $gov ocb:$OCB_VERSION sum:$(cat "$cfg" "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -c1-12)"
+    if [ "$FORCE" != 1 ] && [ -x "$out" ] && [ -f "$stamp" ] &&
+        [ "$(cat "$stamp")" = "$want" ]; then
+        log "$name $version ... up to date"
+        return
+    fi
+    local start=$SECONDS
+    log "building $name $version with ocb ..."
+    rm -f "$stamp"
+    src="$(dirname "$BIN")/otelcol/$1"
+    rm -rf "$src" && mkdir -p "$src"
+    sed "s#^\(  output_path:\).*#\1 $src#" "$cfg" >"$src.yaml"
+    "$BIN/ocb" --config "$src.yaml" --skip-get-modules --skip-compilation >"$src.log" 2>&1 || {
+        cat "$src.log" >&2; die "ocb could not generate $name"; }
+    cp "$mod/go.mod" "$mod/go.sum" "$src/"
+    (cd "$src" && go build -o "$out.tmp" -ldflags "-s -w" . 2>&1 |
+        { grep -v '^go: downloading ' || true; } >&2) ||
+        die "building $name failed"
+    mv -f "$out.tmp" "$out"
+    printf '%s\n' "$want" >"$stamp"
+    log "building $name $version ... done in $((SECONDS - start))s"
+}
+build_collector backend
+build_collector vigil
 
 # kwok has no built-in stages: without Stage objects (from --config or the
 # Stage CRD) it refuses to start, and nodes/pods never change state. Assemble

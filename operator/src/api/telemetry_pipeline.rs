@@ -161,7 +161,8 @@ pub struct AliyunBackends {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VmwareBackends {
-    /// OTLP endpoint of Jaeger or Tempo for traces.
+    /// OTLP/gRPC endpoint of Jaeger or Tempo for traces: `host:port` (TLS), or
+    /// `http://host:port` for plaintext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traces_otlp_endpoint: Option<String>,
     /// Prometheus remote-write URL for metrics.

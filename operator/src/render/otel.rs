@@ -1,7 +1,7 @@
 //! OpenTelemetry Collector configurations for a `TelemetryPipeline`, one per member cluster,
 //! for that cluster's provider.
 //!
-//! Component names are those of Collector v0.159.0 (the canonical names after the renames
+//! Component names are those of Collector v0.161.0 (the canonical names after the renames
 //! of v0.144 and later: `otlp_grpc`, `otlp_http`, `k8s_attributes`, `resource_detection`,
 //! `prometheus_remote_write`).
 //!
@@ -20,7 +20,8 @@
 //!     10010`, with the `x-sls-otel-*` headers). The contrib `alibabacloud_logservice`
 //!     exporter was marked unmaintained twice; OTLP is what Log Service documents for
 //!     OpenTelemetry and needs no Alibaba-specific component in the Collector.
-//!   - VMware on-prem: OTLP to Jaeger or Tempo, `prometheus_remote_write`, OTLP over HTTP
+//!   - VMware on-prem: OTLP to Jaeger or Tempo (plaintext for an `http://` endpoint, TLS
+//!     otherwise), `prometheus_remote_write`, OTLP over HTTP
 //!     to Loki (`/otlp`; the Loki exporter was removed from contrib), and OpenSearch.
 //! - Credentials only through environment variables (`${env:NAME}`), filled from Secrets
 //!   by the workload: [`CollectorConfig::env`] lists them. Nothing secret is in the file.
@@ -36,7 +37,7 @@ use crate::api::telemetry_pipeline::CollectorMode;
 use crate::inventory::Inventory;
 
 /// The Collector release whose component names the configurations use.
-pub const COLLECTOR_VERSION: &str = "0.159.0";
+pub const COLLECTOR_VERSION: &str = "0.161.0";
 
 /// An environment variable the Collector needs, taken from a Secret key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +95,16 @@ pub fn render_collector_configs(
             })
         })
         .collect()
+}
+
+/// An `otlp_grpc` exporter. gRPC has no scheme of its own, and the exporter speaks TLS
+/// unless told otherwise, also to `http://` endpoints: `http://host:port` means plaintext
+/// (an in-cluster Tempo or Jaeger), anything else TLS.
+fn otlp_grpc(endpoint: &str) -> Value {
+    match endpoint.strip_prefix("http://") {
+        Some(plain) => json!({"endpoint": plain, "tls": {"insecure": true}}),
+        None => json!({"endpoint": endpoint.trim_start_matches("https://")}),
+    }
 }
 
 fn secret_env(env: &mut Vec<SecretEnv>, name: &str, secret: &str, key: &str) -> String {
@@ -290,7 +301,7 @@ fn collector(
                 .as_ref()
                 .ok_or_else(|| missing("vmware"))?;
             if let Some(endpoint) = &onprem.traces_otlp_endpoint {
-                exporters.insert("otlp_grpc/traces".into(), json!({"endpoint": endpoint}));
+                exporters.insert("otlp_grpc/traces".into(), otlp_grpc(endpoint));
                 by_signal
                     .entry("traces")
                     .or_default()
@@ -375,7 +386,11 @@ fn collector(
         "service": {
             "extensions": extension_names,
             "pipelines": pipelines,
-            "telemetry": {"metrics": {"level": "basic"}},
+            // The Collector's own metrics, for Prometheus to scrape (the default reader
+            // listens on localhost only, out of reach of anything outside the pod).
+            "telemetry": {"metrics": {"level": "basic", "readers": [
+                {"pull": {"exporter": {"prometheus": {"host": "0.0.0.0", "port": 8888}}}}
+            ]}},
         },
     });
     Ok((config, env))

@@ -1,0 +1,361 @@
+//! OpenTelemetry Collectors built by `make tools` with the Collector Builder (ocb) from
+//! `e2e/tools/otelcol/`: `otelcol-vigil`, with the components Vigil generates, and
+//! `otelcol-backend`, which receives OTLP and writes every span to a file. A test starts a
+//! gateway with a generated configuration and a backend behind it, sends spans, and reads
+//! which ones arrived.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::process::{Process, print_tails};
+use crate::{eventually, free_port, http_send, tool};
+
+/// Component types Vigil generates that `otelcol-vigil` lacks: the Go module proxy of the
+/// workplace it was built in served no release of them (or of modules they import) that
+/// matches the others at the pinned release (see `e2e/tools/otelcol/vigil.yaml`).
+/// [`with_stand_ins`] replaces exactly these; a test checks that none of them is built,
+/// so that this list can never hide a component that could be validated.
+pub const NOT_BUILT: &[&str] = &[
+    "resource_detection",
+    "awsxray",
+    "awsemf",
+    "sigv4auth",
+    "opensearch",
+];
+
+/// The type of a component id: `otlp_grpc/traces` is an `otlp_grpc`.
+pub fn component_type(id: &str) -> &str {
+    id.split_once('/').map_or(id, |(kind, _)| kind)
+}
+
+/// `yaml` with every component of [`NOT_BUILT`] taken out: processors and extensions are
+/// removed (with their references), an exporter is replaced by a plaintext `otlp_grpc`
+/// stand-in so that its pipelines keep an exporter, and an `auth` naming a removed
+/// extension goes. Returns the new configuration and the ids taken out.
+pub fn with_stand_ins(yaml: &str) -> anyhow::Result<(String, Vec<String>)> {
+    let mut config: Value = serde_yaml_ng::from_str(yaml)?;
+    let mut removed = Vec::new();
+    for section in ["processors", "extensions", "exporters"] {
+        let Some(map) = config.get_mut(section).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let ids: Vec<String> = map
+            .keys()
+            .filter(|id| NOT_BUILT.contains(&component_type(id)))
+            .cloned()
+            .collect();
+        for id in ids {
+            map.remove(&id);
+            if section == "exporters" {
+                map.insert(
+                    stand_in(&id),
+                    json!({"endpoint": "127.0.0.1:4317", "tls": {"insecure": true}}),
+                );
+            }
+            removed.push(id);
+        }
+    }
+    if let Some(exporters) = config.get_mut("exporters").and_then(Value::as_object_mut) {
+        for exporter in exporters.values_mut() {
+            let authenticator = exporter
+                .pointer("/auth/authenticator")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if authenticator.is_some_and(|a| removed.contains(&a))
+                && let Some(fields) = exporter.as_object_mut()
+            {
+                fields.remove("auth");
+            }
+        }
+    }
+    let keep = |list: &mut Value| {
+        if let Some(items) = list.as_array_mut() {
+            items.retain(|item| {
+                !item
+                    .as_str()
+                    .is_some_and(|id| removed.iter().any(|r| r == id))
+            });
+        }
+    };
+    if let Some(service) = config.get_mut("service") {
+        if let Some(extensions) = service.get_mut("extensions") {
+            keep(extensions);
+        }
+        if let Some(pipelines) = service.get_mut("pipelines").and_then(Value::as_object_mut) {
+            for pipeline in pipelines.values_mut() {
+                if let Some(processors) = pipeline.get_mut("processors") {
+                    keep(processors);
+                }
+                if let Some(exporters) = pipeline.get_mut("exporters").and_then(Value::as_array_mut)
+                {
+                    for exporter in exporters.iter_mut() {
+                        if let Some(id) = exporter
+                            .as_str()
+                            .filter(|id| removed.iter().any(|r| r == id))
+                        {
+                            *exporter = Value::String(stand_in(id));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok((serde_yaml_ng::to_string(&config)?, removed))
+}
+
+fn stand_in(id: &str) -> String {
+    format!("otlp_grpc/stand-in-for-{}", id.replace('/', "-"))
+}
+
+/// Runs `otelcol-vigil validate` on `yaml` (written to `<dir>/<name>.yaml`), in the
+/// environment of a collector pod: `Ok(Ok(()))` when the Collector accepts it, `Ok(Err(message))` with what it said when not.
+pub fn validate(dir: &Path, name: &str, yaml: &str) -> anyhow::Result<Result<(), String>> {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml)?;
+    let output = Command::new(tool("otelcol-vigil")?)
+        // What the agent DaemonSet sets from the downward API; k8s_attributes checks it.
+        .env("K8S_NODE_NAME", "node-0")
+        .arg("validate")
+        .arg(format!("--config=file:{}", path.display()))
+        .output()?;
+    if output.status.success() {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )))
+    }
+}
+
+/// The component types (and their deprecated aliases) of `binary`, from `components`.
+pub fn built_components(binary: &str) -> anyhow::Result<BTreeSet<String>> {
+    let output = Command::new(tool(binary)?).arg("components").output()?;
+    anyhow::ensure!(output.status.success(), "{binary} components failed");
+    let listing: Value = serde_yaml_ng::from_slice(&output.stdout)?;
+    let mut names = BTreeSet::new();
+    for section in [
+        "receivers",
+        "processors",
+        "exporters",
+        "extensions",
+        "connectors",
+    ] {
+        for component in listing[section].as_array().into_iter().flatten() {
+            if let Some(name) = component["name"].as_str() {
+                names.insert(name.to_owned());
+            }
+        }
+    }
+    anyhow::ensure!(!names.is_empty(), "{binary} lists no components");
+    Ok(names)
+}
+
+/// A running Collector; stopped on drop, its log tail printed if the test is failing.
+#[derive(Debug)]
+pub struct Collector {
+    process: Process,
+    /// The configuration it runs, after [`Collector::start`] moved its listeners.
+    pub config: String,
+    /// `http://127.0.0.1:<port>` of its OTLP/HTTP receiver, if it has one.
+    pub otlp_http: Option<String>,
+    /// `127.0.0.1:<port>` of its OTLP/gRPC receiver, if it has one.
+    pub otlp_grpc: Option<String>,
+}
+
+impl Collector {
+    /// Starts `binary` (`otelcol-vigil` or `otelcol-backend`) with `yaml`. The well-known
+    /// listeners of a generated configuration (OTLP 4317 and 4318, `health_check` 13133, the
+    /// Collector's own metrics 8888, all on 0.0.0.0) move to free ports on 127.0.0.1, so
+    /// that several Collectors run side by side. Returns once every receiver accepts
+    /// connections; fails with the log if the Collector exits.
+    pub async fn start(
+        dir: &Path,
+        name: &str,
+        binary: &str,
+        yaml: &str,
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let mut config = yaml.to_owned();
+        let mut otlp_http = None;
+        let mut otlp_grpc = None;
+        for well_known in [4317, 4318, 13133] {
+            let from = format!("0.0.0.0:{well_known}");
+            if config.contains(&from) {
+                let to = format!("127.0.0.1:{}", free_port()?);
+                config = config.replace(&from, &to);
+                match well_known {
+                    4317 => otlp_grpc = Some(to),
+                    4318 => otlp_http = Some(format!("http://{to}")),
+                    _ => {}
+                }
+            }
+        }
+        config = config
+            .replace("host: 0.0.0.0", "host: 127.0.0.1")
+            .replace("port: 8888", &format!("port: {}", free_port()?));
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, &config)?;
+        let mut process = Process::start(
+            name,
+            &tool(binary)?,
+            &[format!("--config=file:{}", path.display())],
+            dir,
+            envs,
+        )?;
+        for endpoint in otlp_grpc.clone().into_iter().chain(
+            otlp_http
+                .as_deref()
+                .and_then(|u| u.strip_prefix("http://"))
+                .map(str::to_owned),
+        ) {
+            let process = &mut process;
+            eventually(
+                &format!("{name} listening on {endpoint}"),
+                Duration::from_secs(30),
+                || {
+                    let alive = process.check_alive();
+                    let endpoint = endpoint.clone();
+                    async move {
+                        alive?;
+                        Ok(tokio::net::TcpStream::connect(&endpoint)
+                            .await
+                            .ok()
+                            .map(|_| ()))
+                    }
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}\n{}", process.tail(30)))?;
+        }
+        Ok(Self {
+            process,
+            config,
+            otlp_http,
+            otlp_grpc,
+        })
+    }
+
+    /// Its process (for memory and liveness figures).
+    pub fn process(&mut self) -> &mut Process {
+        &mut self.process
+    }
+
+    /// Everything it logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.process.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_tails(&[&self.process], 40);
+        }
+    }
+}
+
+/// `otelcol-backend`: an OTLP/gRPC receiver on 127.0.0.1 whose spans land in a file.
+#[derive(Debug)]
+pub struct Backend {
+    /// The Collector.
+    pub collector: Collector,
+    /// `127.0.0.1:<port>`, for an exporter's `endpoint` (plaintext).
+    pub endpoint: String,
+    spans: PathBuf,
+}
+
+impl Backend {
+    /// Starts a backend named `name` in `dir`.
+    pub async fn start(dir: &Path, name: &str) -> anyhow::Result<Self> {
+        let spans = dir.join(format!("{name}-spans.jsonl"));
+        let config = serde_yaml_ng::to_string(&json!({
+            "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "0.0.0.0:4317"}}}},
+            "exporters": {"file": {"path": spans, "flush_interval": "200ms"}},
+            "service": {
+                "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["file"]}},
+                "telemetry": {"metrics": {"level": "none"}},
+            },
+        }))?;
+        let collector = Collector::start(dir, name, "otelcol-backend", &config, &[]).await?;
+        let endpoint = collector
+            .otlp_grpc
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the backend has no OTLP/gRPC receiver"))?;
+        Ok(Self {
+            collector,
+            endpoint,
+            spans,
+        })
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> anyhow::Result<Vec<Span>> {
+        let Ok(text) = std::fs::read_to_string(&self.spans) else {
+            return Ok(Vec::new());
+        };
+        let mut spans = Vec::new();
+        // The file exporter writes one JSON document per export; a line may be cut short
+        // while it writes, and is read whole next time.
+        for line in text.lines() {
+            let Ok(batch) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            for resource in batch["resourceSpans"].as_array().into_iter().flatten() {
+                for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                    for span in scope["spans"].as_array().into_iter().flatten() {
+                        spans.push(Span {
+                            trace_id: span["traceId"].as_str().unwrap_or_default().to_owned(),
+                            name: span["name"].as_str().unwrap_or_default().to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(spans)
+    }
+}
+
+/// A span as the backend received it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// Hex trace id.
+    pub trace_id: String,
+    /// Span name.
+    pub name: String,
+}
+
+/// A one-span trace in OTLP/JSON: `trace_id` (32 hex digits), lasting `duration_ms`, with
+/// status ERROR when `error`.
+pub fn span(trace_id: &str, name: &str, duration_ms: u64, error: bool) -> Value {
+    let start: u64 = 1_700_000_000_000_000_000;
+    json!({
+        "traceId": trace_id,
+        "spanId": &trace_id[..16],
+        "name": name,
+        "kind": 2,
+        "startTimeUnixNano": start.to_string(),
+        "endTimeUnixNano": (start + duration_ms * 1_000_000).to_string(),
+        "status": {"code": if error { 2 } else { 0 }},
+    })
+}
+
+/// Sends `spans` as one OTLP/HTTP JSON export of service `service` to `otlp_http`
+/// (`http://host:port`); fails unless the receiver answers 200.
+pub async fn send(otlp_http: &str, service: &str, spans: &[Value]) -> anyhow::Result<()> {
+    let body = json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+        "scopeSpans": [{"scope": {"name": "vigil-e2e"}, "spans": spans}],
+    }]});
+    let url = format!("{otlp_http}/v1/traces");
+    match http_send("POST", &url, "application/json", &body.to_string()).await {
+        Some((200, _)) => Ok(()),
+        Some((status, reply)) => anyhow::bail!("{url}: {status} {reply}"),
+        None => anyhow::bail!("{url}: no answer"),
+    }
+}

@@ -1,0 +1,278 @@
+//! The OpenTelemetry Collector configurations Vigil generates, checked by a real Collector
+//! (`otelcol-vigil`, built by `make tools` with ocb from `e2e/tools/otelcol/vigil.yaml`):
+//! every golden configuration and every one rendered from `examples/` passes the
+//! Collector's own `validate`, a typo fails it, and a gateway running the generated VMware
+//! configuration delivers to a second Collector exactly the traces its sampling promises.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use vigil::render::otel::{COLLECTOR_VERSION, render_collector_configs};
+use vigil_e2e::otelcol::{
+    Backend, Collector, NOT_BUILT, built_components, component_type, send, span, validate,
+    with_stand_ins,
+};
+use vigil_e2e::{TestCluster, eventually, repo};
+
+/// The generated configurations under golden test: the insta snapshots of
+/// `operator/tests/otel_render.rs`, without their header.
+fn goldens() -> anyhow::Result<Vec<(String, String)>> {
+    let dir = repo().join("operator/tests/snapshots");
+    let mut goldens = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let Some(name) = name
+            .strip_prefix("otel_render__")
+            .and_then(|n| n.strip_suffix(".snap"))
+        else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path)?;
+        // `---` header `---` body
+        let body = text
+            .splitn(3, "---\n")
+            .nth(2)
+            .ok_or_else(|| anyhow::anyhow!("{}: no insta header", path.display()))?;
+        goldens.push((name.to_owned(), body.to_owned()));
+    }
+    anyhow::ensure!(
+        goldens.len() >= 5,
+        "only {} golden configurations",
+        goldens.len()
+    );
+    goldens.sort();
+    Ok(goldens)
+}
+
+/// Every Collector configuration of the `TelemetryPipeline`s in `examples/`.
+fn examples() -> anyhow::Result<Vec<(String, String)>> {
+    let loaded = vigil::manifest::load(&[repo().join("examples")], "default")?;
+    anyhow::ensure!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    let mut configs = Vec::new();
+    for pipeline in &loaded.inventory.telemetry_pipelines {
+        for config in render_collector_configs(pipeline, &loaded.inventory, None)? {
+            let name = format!(
+                "example-{}-{}",
+                kube::ResourceExt::name_any(pipeline),
+                config.cluster
+            );
+            configs.push((name, config.yaml));
+        }
+    }
+    anyhow::ensure!(!configs.is_empty(), "examples/ has no TelemetryPipeline");
+    Ok(configs)
+}
+
+#[test]
+fn the_collector_built_is_the_release_vigil_generates_for() -> anyhow::Result<()> {
+    let builder = std::fs::read_to_string(repo().join("e2e/tools/otelcol/vigil.yaml"))?;
+    let builder: serde_json::Value = serde_yaml_ng::from_str(&builder)?;
+    assert_eq!(
+        builder["dist"]["version"].as_str(),
+        Some(COLLECTOR_VERSION),
+        "render/otel.rs and e2e/tools/otelcol/vigil.yaml must name the same Collector release"
+    );
+    // The stand-ins hide nothing the build could check.
+    let built = built_components("otelcol-vigil")?;
+    for missing in NOT_BUILT {
+        assert!(
+            !built.contains(*missing),
+            "{missing} is built now: take it out of NOT_BUILT"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn every_generated_configuration_passes_the_collectors_validate() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let built = built_components("otelcol-vigil")?;
+    let mut checked = 0;
+    let mut used = BTreeSet::new();
+    for (name, yaml) in goldens()?.into_iter().chain(examples()?) {
+        let (config, removed) = with_stand_ins(&yaml)?;
+        let value: serde_json::Value = serde_yaml_ng::from_str(&config)?;
+        for section in ["receivers", "processors", "exporters", "extensions"] {
+            for id in value[section]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(id, _)| id)
+            {
+                used.insert(component_type(id).to_owned());
+            }
+        }
+        if let Err(message) = validate(dir.path(), &name, &config)? {
+            panic!(
+                "{name} (with stand-ins for {removed:?}) is refused by the Collector:\n{message}\n{config}"
+            );
+        }
+        checked += 1;
+    }
+    // Everything left after the stand-ins is in the build, and the build has no extra
+    // component the generator never uses (the builder config is exactly what Vigil needs).
+    let generated: BTreeSet<String> = used;
+    for kind in &generated {
+        assert!(built.contains(kind), "{kind} is generated but not built");
+    }
+    let canonical: BTreeSet<&str> = [
+        "otlp",
+        "prometheus",
+        "memory_limiter",
+        "k8s_attributes",
+        "tail_sampling",
+        "batch",
+        "otlp_grpc",
+        "otlp_http",
+        "prometheus_remote_write",
+        "health_check",
+    ]
+    .into();
+    assert_eq!(
+        generated
+            .iter()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
+        canonical,
+        "the components the goldens use (besides NOT_BUILT) changed: update vigil.yaml and this list"
+    );
+    assert!(checked >= 8, "only {checked} configurations checked");
+    Ok(())
+}
+
+#[test]
+fn a_typo_fails_the_check() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (_, vmware) = goldens()?
+        .into_iter()
+        .find(|(name, _)| name == "gateway-vmware")
+        .ok_or_else(|| anyhow::anyhow!("no gateway-vmware golden"))?;
+    let (config, _) = with_stand_ins(&vmware)?;
+    assert_eq!(validate(dir.path(), "ok", &config)?, Ok(()));
+    let typo = config.replace("otlp_grpc/traces", "otlp_grcp/traces");
+    let message = validate(dir.path(), "typo", &typo)?
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("the Collector accepted an unknown exporter"))?;
+    assert!(
+        message.contains("unknown type: \"otlp_grcp\""),
+        "the Collector's message names the typo: {message}"
+    );
+    Ok(())
+}
+
+/// 32 hex digits, distinct per `seed`, spread like random trace ids.
+fn trace_id(kind: &str, seed: usize) -> String {
+    vigil::hash::sha256_hex(format!("{kind}-{seed}").as_bytes())[..32].to_owned()
+}
+
+/// The gateway of the VMware example, with its traces sent to a backend Collector: every
+/// error trace and every slow trace arrives, and about `percentage` of the others.
+#[tokio::test]
+async fn the_gateway_keeps_what_its_sampling_promises() -> anyhow::Result<()> {
+    // k8s_attributes watches pods from the start: give it a real API server.
+    let cluster = TestCluster::start("otel").await?;
+    let dir = tempfile::tempdir()?;
+    let backend = Backend::start(dir.path(), "backend").await?;
+    let yaml = gateway_config(&format!("http://{}", backend.endpoint), 20.0)?;
+    let (config, removed) = with_stand_ins(&yaml)?;
+    assert_eq!(removed, ["resource_detection"], "{yaml}");
+    // Outside a pod there is no service account: the same processor, with the test
+    // cluster's kubeconfig.
+    let config = config.replace("auth_type: serviceAccount", "auth_type: kubeConfig");
+    let kubeconfig = cluster.kubeconfig().display().to_string();
+    let gateway = Collector::start(
+        dir.path(),
+        "gateway",
+        "otelcol-vigil",
+        &config,
+        &[("KUBECONFIG", &kubeconfig)],
+    )
+    .await?;
+    let otlp = gateway
+        .otlp_http
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no OTLP/HTTP receiver"))?;
+
+    let ordinary: Vec<String> = (0..1000).map(|i| trace_id("ok", i)).collect();
+    let errors: Vec<String> = (0..50).map(|i| trace_id("error", i)).collect();
+    let slow: Vec<String> = (0..50).map(|i| trace_id("slow", i)).collect();
+    let mut spans = Vec::new();
+    spans.extend(ordinary.iter().map(|t| span(t, "GET /cart", 12, false)));
+    spans.extend(errors.iter().map(|t| span(t, "POST /pay", 15, true)));
+    spans.extend(slow.iter().map(|t| span(t, "GET /search", 900, false)));
+    for chunk in spans.chunks(100) {
+        send(&otlp, "checkout", chunk).await?;
+    }
+
+    // tail_sampling decides 10 s after a trace's first span; batch waits up to 5 s more.
+    let wanted: BTreeSet<&String> = errors.iter().chain(&slow).collect();
+    eventually(
+        "every error and slow trace at the backend",
+        Duration::from_secs(60),
+        || {
+            let received = backend.spans();
+            let wanted = &wanted;
+            async move {
+                let received: BTreeSet<String> =
+                    received?.into_iter().map(|s| s.trace_id).collect();
+                Ok(wanted.iter().all(|t| received.contains(*t)).then_some(()))
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", gateway.log()))?;
+    // Decisions for all traces were taken together; let the last batch land.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let received: BTreeSet<String> = backend.spans()?.into_iter().map(|s| s.trace_id).collect();
+    let kept = ordinary.iter().filter(|t| received.contains(*t)).count();
+    // 20 % of 1000, hashed from the trace ids: Binomial(1000, 0.2) has a standard
+    // deviation of 12.6; these bounds are 6 of them away.
+    assert!(
+        (125..=275).contains(&kept),
+        "{kept} of 1000 ordinary traces kept at 20 %"
+    );
+    assert_eq!(
+        received.len(),
+        kept + wanted.len(),
+        "the backend received traces nobody sent"
+    );
+    drop(cluster);
+    Ok(())
+}
+
+/// The generated gateway configuration of a VMware cluster exporting traces to `endpoint`,
+/// keeping errors, traces over 500 ms, and `percentage` of the rest.
+fn gateway_config(endpoint: &str, percentage: f64) -> anyhow::Result<String> {
+    let manifest = format!(
+        "apiVersion: vigil.io/v1alpha1
+kind: MemberCluster
+metadata: {{name: onprem}}
+spec: {{provider: vmware, region: dc1, local: true}}
+---
+apiVersion: vigil.io/v1alpha1
+kind: TelemetryPipeline
+metadata: {{name: shop, namespace: shop}}
+spec:
+  clusters: [onprem]
+  mode: gateway
+  signals: {{traces: true, metrics: false}}
+  sampling: {{percentage: {percentage}, keepErrors: true, latencyThresholdMs: 500}}
+  backends:
+    vmware: {{tracesOtlpEndpoint: \"{endpoint}\"}}
+"
+    );
+    let dir = tempfile::tempdir()?;
+    let path: PathBuf = dir.path().join("pipeline.yaml");
+    std::fs::write(&path, manifest)?;
+    let loaded = vigil::manifest::load(&[path], "default")?;
+    anyhow::ensure!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    let pipeline = &loaded.inventory.telemetry_pipelines[0];
+    let mut configs = render_collector_configs(pipeline, &loaded.inventory, None)?;
+    Ok(configs.remove(0).yaml)
+}
