@@ -359,3 +359,123 @@ pub async fn send(otlp_http: &str, service: &str, spans: &[Value]) -> anyhow::Re
         None => anyhow::bail!("{url}: no answer"),
     }
 }
+
+/// The kubelet of Vigil's Collector validation pods in a test cluster, whose kwok nodes
+/// run no containers (and whose kwok stages leave these pods alone, see
+/// `e2e/tools/install.sh`): every 300 ms it finds the validation pods kwok has marked
+/// Running, runs `otelcol-vigil validate` on the ConfigMap they mount (with the stand-ins
+/// of [`with_stand_ins`]; the pod's image is the full contrib build), and writes the outcome
+/// into the pod's status as the kubelet would: phase, exit code, and the Collector's output
+/// as the termination message (`FallbackToLogsOnError`). The Job controller does the rest.
+#[derive(Debug)]
+pub struct ValidationKubelet {
+    task: tokio::task::JoinHandle<()>,
+    runs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ValidationKubelet {
+    /// Starts serving `client`'s cluster, with scratch files in `dir`.
+    pub fn start(client: kube::Client, dir: &Path) -> Self {
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = runs.clone();
+        let dir = dir.to_owned();
+        let task = tokio::spawn(async move {
+            loop {
+                match run_pending(&client, &dir).await {
+                    Ok(done) => {
+                        counter.fetch_add(done, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Err(error) => eprintln!("validation kubelet: {error:#}"),
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        });
+        Self { task, runs }
+    }
+
+    /// How many validation pods it has run.
+    pub fn runs(&self) -> usize {
+        self.runs.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for ValidationKubelet {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs every Running validation pod once; returns how many ran.
+async fn run_pending(client: &kube::Client, dir: &Path) -> anyhow::Result<usize> {
+    use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+    use kube::api::{ListParams, Patch, PatchParams};
+    use kube::{Api, ResourceExt};
+    let pods: Api<Pod> = Api::all(client.clone());
+    let list = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/component=collector-validation"))
+        .await?;
+    let mut ran = 0;
+    for pod in list.items {
+        let status = pod.status.clone().unwrap_or_default();
+        if status.phase.as_deref() != Some("Running") {
+            continue;
+        }
+        let namespace = pod.namespace().unwrap_or_default();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let config_map = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find_map(|v| v.config_map.as_ref().map(|c| c.name.clone()))
+            .ok_or_else(|| anyhow::anyhow!("{} mounts no ConfigMap", pod.name_any()))?;
+        let container = spec
+            .containers
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("{} has no container", pod.name_any()))?;
+        anyhow::ensure!(
+            container
+                .args
+                .as_deref()
+                .and_then(|a| a.first())
+                .map(String::as_str)
+                == Some("validate"),
+            "{} does not run `validate`: {:?}",
+            pod.name_any(),
+            container.args
+        );
+        let data = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+            .get(&config_map)
+            .await?
+            .data
+            .unwrap_or_default();
+        let yaml = data.get(vigil::render::otel::CONFIG_KEY).ok_or_else(|| {
+            anyhow::anyhow!("{config_map} has no {}", vigil::render::otel::CONFIG_KEY)
+        })?;
+        let (config, _) = with_stand_ins(yaml)?;
+        let outcome = validate(dir, &pod.name_any(), &config)?;
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let (phase, code, reason, message) = match &outcome {
+            Ok(()) => ("Succeeded", 0, "Completed", String::new()),
+            Err(output) => ("Failed", 1, "Error", output.clone()),
+        };
+        let patch = json!({"status": {"phase": phase, "containerStatuses": [{
+            "name": container.name,
+            "image": container.image,
+            "imageID": "",
+            "ready": false,
+            "started": false,
+            "restartCount": 0,
+            "state": {"terminated": {"exitCode": code, "reason": reason, "message": message,
+                "startedAt": now, "finishedAt": now}},
+        }]}});
+        Api::<Pod>::namespaced(client.clone(), &namespace)
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        ran += 1;
+    }
+    Ok(ran)
+}

@@ -3,17 +3,27 @@
 //! every golden configuration and every one rendered from `examples/` passes the
 //! Collector's own `validate`, a typo fails it, and a gateway running the generated VMware
 //! configuration delivers to a second Collector exactly the traces its sampling promises.
+//! In a real control plane, the operator (with exactly the chart's rights) rolls a
+//! pipeline out only after the Collector validated it in a Job, and a configuration the
+//! Collector refuses never replaces the running one.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use vigil::api::{MemberCluster, TelemetryPipeline};
 use vigil::render::otel::{COLLECTOR_VERSION, render_collector_configs};
 use vigil_e2e::otelcol::{
-    Backend, Collector, NOT_BUILT, built_components, component_type, send, span, validate,
-    with_stand_ins,
+    Backend, Collector, NOT_BUILT, ValidationKubelet, built_components, component_type, send, span,
+    validate, with_stand_ins,
 };
-use vigil_e2e::{TestCluster, eventually, repo};
+use vigil_e2e::{Operator, TestCluster, eventually, repo};
 
 /// The generated configurations under golden test: the insta snapshots of
 /// `operator/tests/otel_render.rs`, without their header.
@@ -275,4 +285,210 @@ spec:
     let pipeline = &loaded.inventory.telemetry_pipelines[0];
     let mut configs = render_collector_configs(pipeline, &loaded.inventory, None)?;
     Ok(configs.remove(0).yaml)
+}
+
+/// The pipeline's status once `done` holds for it, for the current generation.
+async fn wait_pipeline(
+    api: &Api<TelemetryPipeline>,
+    what: &str,
+    done: impl Fn(&vigil::api::TelemetryPipelineStatus) -> bool,
+) -> anyhow::Result<vigil::api::TelemetryPipelineStatus> {
+    let result = eventually(what, Duration::from_secs(60), || async {
+        // Only a status written for the current spec counts.
+        let pipeline = api.get("shop").await?;
+        let status = pipeline.status.unwrap_or_default();
+        let current = status.observed_generation == pipeline.metadata.generation;
+        Ok((current && done(&status)).then_some(status))
+    })
+    .await;
+    match result {
+        Ok(status) => Ok(status),
+        Err(error) => {
+            let last = api.get("shop").await?.status;
+            anyhow::bail!("{error:#}; the pipeline's status: {last:#?}")
+        }
+    }
+}
+
+fn condition<'a>(
+    status: &'a vigil::api::TelemetryPipelineStatus,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// The ConfigMap the gateway Deployment's pods mount.
+async fn mounted(deployments: &Api<Deployment>) -> anyhow::Result<Option<String>> {
+    Ok(deployments
+        .get_opt("vigil-otel-shop")
+        .await?
+        .and_then(|d| d.spec)
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.volumes)
+        .and_then(|v| v.into_iter().find_map(|v| v.config_map.map(|c| c.name))))
+}
+
+#[tokio::test]
+async fn a_refused_configuration_never_replaces_the_running_one() -> anyhow::Result<()> {
+    let cluster = TestCluster::start("otel-rollout").await?;
+    let _operator = Operator::start_with_chart_rbac(&cluster, "vigil-telemetry", &[]).await?;
+    let dir = tempfile::tempdir()?;
+    let kubelet = ValidationKubelet::start(cluster.client(), dir.path());
+    cluster.ensure_namespace("shop").await?;
+    let client = cluster.client();
+    let params = PatchParams::apply("vigil-e2e").force();
+    let member = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "MemberCluster",
+        "metadata": {"name": "onprem"},
+        "spec": {"provider": "vmware", "region": "dc1", "local": true}});
+    Api::<MemberCluster>::all(client.clone())
+        .patch("onprem", &params, &Patch::Apply(&member))
+        .await?;
+    let pipelines: Api<TelemetryPipeline> = Api::namespaced(client.clone(), "shop");
+    let pipeline = |endpoint: &str| {
+        serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "TelemetryPipeline",
+            "metadata": {"name": "shop", "namespace": "shop"},
+            "spec": {"clusters": ["onprem"], "mode": "gateway",
+                "signals": {"traces": true, "metrics": false},
+                "sampling": {"percentage": 10, "latencyThresholdMs": 500},
+                "backends": {"vmware": {"tracesOtlpEndpoint": endpoint}}}})
+    };
+    pipelines
+        .patch(
+            "shop",
+            &params,
+            &Patch::Apply(&pipeline("http://tempo.observability.svc:4317")),
+        )
+        .await?;
+    let first = wait_pipeline(&pipelines, "the first configuration rolled out", |s| {
+        condition(s, "Ready").is_some_and(|c| c.status == "True")
+    })
+    .await?;
+    let good = first.clusters[0]
+        .active_config
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no active config: {first:?}"))?;
+    assert_eq!(
+        condition(&first, "Validated").map(|c| c.reason.as_str()),
+        Some("Validated")
+    );
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "shop");
+    assert_eq!(mounted(&deployments).await?.as_deref(), Some(good.as_str()));
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "shop");
+    assert!(
+        jobs.get_opt(&good).await?.is_some(),
+        "the running configuration was validated by a Job"
+    );
+    assert!(kubelet.runs() >= 1, "the Collector validated it");
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "shop");
+    let stored = config_maps.get(&good).await?;
+    assert_eq!(stored.immutable, Some(true));
+    assert!(
+        stored.data.unwrap_or_default()["config.yaml"]
+            .contains("endpoint: tempo.observability.svc:4317"),
+        "the ConfigMap holds the rendered configuration"
+    );
+
+    // A port forgotten: Vigil's own checks let it through, the Collector does not.
+    pipelines
+        .patch(
+            "shop",
+            &params,
+            &Patch::Apply(&pipeline("http://tempo.observability.svc")),
+        )
+        .await?;
+    let refused = wait_pipeline(&pipelines, "the broken configuration refused", |s| {
+        condition(s, "Validated").is_some_and(|c| c.status == "False")
+    })
+    .await?;
+    let validated = condition(&refused, "Validated")
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no Validated condition"))?;
+    assert_eq!(validated.reason, "ValidationFailed");
+    assert!(
+        validated.message.contains("missing port in address"),
+        "the Collector's own words: {}",
+        validated.message
+    );
+    assert_eq!(
+        refused.clusters[0].active_config.as_deref(),
+        Some(good.as_str())
+    );
+    let bad = refused.clusters[0]
+        .candidate_config
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no candidate: {refused:?}"))?;
+    assert_ne!(bad, good);
+    assert_eq!(
+        condition(&refused, "Ready").map(|c| c.reason.as_str()),
+        Some("ValidationFailed")
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), "shop");
+    eventually(
+        "a ValidationFailed Event",
+        Duration::from_secs(20),
+        || async {
+            let list = events.list(&ListParams::default()).await?;
+            Ok(list
+                .items
+                .iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("ValidationFailed")
+                        && e.note
+                            .as_deref()
+                            .is_some_and(|n| n.contains(&bad) && n.contains(&good))
+                })
+                .map(|_| ()))
+        },
+    )
+    .await?;
+    // The collectors never moved: over several reconciles the Deployment still mounts the
+    // good configuration.
+    for _ in 0..5 {
+        assert_eq!(mounted(&deployments).await?.as_deref(), Some(good.as_str()));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    // Fixed: rolled out, and history beyond HISTORY is pruned.
+    for port in [4317, 4318, 4319, 4320] {
+        pipelines
+            .patch(
+                "shop",
+                &params,
+                &Patch::Apply(&pipeline(&format!("http://tempo.observability.svc:{port}"))),
+            )
+            .await?;
+        let settled = wait_pipeline(&pipelines, "the fixed configuration rolled out", |s| {
+            condition(s, "Ready").is_some_and(|c| c.status == "True")
+                && s.clusters[0].candidate_config.is_none()
+        })
+        .await?;
+        let active = settled.clusters[0]
+            .active_config
+            .clone()
+            .unwrap_or_default();
+        assert_eq!(
+            mounted(&deployments).await?.as_deref(),
+            Some(active.as_str())
+        );
+    }
+    let kept = eventually(
+        "old configurations pruned",
+        Duration::from_secs(20),
+        || async {
+            let list = config_maps
+                .list(&ListParams::default().labels("vigil.io/telemetry-pipeline=shop"))
+                .await?;
+            let names: Vec<String> = list.items.iter().map(ResourceExt::name_any).collect();
+            Ok(
+                (names.len() <= 1 + vigil::controllers::telemetry_pipeline::HISTORY)
+                    .then_some(names),
+            )
+        },
+    )
+    .await?;
+    assert!(
+        !kept.contains(&good),
+        "the first configuration was pruned: {kept:?}"
+    );
+    Ok(())
 }

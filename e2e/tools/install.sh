@@ -232,7 +232,7 @@ build_collector vigil
 # pod-ready, pod-complete, pod-delete) from the pinned kwok module into
 # .tools/kwok/stages.yaml, for `kwok --config=.tools/kwok/stages.yaml`.
 STAGES="$(dirname "$BIN")/kwok/stages.yaml"
-STAGES_HEADER="# kwok default stages from sigs.k8s.io/kwok@$KWOK_VERSION"
+STAGES_HEADER="# kwok default stages from sigs.k8s.io/kwok@$KWOK_VERSION; pod-complete skips collector-validation pods"
 if [ "$FORCE" = 1 ] || [ ! -f "$STAGES" ] || [ "$(head -n 1 "$STAGES")" != "$STAGES_HEADER" ]; then
     kwokdir="$(cd "$HERE" && go mod download -json sigs.k8s.io/kwok |
         sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')"
@@ -244,7 +244,21 @@ if [ "$FORCE" = 1 ] || [ ! -f "$STAGES" ] || [ "$(head -n 1 "$STAGES")" != "$STA
                  node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
                  pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
             echo "---"
-            cat "$kwokdir/kustomize/stage/$f"
+            # One change: pod-complete leaves Vigil's Collector validation pods alone
+            # (label app.kubernetes.io/component=collector-validation). The e2e harness
+            # runs those with the real Collector and writes their outcome, like a kubelet
+            # (e2e/src/otelcol.rs, ValidationKubelet); kwok would call every one a success.
+            if [ "$f" = pod/fast/pod-complete.yaml ]; then
+                awk '{ print }
+                     /^      - .Job.$/ {
+                        print "    - key: '"'"'.metadata.labels.[\"app.kubernetes.io/component\"]'"'"'"
+                        print "      operator: '"'"'NotIn'"'"'"
+                        print "      values:"
+                        print "      - '"'"'collector-validation'"'"'"
+                     }' "$kwokdir/kustomize/stage/$f"
+            else
+                cat "$kwokdir/kustomize/stage/$f"
+            fi
         done
     } >"$STAGES.tmp"
     mv -f "$STAGES.tmp" "$STAGES"

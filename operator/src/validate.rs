@@ -736,6 +736,17 @@ impl Validate for TelemetryPipeline {
         let mut errors = Vec::new();
         let spec = &self.spec;
         let namespace = self.namespace().unwrap_or_default();
+        let name = self.name_any();
+        if name.len() > crate::render::otel::MAX_NAME_LEN {
+            errors.push(FieldError::new(
+                "metadata.name",
+                format!(
+                    "{} characters is too long: Vigil names the Collector objects vigil-otel-<name>-<hash>, which must fit in 63 (at most {})",
+                    name.len(),
+                    crate::render::otel::MAX_NAME_LEN
+                ),
+            ));
+        }
         for member in member_refs(&mut errors, inventory, "spec.clusters", &spec.clusters) {
             let provider = member.spec.provider;
             let configured = match provider {

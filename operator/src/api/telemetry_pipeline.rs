@@ -58,6 +58,16 @@ pub struct TelemetryPipelineSpec {
     #[serde(default = "default_memory_limit", rename = "memoryLimitMiB")]
     #[x_kube(validation = Rule::new("self >= 64 && self <= 65536").message("memoryLimitMiB must be between 64 and 65536"))]
     pub memory_limit_mib: i32,
+    /// Collector image, for the collectors and the validation Job; it must have every
+    /// component of the generated configuration. Default: the contrib image of the release
+    /// Vigil generates for (`otel/opentelemetry-collector-contrib:0.161.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+    /// Collector replicas in `gateway` mode (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message("replicas must be between 1 and 100"))]
+    pub replicas: Option<i32>,
 }
 
 fn default_memory_limit() -> i32 {
@@ -234,6 +244,27 @@ pub struct TelemetryPipelineStatus {
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+    /// The rollout in each cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<PipelineClusterStatus>,
 }
 
 impl_has_conditions!(TelemetryPipelineStatus);
+
+/// Where one cluster's Collector configuration stands.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineClusterStatus {
+    /// The `MemberCluster`.
+    pub cluster: String,
+    /// The ConfigMap (named by its content hash) the collectors run: the last one that
+    /// passed validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_config: Option<String>,
+    /// The ConfigMap of the current spec, while it is validated or after it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_config: Option<String>,
+    /// What the Collector said about a failed candidate, or why the cluster is not reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

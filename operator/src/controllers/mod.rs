@@ -15,7 +15,7 @@ pub mod panics;
 pub mod slo;
 pub mod status;
 pub mod supervised_workload;
-mod validating;
+pub mod telemetry_pipeline;
 
 #[cfg(test)]
 mod tests_runtime;

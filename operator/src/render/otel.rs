@@ -395,3 +395,202 @@ fn collector(
     });
     Ok((config, env))
 }
+
+/// Longest `TelemetryPipeline` name: `vigil-otel-<name>-<10 hex digits>` names its
+/// ConfigMaps and validation Jobs, and a Job's name must fit in a 63-character label.
+pub const MAX_NAME_LEN: usize = 41;
+/// Label naming the part a Vigil-made object plays: `collector`, `collector-config` or
+/// `collector-validation`.
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+/// Label naming the `TelemetryPipeline` an object belongs to.
+pub const PIPELINE_LABEL: &str = "vigil.io/telemetry-pipeline";
+/// Annotation on the collectors' pod template naming the ConfigMap they run.
+pub const CONFIG_ANNOTATION: &str = "vigil.io/collector-config";
+/// The key of the configuration in its ConfigMap.
+pub const CONFIG_KEY: &str = "config.yaml";
+/// Where the collectors and the validation Job mount the configuration.
+const CONFIG_PATH: &str = "/conf/config.yaml";
+/// Replicas of a gateway when `spec.replicas` is unset.
+pub const DEFAULT_REPLICAS: i32 = 2;
+
+/// The image of `pipeline`'s collectors: `spec.image`, or the contrib image of
+/// [`COLLECTOR_VERSION`].
+pub fn image(pipeline: &TelemetryPipeline) -> String {
+    pipeline
+        .spec
+        .image
+        .clone()
+        .unwrap_or_else(|| format!("otel/opentelemetry-collector-contrib:{COLLECTOR_VERSION}"))
+}
+
+/// `vigil-otel-<name>`: the collectors' Deployment or DaemonSet, Service and
+/// ServiceAccount.
+pub fn collector_name(pipeline: &TelemetryPipeline) -> String {
+    format!("vigil-otel-{}", pipeline.name_any())
+}
+
+/// `vigil-otel-<name>-<hash>`: the ConfigMap holding `config` and the Job validating it.
+/// The same configuration always has the same name.
+pub fn config_name(pipeline: &TelemetryPipeline, config: &CollectorConfig) -> String {
+    let hash = crate::hash::sha256_hex(config.yaml.as_bytes());
+    format!("{}-{}", collector_name(pipeline), &hash[..10])
+}
+
+fn labels(pipeline: &TelemetryPipeline, component: &str) -> Value {
+    json!({
+        COMPONENT_LABEL: component,
+        PIPELINE_LABEL: pipeline.name_any(),
+        "app.kubernetes.io/name": "opentelemetry-collector",
+        "app.kubernetes.io/managed-by": "vigil",
+    })
+}
+
+/// The immutable ConfigMap `name` holding `config`.
+pub fn config_map(pipeline: &TelemetryPipeline, config: &CollectorConfig, name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": pipeline.namespace(),
+            "labels": labels(pipeline, "collector-config")},
+        "immutable": true,
+        "data": {CONFIG_KEY: config.yaml},
+    })
+}
+
+fn restricted() -> Value {
+    json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+        "runAsNonRoot": true, "capabilities": {"drop": ["ALL"]}})
+}
+
+fn pod_security() -> Value {
+    json!({"runAsNonRoot": true, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}})
+}
+
+fn node_name_env() -> Value {
+    json!({"name": "K8S_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}})
+}
+
+fn config_volume(config_map: &str) -> Value {
+    json!({"name": "config", "configMap": {"name": config_map}})
+}
+
+/// The Job that runs `validate` of the pipeline's image on the ConfigMap `name` before any
+/// collector uses it. It fails on the Collector's first complaint, which the pod's
+/// termination message carries (`FallbackToLogsOnError`). It needs no Secret: unset
+/// variables expand to nothing, which `validate` accepts.
+pub fn validation_job(pipeline: &TelemetryPipeline, name: &str) -> Value {
+    let labels = labels(pipeline, "collector-validation");
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": pipeline.namespace(), "labels": labels},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": 300,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": false,
+                    "securityContext": pod_security(),
+                    "containers": [{
+                        "name": "validate",
+                        "image": image(pipeline),
+                        "args": ["validate", format!("--config={CONFIG_PATH}")],
+                        "env": [node_name_env()],
+                        "terminationMessagePolicy": "FallbackToLogsOnError",
+                        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                            "limits": {"memory": "256Mi"}},
+                        "securityContext": restricted(),
+                        "volumeMounts": [{"name": "config", "mountPath": "/conf", "readOnly": true}],
+                    }],
+                    "volumes": [config_volume(name)],
+                },
+            },
+        },
+    })
+}
+
+/// The collectors of `pipeline` running the ConfigMap `config_map` (holding `config`): a
+/// ServiceAccount with read access to pods, namespaces and ReplicaSets (for
+/// `k8s_attributes` and pod discovery), and a Deployment with a Service (`gateway`) or a
+/// DaemonSet (`agent`). Nothing in `sidecar` mode, where the pod webhook adds the
+/// collector to each pod.
+pub fn collector_objects(
+    pipeline: &TelemetryPipeline,
+    config: &CollectorConfig,
+    config_map: &str,
+) -> Vec<Value> {
+    let spec = &pipeline.spec;
+    if spec.mode == CollectorMode::Sidecar {
+        return Vec::new();
+    }
+    let name = collector_name(pipeline);
+    let namespace = pipeline.namespace();
+    let cluster_wide = format!("{name}-{}", namespace.clone().unwrap_or_default());
+    let labels = labels(pipeline, "collector");
+    let selector = json!({COMPONENT_LABEL: "collector", PIPELINE_LABEL: pipeline.name_any()});
+    let mut env: Vec<Value> = config
+        .env
+        .iter()
+        .map(|e| json!({"name": e.name, "valueFrom": {"secretKeyRef": {"name": e.secret, "key": e.key}}}))
+        .collect();
+    env.push(node_name_env());
+    env.push(
+        json!({"name": "GOMEMLIMIT", "value": format!("{}MiB", spec.memory_limit_mib * 4 / 5)}),
+    );
+    let memory = format!("{}Mi", spec.memory_limit_mib);
+    let pod = json!({
+        "metadata": {"labels": selector, "annotations": {CONFIG_ANNOTATION: config_map}},
+        "spec": {
+            "serviceAccountName": name,
+            "securityContext": pod_security(),
+            "containers": [{
+                "name": "otelcol",
+                "image": image(pipeline),
+                "args": [format!("--config={CONFIG_PATH}")],
+                "env": env,
+                "ports": [
+                    {"name": "otlp-grpc", "containerPort": 4317},
+                    {"name": "otlp-http", "containerPort": 4318},
+                    {"name": "metrics", "containerPort": 8888},
+                ],
+                "readinessProbe": {"httpGet": {"path": "/", "port": 13133}},
+                "livenessProbe": {"httpGet": {"path": "/", "port": 13133}, "initialDelaySeconds": 10},
+                "resources": {"requests": {"cpu": "100m", "memory": memory}, "limits": {"memory": memory}},
+                "securityContext": restricted(),
+                "volumeMounts": [{"name": "config", "mountPath": "/conf", "readOnly": true}],
+            }],
+            "volumes": [config_volume(config_map)],
+        },
+    });
+    let mut objects = vec![
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": cluster_wide, "labels": labels},
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
+        ]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": cluster_wide, "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_wide},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]}),
+    ];
+    if spec.mode == CollectorMode::Agent {
+        objects.push(json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {"selector": {"matchLabels": selector}, "template": pod}}));
+    } else {
+        objects.push(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {"replicas": spec.replicas.unwrap_or(DEFAULT_REPLICAS),
+                "selector": {"matchLabels": selector}, "template": pod}}));
+        objects.push(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"selector": selector, "ports": [
+            {"name": "otlp-grpc", "port": 4317, "targetPort": 4317},
+            {"name": "otlp-http", "port": 4318, "targetPort": 4318},
+        ]}}));
+    }
+    objects
+}

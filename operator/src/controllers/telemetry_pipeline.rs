@@ -1,0 +1,549 @@
+//! The `TelemetryPipeline` controller: for each cluster it renders the Collector
+//! configuration, stores it in a ConfigMap named by its content hash, has the Collector's
+//! own `validate` check it in a Job, and only then switches the collectors to it. A
+//! configuration that fails keeps the collectors on the last good one, with the Collector's
+//! message in `Validated` and in an Event. Old ConfigMaps beyond a short history are pruned.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::{DeleteParams, ListParams, PropagationPolicy};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::Value;
+
+use super::apply::apply_hashed;
+use super::member_cluster::{describe_kube_error, member_client};
+use super::status::{condition, update_status};
+use super::{Context, Error, Reconcile};
+use crate::api::telemetry_pipeline::{CollectorMode, PipelineClusterStatus};
+use crate::api::{MemberCluster, READY, TelemetryPipeline, TelemetryPipelineStatus};
+use crate::render::otel::{
+    COMPONENT_LABEL, CONFIG_ANNOTATION, CollectorConfig, PIPELINE_LABEL, collector_name,
+    collector_objects, config_map, config_name, render_collector_configs, validation_job,
+};
+use crate::validate::{FieldError, Validate};
+
+/// Condition type: the Collector accepted the configuration of every cluster.
+pub const VALIDATED: &str = "Validated";
+/// Configuration ConfigMaps kept per cluster besides the active one and the candidate.
+pub const HISTORY: usize = 3;
+/// How soon a validation in progress is looked at again.
+const VALIDATING_RECHECK: Duration = Duration::from_secs(2);
+/// How often a settled pipeline is checked.
+const RESYNC: Duration = Duration::from_secs(60);
+
+/// Where one cluster's rollout stands.
+#[derive(Clone, Debug, PartialEq)]
+enum Rollout {
+    /// The collectors run the configuration of the current spec.
+    Running,
+    /// Its validation Job has not finished.
+    Validating,
+    /// The Collector refused it; the collectors keep the last good one.
+    Refused(String),
+    /// The cluster could not be reached or written.
+    Unreachable(String),
+}
+
+impl Reconcile for TelemetryPipeline {
+    async fn reconcile(self: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
+        let inventory = ctx.stores.inventory();
+        let errors = self.validate(&inventory);
+        if !errors.is_empty() {
+            return Err(Error::InvalidSpec(errors));
+        }
+        let configs = render_collector_configs(&self, &inventory, None)
+            .map_err(|e| Error::InvalidSpec(vec![FieldError::new("spec", e.0)]))?;
+        let previous = self.status.clone().unwrap_or_default().clusters;
+        let mut entries = Vec::new();
+        let mut rollouts = Vec::new();
+        for config in &configs {
+            let before = previous.iter().find(|c| c.cluster == config.cluster);
+            let Some(member) = inventory.member_cluster(&config.cluster) else {
+                continue;
+            };
+            let (entry, rollout) = match roll_out(&ctx, &self, member, config, before).await {
+                Ok(done) => done,
+                Err(message) => (
+                    PipelineClusterStatus {
+                        cluster: config.cluster.clone(),
+                        active_config: before.and_then(|b| b.active_config.clone()),
+                        candidate_config: before.and_then(|b| b.candidate_config.clone()),
+                        message: Some(message.clone()),
+                    },
+                    Rollout::Unreachable(message),
+                ),
+            };
+            announce(&ctx, &self, before, &entry, &rollout).await;
+            entries.push(entry);
+            rollouts.push(rollout);
+        }
+        let (validated, ready) = conditions(&entries, &rollouts);
+        let status = TelemetryPipelineStatus {
+            observed_generation: None,
+            conditions: vec![ready, validated],
+            clusters: entries,
+        };
+        update_status(&ctx.client, self.as_ref(), status).await?;
+        Ok(Action::requeue(
+            if rollouts.contains(&Rollout::Validating) {
+                VALIDATING_RECHECK
+            } else {
+                RESYNC
+            },
+        ))
+    }
+}
+
+/// `Validated` and `Ready` from the clusters' rollouts.
+fn conditions(
+    entries: &[PipelineClusterStatus],
+    rollouts: &[Rollout],
+) -> (
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition,
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition,
+) {
+    let describe = |pick: &dyn Fn(&Rollout) -> Option<String>| -> Vec<String> {
+        entries
+            .iter()
+            .zip(rollouts)
+            .filter_map(|(entry, rollout)| pick(rollout).map(|m| format!("{}: {m}", entry.cluster)))
+            .collect()
+    };
+    let refused = describe(&|r| match r {
+        Rollout::Refused(message) => Some(message.clone()),
+        _ => None,
+    });
+    let validating = describe(&|r| (*r == Rollout::Validating).then(String::new));
+    let unreachable = describe(&|r| match r {
+        Rollout::Unreachable(message) => Some(message.clone()),
+        _ => None,
+    });
+    let validated = if !refused.is_empty() {
+        condition(
+            VALIDATED,
+            Some(false),
+            "ValidationFailed",
+            format!(
+                "the Collector refused the new configuration, the collectors keep the last good one: {}",
+                refused.join("; ")
+            ),
+        )
+    } else if !validating.is_empty() {
+        condition(
+            VALIDATED,
+            None,
+            "Validating",
+            format!(
+                "the Collector is validating the new configuration in {}",
+                validating
+                    .iter()
+                    .map(|v| v.trim_end_matches(": "))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    } else {
+        condition(
+            VALIDATED,
+            Some(true),
+            "Validated",
+            "the Collector accepted the configuration of every cluster it reached",
+        )
+    };
+    let ready = if let Some(first) = unreachable.first() {
+        condition(
+            READY,
+            Some(false),
+            "ApplyFailed",
+            format!("not rolled out in {first}"),
+        )
+    } else if !refused.is_empty() {
+        condition(
+            READY,
+            Some(false),
+            "ValidationFailed",
+            "the collectors run the last good configuration, not the current spec (see Validated)",
+        )
+    } else if !validating.is_empty() {
+        condition(
+            READY,
+            Some(false),
+            "Validating",
+            "waiting for the validation Jobs",
+        )
+    } else {
+        condition(
+            READY,
+            Some(true),
+            "RolledOut",
+            format!(
+                "every cluster runs the configuration of this spec ({} clusters)",
+                entries.len()
+            ),
+        )
+    };
+    (validated, ready)
+}
+
+/// An Event when a cluster's collectors switch, and when the Collector refuses a
+/// configuration (once per configuration).
+async fn announce(
+    ctx: &Context,
+    pipeline: &TelemetryPipeline,
+    before: Option<&PipelineClusterStatus>,
+    after: &PipelineClusterStatus,
+    rollout: &Rollout,
+) {
+    let cluster = &after.cluster;
+    if let Some(active) = &after.active_config
+        && before.and_then(|b| b.active_config.as_ref()) != Some(active)
+    {
+        ctx.publish(
+            pipeline,
+            EventType::Normal,
+            "ConfigSwitched",
+            format!("{cluster}: the collectors run ConfigMap {active}, validated by the Collector"),
+        )
+        .await;
+    }
+    if let Rollout::Refused(message) = rollout
+        && (before.and_then(|b| b.candidate_config.as_ref()) != after.candidate_config.as_ref()
+            || before.and_then(|b| b.message.as_ref()).is_none())
+    {
+        ctx.publish(
+            pipeline,
+            EventType::Warning,
+            "ValidationFailed",
+            format!(
+                "{cluster}: the Collector refused ConfigMap {}: {message}; the collectors keep {}",
+                after.candidate_config.as_deref().unwrap_or_default(),
+                after
+                    .active_config
+                    .as_deref()
+                    .unwrap_or("nothing (none was ever valid)")
+            ),
+        )
+        .await;
+    }
+}
+
+/// One cluster: store the configuration, validate it, switch, prune.
+async fn roll_out(
+    ctx: &Context,
+    pipeline: &TelemetryPipeline,
+    member: &MemberCluster,
+    config: &CollectorConfig,
+    before: Option<&PipelineClusterStatus>,
+) -> Result<(PipelineClusterStatus, Rollout), String> {
+    let (client, server) = member_client(member, ctx).await.map_err(|f| f.message)?;
+    let failed =
+        |error: kube::Error| format!("API server {server}: {}", describe_kube_error(&error));
+    let writer = Writer {
+        client: client.clone(),
+        manager: collector_name(pipeline),
+        owner: member
+            .spec
+            .local
+            .then(|| pipeline.controller_owner_ref(&()))
+            .flatten(),
+    };
+    let namespace = pipeline.namespace().unwrap_or_default();
+    let candidate = config_name(pipeline, config);
+    writer
+        .apply(config_map(pipeline, config, &candidate))
+        .await
+        .map_err(failed)?;
+    let running = running_config(&client, pipeline, before)
+        .await
+        .map_err(failed)?;
+    let mut entry = PipelineClusterStatus {
+        cluster: config.cluster.clone(),
+        active_config: running.clone(),
+        candidate_config: None,
+        message: None,
+    };
+    let rollout = if running.as_deref() == Some(candidate.as_str()) {
+        // Already switched: keep the objects as rendered (a no-op when they are).
+        switch(&writer, pipeline, config, &candidate)
+            .await
+            .map_err(failed)?;
+        Rollout::Running
+    } else {
+        let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+        let job = match jobs.get_opt(&candidate).await.map_err(failed)? {
+            Some(job) => job,
+            None => {
+                writer
+                    .apply(validation_job(pipeline, &candidate))
+                    .await
+                    .map_err(failed)?;
+                jobs.get(&candidate).await.map_err(failed)?
+            }
+        };
+        match job_outcome(&job) {
+            Some(Ok(())) => {
+                switch(&writer, pipeline, config, &candidate)
+                    .await
+                    .map_err(failed)?;
+                entry.active_config = Some(candidate.clone());
+                Rollout::Running
+            }
+            Some(Err(reason)) => {
+                let message = termination_message(&client, &namespace, &candidate)
+                    .await
+                    .unwrap_or(reason);
+                entry.candidate_config = Some(candidate.clone());
+                entry.message = Some(message.clone());
+                Rollout::Refused(message)
+            }
+            None => {
+                entry.candidate_config = Some(candidate.clone());
+                Rollout::Validating
+            }
+        }
+    };
+    prune(
+        &client,
+        pipeline,
+        &[entry.active_config.as_deref(), Some(candidate.as_str())],
+    )
+    .await
+    .map_err(failed)?;
+    Ok((entry, rollout))
+}
+
+/// Writes objects into one cluster under the pipeline's own field manager; in the local
+/// cluster, namespaced objects are owned by the pipeline and go with it.
+struct Writer {
+    client: Client,
+    manager: String,
+    owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+}
+
+impl Writer {
+    async fn apply(&self, mut object: Value) -> Result<(), kube::Error> {
+        if let Some(owner) = &self.owner
+            && object
+                .pointer("/metadata/namespace")
+                .is_some_and(|n| !n.is_null())
+        {
+            object["metadata"]["ownerReferences"] = serde_json::json!([owner]);
+        }
+        apply_hashed(&self.client, &self.manager, object)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The ConfigMap the collectors run: from the Deployment's or DaemonSet's pod template,
+/// or, for sidecars (whose pods the webhook writes), the last one in status.
+async fn running_config(
+    client: &Client,
+    pipeline: &TelemetryPipeline,
+    before: Option<&PipelineClusterStatus>,
+) -> Result<Option<String>, kube::Error> {
+    let namespace = pipeline.namespace().unwrap_or_default();
+    let name = collector_name(pipeline);
+    let template = match pipeline.spec.mode {
+        CollectorMode::Sidecar => {
+            return Ok(before.and_then(|b| b.active_config.clone()));
+        }
+        CollectorMode::Gateway => Api::<Deployment>::namespaced(client.clone(), &namespace)
+            .get_opt(&name)
+            .await?
+            .and_then(|d| d.spec)
+            .map(|s| s.template),
+        CollectorMode::Agent => Api::<DaemonSet>::namespaced(client.clone(), &namespace)
+            .get_opt(&name)
+            .await?
+            .and_then(|d| d.spec)
+            .map(|s| s.template),
+    };
+    Ok(template
+        .and_then(|t| t.metadata)
+        .and_then(|m| m.annotations)
+        .and_then(|a| a.get(CONFIG_ANNOTATION).cloned()))
+}
+
+/// Points the collectors at `config_map`, and removes the workload of another mode.
+async fn switch(
+    writer: &Writer,
+    pipeline: &TelemetryPipeline,
+    config: &CollectorConfig,
+    config_map: &str,
+) -> Result<(), kube::Error> {
+    for object in collector_objects(pipeline, config, config_map) {
+        writer.apply(object).await?;
+    }
+    let namespace = pipeline.namespace().unwrap_or_default();
+    let name = collector_name(pipeline);
+    let client = &writer.client;
+    let mode = pipeline.spec.mode;
+    if mode != CollectorMode::Gateway {
+        delete(
+            &Api::<Deployment>::namespaced(client.clone(), &namespace),
+            &name,
+        )
+        .await?;
+        delete(
+            &Api::<Service>::namespaced(client.clone(), &namespace),
+            &name,
+        )
+        .await?;
+    }
+    if mode != CollectorMode::Agent {
+        delete(
+            &Api::<DaemonSet>::namespaced(client.clone(), &namespace),
+            &name,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn delete<K>(api: &Api<K>, name: &str) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// `Some(Ok)` when the Job succeeded, `Some(Err(reason))` when it failed, `None` while it
+/// runs.
+fn job_outcome(job: &Job) -> Option<Result<(), String>> {
+    let status = job.status.as_ref()?;
+    for condition in status.conditions.iter().flatten() {
+        if condition.status != "True" {
+            continue;
+        }
+        match condition.type_.as_str() {
+            "Complete" => return Some(Ok(())),
+            "Failed" => {
+                return Some(Err(condition
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| "the validation Job failed".to_owned())));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// What the validation container said when it stopped: the Collector's error, kept short.
+async fn termination_message(client: &Client, namespace: &str, job: &str) -> Option<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await
+        .ok()?;
+    list.items.iter().find_map(|pod| {
+        pod.status
+            .as_ref()?
+            .container_statuses
+            .iter()
+            .flatten()
+            .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
+            .map(|m| shorten(m.trim()))
+    })
+}
+
+/// At most 1000 characters, from the end (where the Collector puts its error).
+fn shorten(message: &str) -> String {
+    const MAX: usize = 1000;
+    if message.len() <= MAX {
+        return message.to_owned();
+    }
+    let mut start = message.len() - MAX;
+    while !message.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &message[start..])
+}
+
+/// Deletes the pipeline's configuration ConfigMaps (and their validation Jobs) beyond
+/// `keep` and the [`HISTORY`] newest.
+async fn prune(
+    client: &Client,
+    pipeline: &TelemetryPipeline,
+    keep: &[Option<&str>],
+) -> Result<(), kube::Error> {
+    let namespace = pipeline.namespace().unwrap_or_default();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let selector = format!(
+        "{COMPONENT_LABEL}=collector-config,{PIPELINE_LABEL}={}",
+        pipeline.name_any()
+    );
+    let mut list = config_maps
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    list.sort_by(|a, b| {
+        b.metadata
+            .creation_timestamp
+            .cmp(&a.metadata.creation_timestamp)
+            .then_with(|| a.name_any().cmp(&b.name_any()))
+    });
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+    for old in list
+        .iter()
+        .map(ResourceExt::name_any)
+        .filter(|name| !keep.contains(&Some(name.as_str())))
+        .skip(HISTORY)
+    {
+        delete(&jobs, &old).await?;
+        delete(&config_maps, &old).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_keep_their_end() {
+        let long = format!("{}Error: unknown type: \"otlp_grcp\"", "x".repeat(2000));
+        let short = shorten(&long);
+        assert!(short.ends_with("unknown type: \"otlp_grcp\""));
+        assert!(short.chars().count() <= 1001);
+        assert_eq!(shorten("fine"), "fine");
+    }
+
+    #[test]
+    fn a_refusal_outranks_validation_in_progress() {
+        let entry = |cluster: &str| PipelineClusterStatus {
+            cluster: cluster.into(),
+            ..PipelineClusterStatus::default()
+        };
+        let (validated, ready) = conditions(
+            &[entry("aws"), entry("vmware")],
+            &[
+                Rollout::Validating,
+                Rollout::Refused("unknown type: \"x\"".into()),
+            ],
+        );
+        assert_eq!(validated.status, "False");
+        assert!(validated.message.contains("vmware: unknown type"));
+        assert_eq!(ready.reason, "ValidationFailed");
+        let (validated, ready) = conditions(&[entry("aws")], &[Rollout::Running]);
+        assert_eq!(
+            (validated.status.as_str(), ready.status.as_str()),
+            ("True", "True")
+        );
+    }
+}
