@@ -2,7 +2,7 @@
 //! scrape.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -100,12 +100,34 @@ impl Prometheus {
 }
 
 /// A synthetic exporter: `http_requests_total{code="200"|"500"}` counters that grow at fixed
-/// rates from the moment it starts, so that any window's error ratio is known by hand.
+/// rates from the moment it starts, so that any window's error ratio is known by hand. The
+/// rates can change ([`Exporter::set_rates`]); the counters stay monotonic.
 #[derive(Debug)]
 pub struct Exporter {
     /// `127.0.0.1:<port>`.
     pub address: String,
+    counters: Arc<Mutex<Counters>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Totals at `since`, and the rates from then on.
+#[derive(Debug)]
+struct Counters {
+    since: Instant,
+    ok: f64,
+    errors: f64,
+    ok_per_second: f64,
+    errors_per_second: f64,
+}
+
+impl Counters {
+    fn now(&self) -> (f64, f64) {
+        let elapsed = self.since.elapsed().as_secs_f64();
+        (
+            self.ok + self.ok_per_second * elapsed,
+            self.errors + self.errors_per_second * elapsed,
+        )
+    }
 }
 
 impl Exporter {
@@ -113,18 +135,23 @@ impl Exporter {
     pub async fn start(ok_per_second: f64, errors_per_second: f64) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?.to_string();
-        let started = Arc::new(Instant::now());
+        let counters = Arc::new(Mutex::new(Counters {
+            since: Instant::now(),
+            ok: 0.0,
+            errors: 0.0,
+            ok_per_second,
+            errors_per_second,
+        }));
+        let shared = counters.clone();
         let task = tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
-                let started = started.clone();
+                let counters = shared.clone();
                 tokio::spawn(async move {
                     let mut buffer = [0u8; 2048];
                     let _ = stream.read(&mut buffer).await;
-                    let elapsed = started.elapsed().as_secs_f64();
+                    let (ok, errors) = counters.lock().unwrap_or_else(|e| e.into_inner()).now();
                     let body = format!(
-                        "# TYPE http_requests_total counter\nhttp_requests_total{{code=\"200\"}} {}\nhttp_requests_total{{code=\"500\"}} {}\n",
-                        ok_per_second * elapsed,
-                        errors_per_second * elapsed
+                        "# TYPE http_requests_total counter\nhttp_requests_total{{code=\"200\"}} {ok}\nhttp_requests_total{{code=\"500\"}} {errors}\n",
                     );
                     let response = format!(
                         "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
@@ -134,7 +161,24 @@ impl Exporter {
                 });
             }
         });
-        Ok(Self { address, task })
+        Ok(Self {
+            address,
+            counters,
+            task,
+        })
+    }
+
+    /// From now on, the counters grow by `ok_per_second` and `errors_per_second`.
+    pub fn set_rates(&self, ok_per_second: f64, errors_per_second: f64) {
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let (ok, errors) = counters.now();
+        *counters = Counters {
+            since: Instant::now(),
+            ok,
+            errors,
+            ok_per_second,
+            errors_per_second,
+        };
     }
 }
 

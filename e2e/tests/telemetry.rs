@@ -5,7 +5,9 @@
 //! configuration delivers to a second Collector exactly the traces its sampling promises.
 //! In a real control plane, the operator (with exactly the chart's rights) rolls a
 //! pipeline out only after the Collector validated it in a Job, and a configuration the
-//! Collector refuses never replaces the running one.
+//! Collector refuses never replaces the running one; and an SLO burning its budget in a
+//! real Prometheus raises the sampling of the running configuration, which returns after
+//! the burn stops.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -17,13 +19,13 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use vigil::api::{MemberCluster, TelemetryPipeline};
+use vigil::api::{MemberCluster, ServiceLevelObjective, TelemetryPipeline};
 use vigil::render::otel::{COLLECTOR_VERSION, render_collector_configs};
 use vigil_e2e::otelcol::{
     Backend, Collector, NOT_BUILT, ValidationKubelet, built_components, component_type, send, span,
     validate, with_stand_ins,
 };
-use vigil_e2e::{Operator, TestCluster, eventually, repo};
+use vigil_e2e::{Exporter, Operator, Prometheus, TestCluster, eventually, repo};
 
 /// The generated configurations under golden test: the insta snapshots of
 /// `operator/tests/otel_render.rs`, without their header.
@@ -293,7 +295,17 @@ async fn wait_pipeline(
     what: &str,
     done: impl Fn(&vigil::api::TelemetryPipelineStatus) -> bool,
 ) -> anyhow::Result<vigil::api::TelemetryPipelineStatus> {
-    let result = eventually(what, Duration::from_secs(60), || async {
+    wait_pipeline_for(api, what, Duration::from_secs(60), done).await
+}
+
+/// [`wait_pipeline`] with a time limit.
+async fn wait_pipeline_for(
+    api: &Api<TelemetryPipeline>,
+    what: &str,
+    limit: Duration,
+    done: impl Fn(&vigil::api::TelemetryPipelineStatus) -> bool,
+) -> anyhow::Result<vigil::api::TelemetryPipelineStatus> {
+    let result = eventually(what, limit, || async {
         // Only a status written for the current spec counts.
         let pipeline = api.get("shop").await?;
         let status = pipeline.status.unwrap_or_default();
@@ -490,5 +502,166 @@ async fn a_refused_configuration_never_replaces_the_running_one() -> anyhow::Res
         !kept.contains(&good),
         "the first configuration was pruned: {kept:?}"
     );
+    Ok(())
+}
+
+/// The configuration the pipeline's collectors run, from their ConfigMap.
+async fn running_config(
+    config_maps: &Api<ConfigMap>,
+    status: &vigil::api::TelemetryPipelineStatus,
+) -> anyhow::Result<String> {
+    let name = status
+        .clusters
+        .first()
+        .and_then(|c| c.active_config.clone())
+        .ok_or_else(|| anyhow::anyhow!("no active config: {status:?}"))?;
+    Ok(config_maps
+        .get(&name)
+        .await?
+        .data
+        .unwrap_or_default()
+        .remove("config.yaml")
+        .unwrap_or_default())
+}
+
+/// Waits for an Event of `reason` on the pipeline whose note contains `text`.
+async fn wait_event(events: &Api<Event>, reason: &str, text: &str) -> anyhow::Result<String> {
+    eventually(
+        &format!("a {reason} Event"),
+        Duration::from_secs(30),
+        || async {
+            let list = events.list(&ListParams::default()).await?;
+            Ok(list.items.iter().find_map(|e| {
+                (e.reason.as_deref() == Some(reason))
+                    .then(|| e.note.clone().unwrap_or_default())
+                    .filter(|n| n.contains(text))
+            }))
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn sampling_rises_while_an_slo_burns_in_a_real_prometheus() -> anyhow::Result<()> {
+    let cluster = TestCluster::start("otel-boost").await?;
+    let _operator =
+        Operator::start_with_chart_rbac(&cluster, "vigil-boost", &["--status-interval-seconds=2"])
+            .await?;
+    let dir = tempfile::tempdir()?;
+    let _kubelet = ValidationKubelet::start(cluster.client(), dir.path());
+    cluster.ensure_namespace("shop").await?;
+    let client = cluster.client();
+    let params = PatchParams::apply("vigil-e2e").force();
+
+    // 20 % of requests fail against a 99 % objective: 20 times the budget, above the
+    // 14.4x page threshold over 1 h and over 5 min as soon as Prometheus has two scrapes.
+    let exporter = Exporter::start(80.0, 20.0).await?;
+    let prometheus = Prometheus::start(cluster.dir(), "shop", &exporter.address).await?;
+    let slos: Api<ServiceLevelObjective> = Api::namespaced(client.clone(), "shop");
+    let slo = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "ServiceLevelObjective",
+        "metadata": {"name": "checkout", "namespace": "shop"},
+        "spec": {"service": "checkout", "objective": 99, "window": "30d",
+            "sli": {"ratio": {"errors": "http_requests_total{job=\"shop\",code=\"500\"}",
+                "total": "http_requests_total{job=\"shop\"}"}},
+            "output": {"kind": "ConfigMap"}, "prometheus": {"url": prometheus.url}}});
+    slos.patch("checkout", &params, &Patch::Apply(&slo)).await?;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "shop");
+    let rules = eventually("the SLO's rule file", Duration::from_secs(30), || async {
+        Ok(config_maps
+            .get_opt("checkout-slo-rules")
+            .await?
+            .and_then(|c| c.data)
+            .and_then(|d| d.get("checkout.rules.yaml").cloned()))
+    })
+    .await?;
+    std::fs::write(prometheus.rules_dir.join("checkout.rules.yaml"), rules)?;
+    prometheus.reload().await?;
+
+    let member = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "MemberCluster",
+        "metadata": {"name": "onprem"},
+        "spec": {"provider": "vmware", "region": "dc1", "local": true}});
+    Api::<MemberCluster>::all(client.clone())
+        .patch("onprem", &params, &Patch::Apply(&member))
+        .await?;
+    let pipelines: Api<TelemetryPipeline> = Api::namespaced(client.clone(), "shop");
+    let pipeline = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "TelemetryPipeline",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {"clusters": ["onprem"], "mode": "gateway",
+            "signals": {"traces": true, "metrics": false},
+            "sampling": {"percentage": 10,
+                "sloBoost": [{"sloRef": {"name": "checkout"}, "percentage": 75, "holdFor": "10s"}]},
+            "backends": {"vmware": {"tracesOtlpEndpoint": "http://tempo.observability.svc:4317"}}}});
+    pipelines
+        .patch("shop", &params, &Patch::Apply(&pipeline))
+        .await?;
+    let events: Api<Event> = Api::namespaced(client.clone(), "shop");
+
+    let boosted = wait_pipeline_for(
+        &pipelines,
+        "sampling boosted and rolled out",
+        Duration::from_secs(120),
+        |s| {
+            s.sampling.as_ref().is_some_and(|p| p.percentage == 75.0)
+                && condition(s, "Ready").is_some_and(|c| c.status == "True")
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\nprometheus:\n{}", prometheus.log_tail()))?;
+    let sampling = boosted.sampling.clone().unwrap_or_default();
+    assert_eq!(sampling.boosted_by.as_deref(), Some("checkout"));
+    assert!(
+        sampling.reason.contains("SLO checkout burns"),
+        "{}",
+        sampling.reason
+    );
+    assert!(
+        running_config(&config_maps, &boosted)
+            .await?
+            .contains("sampling_percentage: 75.0"),
+        "the collectors run the boosted configuration"
+    );
+    let note = wait_event(&events, "SamplingBoosted", "from 10% to 75%").await?;
+    assert!(note.contains("checkout"), "{note}");
+
+    // The errors stop: once the 5-minute error ratio is below the threshold and 10 s have
+    // passed, sampling returns.
+    exporter.set_rates(100.0, 0.0);
+    let calm = wait_pipeline_for(
+        &pipelines,
+        "the boost holding while the burn has just stopped",
+        Duration::from_secs(240),
+        |s| {
+            s.sampling
+                .as_ref()
+                .is_some_and(|p| p.calm_since.is_some() || p.percentage == 10.0)
+        },
+    )
+    .await?;
+    let restored = wait_pipeline_for(
+        &pipelines,
+        "sampling back to 10 % and rolled out",
+        Duration::from_secs(60),
+        |s| {
+            s.sampling.as_ref().is_some_and(|p| p.percentage == 10.0)
+                && condition(s, "Ready").is_some_and(|c| c.status == "True")
+        },
+    )
+    .await?;
+    assert!(
+        calm.sampling.as_ref().is_some_and(|p| p.percentage == 75.0),
+        "the boost held after the burn stopped (hysteresis): {:?}",
+        calm.sampling
+    );
+    assert_eq!(
+        restored.sampling.clone().unwrap_or_default().boosted_by,
+        None
+    );
+    assert!(
+        running_config(&config_maps, &restored)
+            .await?
+            .contains("sampling_percentage: 10.0"),
+        "the collectors run the base configuration again"
+    );
+    wait_event(&events, "SamplingRestored", "from 75% to 10%").await?;
     Ok(())
 }

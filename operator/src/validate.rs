@@ -779,6 +779,11 @@ impl Validate for TelemetryPipeline {
                     ),
                 ));
             }
+            duration_field(
+                &mut errors,
+                &format!("spec.sampling.sloBoost[{i}].holdFor"),
+                boost.hold_for.as_deref(),
+            );
             if boost.percentage <= spec.sampling.percentage {
                 errors.push(FieldError::new(
                     format!("spec.sampling.sloBoost[{i}].percentage"),

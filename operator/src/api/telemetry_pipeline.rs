@@ -22,7 +22,7 @@ use super::common::{LocalObjectRef, SecretRef, conditions_schema, impl_has_condi
     printcolumn(
         name = "Sampling",
         type_ = "number",
-        json_path = ".spec.sampling.percentage"
+        json_path = ".status.sampling.percentage"
     ),
     printcolumn(
         name = "Ready",
@@ -231,6 +231,28 @@ pub struct SloBoost {
     /// Percentage kept while the SLO burns.
     #[x_kube(validation = Rule::new("self > 0.0 && self <= 100.0").message("sloBoost percentage must be greater than 0 and at most 100"))]
     pub percentage: f64,
+    /// How long the burn must have stopped before sampling returns to the base percentage
+    /// (a Go duration; default `10m`), so that a burn that flickers does not flip sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub hold_for: Option<String>,
+}
+
+/// The sampling in force and why.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SamplingStatus {
+    /// Percentage of ordinary traces kept now.
+    pub percentage: f64,
+    /// Why: the base percentage, or the SLO whose burn raised it.
+    pub reason: String,
+    /// The SLO whose burn holds the boost, while sampling is boosted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boosted_by: Option<String>,
+    /// When the burn of `boostedBy` was first seen stopped (RFC 3339); sampling returns
+    /// `holdFor` later if it stays stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calm_since: Option<String>,
 }
 
 /// Observed state of a pipeline.
@@ -247,6 +269,9 @@ pub struct TelemetryPipelineStatus {
     /// The rollout in each cluster.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clusters: Vec<PipelineClusterStatus>,
+    /// Trace sampling in force, raised while an SLO of `spec.sampling.sloBoost` burns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<SamplingStatus>,
 }
 
 impl_has_conditions!(TelemetryPipelineStatus);

@@ -203,6 +203,22 @@ pub async fn query_budget(url: &str, key: &str) -> Result<Option<BudgetReading>,
     }))
 }
 
+/// Whether any of `conditions` (PromQL filters such as the page-level burn conditions of
+/// [`crate::render::slo::page_burn_conditions`]) returns a sample in Prometheus at `url`.
+pub async fn any_holds(url: &str, conditions: &[String]) -> Result<bool, String> {
+    let client =
+        crate::tls::http_client(None, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    for expr in conditions {
+        if query_value(&client, url, &format!("count({expr})"))
+            .await?
+            .is_some_and(|n| n > 0.0)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The value of an instant query that returns one sample, if any.
 async fn query_value(
     client: &reqwest::Client,

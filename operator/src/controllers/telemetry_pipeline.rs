@@ -18,14 +18,18 @@ use serde_json::Value;
 
 use super::apply::apply_hashed;
 use super::member_cluster::{describe_kube_error, member_client};
+use super::slo::any_holds;
 use super::status::{condition, update_status};
 use super::{Context, Error, Reconcile};
-use crate::api::telemetry_pipeline::{CollectorMode, PipelineClusterStatus};
+use crate::api::telemetry_pipeline::{
+    CollectorMode, PipelineClusterStatus, SamplingStatus, SloBoost,
+};
 use crate::api::{MemberCluster, READY, TelemetryPipeline, TelemetryPipelineStatus};
 use crate::render::otel::{
     COMPONENT_LABEL, CONFIG_ANNOTATION, CollectorConfig, PIPELINE_LABEL, collector_name,
     collector_objects, config_map, config_name, render_collector_configs, validation_job,
 };
+use crate::render::slo::page_burn_conditions;
 use crate::validate::{FieldError, Validate};
 
 /// Condition type: the Collector accepted the configuration of every cluster.
@@ -57,7 +61,10 @@ impl Reconcile for TelemetryPipeline {
         if !errors.is_empty() {
             return Err(Error::InvalidSpec(errors));
         }
-        let configs = render_collector_configs(&self, &inventory, None)
+        let sampling = decide_sampling(&ctx, &self, &inventory).await;
+        let boosted =
+            (sampling.percentage != self.spec.sampling.percentage).then_some(sampling.percentage);
+        let configs = render_collector_configs(&self, &inventory, boosted)
             .map_err(|e| Error::InvalidSpec(vec![FieldError::new("spec", e.0)]))?;
         let previous = self.status.clone().unwrap_or_default().clusters;
         let mut entries = Vec::new();
@@ -84,19 +91,180 @@ impl Reconcile for TelemetryPipeline {
             rollouts.push(rollout);
         }
         let (validated, ready) = conditions(&entries, &rollouts);
+        let before = self.status.as_ref().and_then(|s| s.sampling.as_ref());
+        if let Some(before) = before
+            && before.percentage != sampling.percentage
+        {
+            let (reason, verb) = if sampling.boosted_by.is_some() {
+                ("SamplingBoosted", "raised")
+            } else {
+                ("SamplingRestored", "returned")
+            };
+            ctx.publish(
+                self.as_ref(),
+                EventType::Normal,
+                reason,
+                format!(
+                    "trace sampling {verb} from {}% to {}%: {}",
+                    before.percentage, sampling.percentage, sampling.reason
+                ),
+            )
+            .await;
+        }
+        let boosts = !self.spec.sampling.slo_boost.is_empty();
         let status = TelemetryPipelineStatus {
             observed_generation: None,
             conditions: vec![ready, validated],
             clusters: entries,
+            sampling: Some(sampling),
         };
         update_status(&ctx.client, self.as_ref(), status).await?;
         Ok(Action::requeue(
             if rollouts.contains(&Rollout::Validating) {
                 VALIDATING_RECHECK
+            } else if boosts {
+                // Burns are read from Prometheus as often as error budgets.
+                ctx.status_interval.min(RESYNC)
             } else {
                 RESYNC
             },
         ))
+    }
+}
+
+/// How long a burn must have stopped before a boost ends, when `holdFor` is unset.
+pub const DEFAULT_HOLD: Duration = Duration::from_secs(600);
+
+/// The sampling in force: the highest boost among the SLOs of `spec.sampling.sloBoost`
+/// whose page-level burn condition holds in Prometheus now; after the burn stops, the
+/// boost stays for its `holdFor` (hysteresis), and then the base percentage returns. When
+/// Prometheus cannot be read, a boost in force stays.
+async fn decide_sampling(
+    ctx: &Context,
+    pipeline: &TelemetryPipeline,
+    inventory: &crate::inventory::Inventory,
+) -> SamplingStatus {
+    let spec = &pipeline.spec.sampling;
+    let base = SamplingStatus {
+        percentage: spec.percentage,
+        reason: "spec.sampling.percentage".to_owned(),
+        boosted_by: None,
+        calm_since: None,
+    };
+    if spec.slo_boost.is_empty() {
+        return base;
+    }
+    let namespace = pipeline.namespace().unwrap_or_default();
+    let mut burning: Option<&SloBoost> = None;
+    let mut unknown = Vec::new();
+    for boost in &spec.slo_boost {
+        let name = &boost.slo_ref.name;
+        let Some(slo) = inventory.service_level_objective(&namespace, name) else {
+            continue;
+        };
+        let Some(url) = slo
+            .spec
+            .prometheus
+            .as_ref()
+            .map(|p| p.url.clone())
+            .or_else(|| ctx.prometheus_url.clone())
+        else {
+            unknown.push(format!(
+                "{name}: no Prometheus URL (spec.prometheus.url or --prometheus-url)"
+            ));
+            continue;
+        };
+        let holds = match page_burn_conditions(slo) {
+            Ok(conditions) => any_holds(&url, &conditions).await,
+            Err(error) => Err(error.message()),
+        };
+        match holds {
+            Ok(true) if burning.is_none_or(|b| b.percentage < boost.percentage) => {
+                burning = Some(boost);
+            }
+            Ok(_) => {}
+            Err(error) => unknown.push(format!("{name}: {error}")),
+        }
+    }
+    let previous = pipeline.status.as_ref().and_then(|s| s.sampling.clone());
+    let now = k8s_openapi::jiff::Timestamp::now();
+    next_sampling(spec, base, previous, burning, &unknown, now)
+}
+
+/// The decision of [`decide_sampling`], given what Prometheus said.
+fn next_sampling(
+    spec: &crate::api::telemetry_pipeline::Sampling,
+    base: SamplingStatus,
+    previous: Option<SamplingStatus>,
+    burning: Option<&SloBoost>,
+    unknown: &[String],
+    now: k8s_openapi::jiff::Timestamp,
+) -> SamplingStatus {
+    let unknown_note = if unknown.is_empty() {
+        String::new()
+    } else {
+        format!("; burn unknown for {}", unknown.join(", "))
+    };
+    if let Some(boost) = burning {
+        return SamplingStatus {
+            percentage: boost.percentage,
+            reason: format!(
+                "SLO {} burns its error budget at the page level{unknown_note}",
+                boost.slo_ref.name
+            ),
+            boosted_by: Some(boost.slo_ref.name.clone()),
+            calm_since: None,
+        };
+    }
+    let held = previous.filter(|p| p.boosted_by.is_some() && p.percentage > spec.percentage);
+    let Some(held) = held else {
+        return SamplingStatus {
+            reason: format!(
+                "spec.sampling.percentage: no SLO of spec.sampling.sloBoost burns at the page level{unknown_note}"
+            ),
+            ..base
+        };
+    };
+    let by = held.boosted_by.clone().unwrap_or_default();
+    if !unknown.is_empty() {
+        return SamplingStatus {
+            reason: format!("SLO {by} burned; kept while the burn cannot be read{unknown_note}"),
+            ..held
+        };
+    }
+    let hold = spec
+        .slo_boost
+        .iter()
+        .find(|b| b.slo_ref.name == by)
+        .and_then(|b| b.hold_for.as_deref())
+        .and_then(|h| crate::validate::parse_duration(h).ok())
+        .unwrap_or(DEFAULT_HOLD);
+    let calm_since = held
+        .calm_since
+        .as_deref()
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .unwrap_or(now);
+    let calm = now
+        .duration_since(calm_since)
+        .try_into()
+        .unwrap_or(Duration::ZERO);
+    if calm >= hold {
+        return SamplingStatus {
+            reason: format!(
+                "spec.sampling.percentage: SLO {by} stopped burning {}s ago",
+                calm.as_secs()
+            ),
+            ..base
+        };
+    }
+    SamplingStatus {
+        percentage: held.percentage,
+        reason: format!(
+            "SLO {by} stopped burning at {calm_since}; the boost holds until it has been calm for {}s",
+            hold.as_secs()
+        ),
+        boosted_by: Some(by),
+        calm_since: Some(calm_since.to_string()),
     }
 }
 
@@ -514,6 +682,49 @@ async fn prune(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_boost_holds_until_the_burn_has_stopped_for_hold_for() {
+        let spec: crate::api::telemetry_pipeline::Sampling =
+            serde_json::from_value(serde_json::json!({
+                "percentage": 10,
+                "sloBoost": [{"sloRef": {"name": "checkout"}, "percentage": 80, "holdFor": "60s"}],
+            }))
+            .expect("sampling");
+        let base = || SamplingStatus {
+            percentage: 10.0,
+            reason: "spec.sampling.percentage".into(),
+            ..SamplingStatus::default()
+        };
+        let t =
+            |s: i64| k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 + s).expect("time");
+        let boost = &spec.slo_boost[0];
+        let burning = next_sampling(&spec, base(), None, Some(boost), &[], t(0));
+        assert_eq!(
+            (burning.percentage, burning.calm_since.as_deref()),
+            (80.0, None)
+        );
+        let calm = next_sampling(&spec, base(), Some(burning.clone()), None, &[], t(5));
+        assert_eq!(calm.percentage, 80.0, "{}", calm.reason);
+        assert!(calm.calm_since.is_some());
+        let still = next_sampling(&spec, base(), Some(calm.clone()), None, &[], t(64));
+        assert_eq!(still.percentage, 80.0, "{}", still.reason);
+        // A burn in between starts the hold again.
+        let again = next_sampling(&spec, base(), Some(still.clone()), Some(boost), &[], t(30));
+        assert_eq!(again.calm_since, None);
+        let over = next_sampling(&spec, base(), Some(calm), None, &[], t(66));
+        assert_eq!((over.percentage, over.boosted_by), (10.0, None));
+        // Prometheus unreadable: the boost stays.
+        let kept = next_sampling(
+            &spec,
+            base(),
+            Some(burning),
+            None,
+            &["checkout: down".into()],
+            t(900),
+        );
+        assert_eq!(kept.percentage, 80.0);
+    }
 
     #[test]
     fn messages_keep_their_end() {

@@ -464,11 +464,7 @@ fn burn_alert(
 ) -> Rule {
     let long = promql_duration(tier.long);
     let short = promql_duration(tier.short);
-    let select = format!("{{vigil_slo=\"{key}\"}}");
-    let expr = format!(
-        "(vigil:slo_error_ratio:rate{long}{select} / {budget} > {factor})\nand\n(vigil:slo_error_ratio:rate{short}{select} / {budget} > {factor})",
-        factor = tier.factor
-    );
+    let expr = burn_expr(key, budget, tier);
     let mut labels = settings.labels.clone();
     labels.insert("vigil_slo".into(), key.to_owned());
     labels.insert("service".into(), service.to_owned());
@@ -502,6 +498,32 @@ fn burn_alert(
         labels,
         annotations,
     }
+}
+
+/// The condition of one burn alert: the error ratio over both windows of `tier` above its
+/// factor times the budget.
+fn burn_expr(key: &str, budget: f64, tier: &BurnWindow) -> String {
+    let long = promql_duration(tier.long);
+    let short = promql_duration(tier.short);
+    let select = format!("{{vigil_slo=\"{key}\"}}");
+    format!(
+        "(vigil:slo_error_ratio:rate{long}{select} / {budget} > {factor})\nand\n(vigil:slo_error_ratio:rate{short}{select} / {budget} > {factor})",
+        factor = tier.factor
+    )
+}
+
+/// The conditions of the SLO's page-level burn alerts, exactly as its rules state them
+/// (whether or not paging is enabled in `spec.alerting`): while one returns a sample, the
+/// SLO burns its budget fast enough to page. `TelemetryPipeline` sampling boosts follow it.
+pub fn page_burn_conditions(slo: &ServiceLevelObjective) -> Result<Vec<String>, SloError> {
+    let window = parse_window(&slo.spec.window)?;
+    let key = slo_key(slo);
+    let budget = round_budget(1.0 - slo.spec.objective / 100.0);
+    Ok(burn_windows(window)
+        .iter()
+        .filter(|tier| tier.severity == "page")
+        .map(|tier| burn_expr(&key, budget, tier))
+        .collect())
 }
 
 /// How long a budget lasts at `factor` times the sustainable burn rate, in whole hours.
