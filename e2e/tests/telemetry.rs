@@ -7,7 +7,8 @@
 //! pipeline out only after the Collector validated it in a Job, and a configuration the
 //! Collector refuses never replaces the running one; and an SLO burning its budget in a
 //! real Prometheus raises the sampling of the running configuration, which returns after
-//! the burn stops.
+//! the burn stops. The pod webhook adds the sidecar collector to the pods that ask for it,
+//! and to no other.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -15,11 +16,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use vigil::api::{MemberCluster, ServiceLevelObjective, TelemetryPipeline};
+use vigil::api::{MemberCluster, ServiceLevelObjective, SupervisedWorkload, TelemetryPipeline};
 use vigil::render::otel::{COLLECTOR_VERSION, render_collector_configs};
 use vigil_e2e::otelcol::{
     Backend, Collector, NOT_BUILT, ValidationKubelet, built_components, component_type, send, span,
@@ -663,5 +664,151 @@ async fn sampling_rises_while_an_slo_burns_in_a_real_prometheus() -> anyhow::Res
         "the collectors run the base configuration again"
     );
     wait_event(&events, "SamplingRestored", "from 75% to 10%").await?;
+    Ok(())
+}
+
+/// The pods of Deployment `app` once there are `count`.
+async fn pods_of(pods: &Api<Pod>, app: &str, count: usize) -> anyhow::Result<Vec<Pod>> {
+    eventually(
+        &format!("{count} pods of {app}"),
+        Duration::from_secs(60),
+        || async {
+            let list = pods
+                .list(&ListParams::default().labels(&format!("app={app}")))
+                .await?;
+            Ok((list.items.len() == count).then_some(list.items))
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_webhook_adds_the_sidecar_to_the_pods_that_ask_and_no_other() -> anyhow::Result<()> {
+    let cluster = TestCluster::start("otel-sidecar").await?;
+    let port = vigil_e2e::free_port()?;
+    let _operator = Operator::start_with_chart_rbac(
+        &cluster,
+        "vigil-sidecar",
+        &[
+            &format!("--webhook-addr=127.0.0.1:{port}"),
+            &format!("--webhook-url=https://127.0.0.1:{port}"),
+        ],
+    )
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let _kubelet = ValidationKubelet::start(cluster.client(), dir.path());
+    cluster.ensure_namespace("shop").await?;
+    let client = cluster.client();
+    let params = PatchParams::apply("vigil-e2e").force();
+    let member = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "MemberCluster",
+        "metadata": {"name": "onprem"},
+        "spec": {"provider": "vmware", "region": "dc1", "local": true}});
+    Api::<MemberCluster>::all(client.clone())
+        .patch("onprem", &params, &Patch::Apply(&member))
+        .await?;
+    let pipelines: Api<TelemetryPipeline> = Api::namespaced(client.clone(), "shop");
+    let pipeline = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "TelemetryPipeline",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {"clusters": ["onprem"], "mode": "sidecar", "memoryLimitMiB": 128,
+            "signals": {"traces": true, "metrics": false},
+            "backends": {"vmware": {"tracesOtlpEndpoint": "http://tempo.observability.svc:4317"}}}});
+    pipelines
+        .patch("shop", &params, &Patch::Apply(&pipeline))
+        .await?;
+    let ready = wait_pipeline(&pipelines, "the sidecar configuration validated", |s| {
+        condition(s, "Ready").is_some_and(|c| c.status == "True")
+    })
+    .await?;
+    let config = ready.clusters[0].active_config.clone().unwrap_or_default();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "shop");
+    assert!(
+        deployments.get_opt("vigil-otel-shop").await?.is_none(),
+        "a sidecar pipeline runs no gateway"
+    );
+
+    // Three Deployments: one asks by annotation, one through its SupervisedWorkload, one
+    // does not ask.
+    let deployment = |name: &str, annotations: serde_json::Value| {
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}, "annotations": annotations},
+                    "spec": {"containers": [{"name": "app", "image": format!("registry.example/{name}:1")}]}}}})
+    };
+    let supervised = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "SupervisedWorkload",
+        "metadata": {"name": "orders", "namespace": "shop"},
+        "spec": {"target": {"kind": "Deployment", "name": "orders"},
+            "isolation": {"profile": "none"},
+            "telemetry": {"pipelineRef": {"name": "shop"}}}});
+    Api::<SupervisedWorkload>::namespaced(client.clone(), "shop")
+        .patch("orders", &params, &Patch::Apply(&supervised))
+        .await?;
+    // The webhook reads SupervisedWorkloads from its own watch: give it a moment.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (name, annotations) in [
+        (
+            "checkout",
+            serde_json::json!({"vigil.io/telemetry-pipeline": "shop"}),
+        ),
+        ("orders", serde_json::json!({})),
+        ("ledger", serde_json::json!({})),
+    ] {
+        deployments
+            .patch(name, &params, &Patch::Apply(&deployment(name, annotations)))
+            .await?;
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    for app in ["checkout", "orders"] {
+        for pod in pods_of(&pods, app, 2).await? {
+            let spec = pod.spec.clone().unwrap_or_default();
+            let init = spec.init_containers.clone().unwrap_or_default();
+            let sidecar = init
+                .first()
+                .ok_or_else(|| anyhow::anyhow!("{app}: no sidecar in {}", pod.name_any()))?;
+            assert_eq!(sidecar.name, "otelcol");
+            assert_eq!(
+                sidecar.restart_policy.as_deref(),
+                Some("Always"),
+                "a native sidecar"
+            );
+            assert_eq!(
+                sidecar.image.as_deref(),
+                Some("otel/opentelemetry-collector-contrib:0.161.0")
+            );
+            let volume = spec
+                .volumes
+                .unwrap_or_default()
+                .into_iter()
+                .find(|v| v.name == "vigil-otelcol-config")
+                .and_then(|v| v.config_map)
+                .map(|c| c.name);
+            assert_eq!(
+                volume.as_deref(),
+                Some(config.as_str()),
+                "the validated configuration"
+            );
+            let env = spec.containers[0].env.clone().unwrap_or_default();
+            assert!(
+                env.iter().any(|e| e.name == "OTEL_EXPORTER_OTLP_ENDPOINT"
+                    && e.value.as_deref() == Some("http://localhost:4318")),
+                "{app}: the app exports to its sidecar"
+            );
+            let note = pod
+                .annotations()
+                .get("vigil.io/telemetry-sidecar")
+                .cloned()
+                .unwrap_or_default();
+            assert!(note.contains(&config), "{note}");
+        }
+    }
+    for pod in pods_of(&pods, "ledger", 2).await? {
+        let spec = pod.spec.clone().unwrap_or_default();
+        assert!(
+            spec.init_containers.unwrap_or_default().is_empty(),
+            "ledger did not ask"
+        );
+        assert!(spec.containers[0].env.is_none(), "ledger is left alone");
+        assert!(!pod.annotations().contains_key("vigil.io/telemetry-sidecar"));
+    }
     Ok(())
 }

@@ -136,8 +136,9 @@ async fn terminate_signal() {
     }
 }
 
-/// Starts the webhook's HTTPS server with its TLS (made or read from its Secret) and a watch
-/// of SupervisedWorkloads; returns the CA for the webhook configuration.
+/// Starts the webhook's HTTPS server with its TLS (made or read from its Secret) and watches
+/// of SupervisedWorkloads, TelemetryPipelines and MemberClusters; returns the CA for the
+/// webhook configuration.
 async fn start_webhook(
     client: &Client,
     options: &crate::webhook::WebhookOptions,
@@ -147,21 +148,39 @@ async fn start_webhook(
         .await
         .context("cannot set up the webhook's TLS")?;
     let config = crate::webhook::server_config(&tls)?;
-    let api: kube::Api<kube::core::DeserializeGuard<crate::api::SupervisedWorkload>> =
-        kube::Api::all(client.clone());
+    let stores = crate::webhook::Stores {
+        workloads: reflect(client),
+        pipelines: reflect(client),
+        members: reflect(client),
+    };
+    let addr = options.addr;
+    tokio::spawn(async move {
+        if let Err(error) = crate::webhook::serve(addr, config, stores, stop).await {
+            tracing::error!(error = %format!("{error:#}"), "the webhook stopped");
+        }
+    });
+    Ok(tls.ca_pem)
+}
+
+/// A store of every object of kind `K`, kept by a watch of its own.
+fn reflect<K>(client: &Client) -> kube::runtime::reflector::Store<kube::core::DeserializeGuard<K>>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: kube::Api<kube::core::DeserializeGuard<K>> = kube::Api::all(client.clone());
     let (store, writer) = kube::runtime::reflector::store();
     let watch = kube::runtime::watcher(api, kube::runtime::watcher::Config::default())
         .default_backoff()
         .reflect(writer)
         .for_each(|_| async {});
     tokio::spawn(watch);
-    let addr = options.addr;
-    tokio::spawn(async move {
-        if let Err(error) = crate::webhook::serve(addr, config, store, stop).await {
-            tracing::error!(error = %format!("{error:#}"), "the webhook stopped");
-        }
-    });
-    Ok(tls.ca_pem)
+    store
 }
 
 /// Keeps the MutatingWebhookConfiguration (and its caBundle) as it should be while this

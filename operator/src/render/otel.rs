@@ -107,6 +107,13 @@ fn otlp_grpc(endpoint: &str) -> Value {
     }
 }
 
+/// The variables from Secrets that `pipeline`'s collectors on `provider` need.
+pub fn collector_env(pipeline: &TelemetryPipeline, provider: Provider) -> Vec<SecretEnv> {
+    collector(pipeline, provider, None)
+        .map(|(_, env)| env)
+        .unwrap_or_default()
+}
+
 fn secret_env(env: &mut Vec<SecretEnv>, name: &str, secret: &str, key: &str) -> String {
     if !env.iter().any(|e| e.name == name) {
         env.push(SecretEnv {
@@ -473,6 +480,48 @@ fn config_volume(config_map: &str) -> Value {
     json!({"name": "config", "configMap": {"name": config_map}})
 }
 
+/// The volume of an injected sidecar: the pipeline's validated configuration.
+pub fn sidecar_volume(config_map: &str) -> Value {
+    json!({"name": SIDECAR_VOLUME, "configMap": {"name": config_map}})
+}
+
+/// The collector container of `pipeline`: its image on the configuration mounted from
+/// volume `volume`, credentials from Secrets (`env`), the node name from the downward API,
+/// the Go heap kept under the memory limiter's limit, health probes on `health_check`.
+pub fn collector_container(pipeline: &TelemetryPipeline, env: &[SecretEnv], volume: &str) -> Value {
+    let spec = &pipeline.spec;
+    let mut variables: Vec<Value> = env
+        .iter()
+        .map(|e| json!({"name": e.name, "valueFrom": {"secretKeyRef": {"name": e.secret, "key": e.key}}}))
+        .collect();
+    variables.push(node_name_env());
+    variables.push(
+        json!({"name": "GOMEMLIMIT", "value": format!("{}MiB", spec.memory_limit_mib * 4 / 5)}),
+    );
+    let memory = format!("{}Mi", spec.memory_limit_mib);
+    json!({
+        "name": SIDECAR_NAME,
+        "image": image(pipeline),
+        "args": [format!("--config={CONFIG_PATH}")],
+        "env": variables,
+        "ports": [
+            {"name": "otlp-grpc", "containerPort": 4317},
+            {"name": "otlp-http", "containerPort": 4318},
+            {"name": "metrics", "containerPort": 8888},
+        ],
+        "readinessProbe": {"httpGet": {"path": "/", "port": 13133}},
+        "livenessProbe": {"httpGet": {"path": "/", "port": 13133}, "initialDelaySeconds": 10},
+        "resources": {"requests": {"cpu": "100m", "memory": memory}, "limits": {"memory": memory}},
+        "securityContext": restricted(),
+        "volumeMounts": [{"name": volume, "mountPath": "/conf", "readOnly": true}],
+    })
+}
+
+/// The name of the collector container, in collector pods and as an injected sidecar.
+pub const SIDECAR_NAME: &str = "otelcol";
+/// The volume of an injected sidecar's configuration.
+pub const SIDECAR_VOLUME: &str = "vigil-otelcol-config";
+
 /// The Job that runs `validate` of the pipeline's image on the ConfigMap `name` before any
 /// collector uses it. It fails on the Collector's first complaint, which the pod's
 /// termination message carries (`FallbackToLogsOnError`). It needs no Secret: unset
@@ -528,37 +577,12 @@ pub fn collector_objects(
     let cluster_wide = format!("{name}-{}", namespace.clone().unwrap_or_default());
     let labels = labels(pipeline, "collector");
     let selector = json!({COMPONENT_LABEL: "collector", PIPELINE_LABEL: pipeline.name_any()});
-    let mut env: Vec<Value> = config
-        .env
-        .iter()
-        .map(|e| json!({"name": e.name, "valueFrom": {"secretKeyRef": {"name": e.secret, "key": e.key}}}))
-        .collect();
-    env.push(node_name_env());
-    env.push(
-        json!({"name": "GOMEMLIMIT", "value": format!("{}MiB", spec.memory_limit_mib * 4 / 5)}),
-    );
-    let memory = format!("{}Mi", spec.memory_limit_mib);
     let pod = json!({
         "metadata": {"labels": selector, "annotations": {CONFIG_ANNOTATION: config_map}},
         "spec": {
             "serviceAccountName": name,
             "securityContext": pod_security(),
-            "containers": [{
-                "name": "otelcol",
-                "image": image(pipeline),
-                "args": [format!("--config={CONFIG_PATH}")],
-                "env": env,
-                "ports": [
-                    {"name": "otlp-grpc", "containerPort": 4317},
-                    {"name": "otlp-http", "containerPort": 4318},
-                    {"name": "metrics", "containerPort": 8888},
-                ],
-                "readinessProbe": {"httpGet": {"path": "/", "port": 13133}},
-                "livenessProbe": {"httpGet": {"path": "/", "port": 13133}, "initialDelaySeconds": 10},
-                "resources": {"requests": {"cpu": "100m", "memory": memory}, "limits": {"memory": memory}},
-                "securityContext": restricted(),
-                "volumeMounts": [{"name": "config", "mountPath": "/conf", "readOnly": true}],
-            }],
+            "containers": [collector_container(pipeline, &config.env, "config")],
             "volumes": [config_volume(config_map)],
         },
     });

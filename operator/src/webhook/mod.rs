@@ -32,8 +32,8 @@ use rcgen::{
 };
 use tokio::sync::watch;
 
-use crate::api::SupervisedWorkload;
 use crate::api::supervised_workload::WorkloadKind;
+use crate::api::{MemberCluster, SupervisedWorkload, TelemetryPipeline};
 use crate::controllers::supervised_workload::{targeting, workload_of};
 
 /// Path the API server posts pod admissions to.
@@ -291,10 +291,22 @@ pub fn server_config(tls: &Tls) -> anyhow::Result<rustls::ServerConfig> {
     Ok(config)
 }
 
+/// What the webhook reads: watches of the kinds that decide what a pod gets.
+#[derive(Clone)]
+#[allow(missing_debug_implementations)] // reflector stores have no Debug
+pub struct Stores {
+    /// `SupervisedWorkload`s: isolation, and a sidecar through `telemetry.pipelineRef`.
+    pub workloads: Store<DeserializeGuard<SupervisedWorkload>>,
+    /// `TelemetryPipeline`s: the sidecar and its validated configuration.
+    pub pipelines: Store<DeserializeGuard<TelemetryPipeline>>,
+    /// `MemberCluster`s: which one is this cluster, whose configuration the sidecar runs.
+    pub members: Store<DeserializeGuard<MemberCluster>>,
+}
+
 /// What a request handler needs.
 #[derive(Clone)]
 struct Handler {
-    store: Store<DeserializeGuard<SupervisedWorkload>>,
+    stores: Stores,
 }
 
 async fn admit(
@@ -321,56 +333,168 @@ async fn admit(
     axum::Json(response.into_review())
 }
 
-/// The JSON patch for a pod, when a `SupervisedWorkload` targets its workload and its
-/// profile changes something.
+/// The JSON patch for a pod: the isolation of the `SupervisedWorkload` targeting its
+/// workload, and the collector sidecar it asks for (annotation or `telemetry.pipelineRef`).
+/// `None` when nothing changes.
 fn review_pod(handler: &Handler, request: &AdmissionRequest<Pod>) -> Option<json_patch::Patch> {
     let pod = request.object.as_ref()?;
     let namespace = request.namespace.clone().or_else(|| pod.namespace())?;
-    let (kind, name) = workload_of(pod)?;
-    let workload = targeting(&handler.store, &namespace, kind, &name)
-        .into_iter()
-        .next()?;
-    let key = (kind == WorkloadKind::CronJob)
-        .then(|| {
-            let job = pod
-                .owner_references()
-                .iter()
-                .find(|o| o.kind == "Job")
-                .map(|o| o.name.clone())?;
-            mutate::idempotency_key(&namespace, &job)
-        })
-        .flatten();
     let original = serde_json::to_value(pod).ok()?;
-    let mutation = mutate::mutate(&original, &workload, key.as_deref());
-    if mutation.changes.is_empty() {
-        return None;
+    let mut mutated = original.clone();
+    let workload = workload_of(pod).and_then(|(kind, name)| {
+        targeting(&handler.stores.workloads, &namespace, kind, &name)
+            .into_iter()
+            .next()
+            .map(|w| (kind, w))
+    });
+    let pod_name = pod
+        .metadata
+        .generate_name
+        .as_deref()
+        .or(pod.metadata.name.as_deref())
+        .unwrap_or_default()
+        .to_owned();
+    if let Some((kind, workload)) = &workload {
+        let key = (*kind == WorkloadKind::CronJob)
+            .then(|| {
+                let job = pod
+                    .owner_references()
+                    .iter()
+                    .find(|o| o.kind == "Job")
+                    .map(|o| o.name.clone())?;
+                mutate::idempotency_key(&namespace, &job)
+            })
+            .flatten();
+        let mutation = mutate::mutate(&mutated, workload, key.as_deref());
+        if !mutation.changes.is_empty() {
+            mutated = mutation.pod;
+            annotate(
+                &mut mutated,
+                MUTATED_ANNOTATION,
+                format!(
+                    "{:?} from SupervisedWorkload {}: {}",
+                    workload.spec.isolation.profile,
+                    workload.name_any(),
+                    mutation.changes.join("; ")
+                ),
+            );
+            tracing::info!(
+                namespace,
+                workload = %workload.spec.target.name,
+                pod = pod_name,
+                changes = mutation.changes.len(),
+                conflicts = mutation.conflicts.len(),
+                "pod isolated"
+            );
+        }
     }
-    let mut mutated = mutation.pod;
-    if !mutated["metadata"]["annotations"].is_object() {
-        mutated["metadata"]["annotations"] = serde_json::json!({});
+    let requested = pod
+        .annotations()
+        .get(mutate::SIDECAR_REQUEST_ANNOTATION)
+        .cloned()
+        .or_else(|| {
+            workload
+                .as_ref()
+                .and_then(|(_, w)| w.spec.telemetry.as_ref())
+                .map(|t| t.pipeline_ref.name.clone())
+        });
+    if let Some(pipeline) = requested {
+        let outcome = match sidecar(&handler.stores, &namespace, &pipeline) {
+            Ok((collector, volume, config_map)) => {
+                let changes = mutate::inject_collector(&mut mutated, collector, volume);
+                if changes.is_empty() {
+                    None
+                } else {
+                    tracing::info!(
+                        namespace,
+                        pipeline,
+                        pod = pod_name,
+                        config_map,
+                        "collector sidecar injected"
+                    );
+                    Some(format!(
+                        "TelemetryPipeline {pipeline}, ConfigMap {config_map}: {}",
+                        changes.join("; ")
+                    ))
+                }
+            }
+            Err(why) => {
+                tracing::warn!(
+                    namespace,
+                    pipeline,
+                    pod = pod_name,
+                    why,
+                    "collector sidecar not injected"
+                );
+                Some(format!("not injected: {why}"))
+            }
+        };
+        if let Some(note) = outcome {
+            annotate(&mut mutated, mutate::SIDECAR_ANNOTATION, note);
+        }
     }
-    mutated["metadata"]["annotations"][MUTATED_ANNOTATION] = serde_json::json!(format!(
-        "{:?} from SupervisedWorkload {}: {}",
-        workload.spec.isolation.profile,
-        workload.name_any(),
-        mutation.changes.join("; ")
-    ));
-    tracing::info!(
-        namespace,
-        workload = %name,
-        pod = pod.metadata.generate_name.as_deref().or(pod.metadata.name.as_deref()).unwrap_or_default(),
-        changes = mutation.changes.len(),
-        conflicts = mutation.conflicts.len(),
-        "pod isolated"
-    );
-    Some(json_patch::diff(&original, &mutated))
+    (mutated != original).then(|| json_patch::diff(&original, &mutated))
+}
+
+fn annotate(pod: &mut serde_json::Value, key: &str, value: String) {
+    if !pod["metadata"]["annotations"].is_object() {
+        pod["metadata"]["annotations"] = serde_json::json!({});
+    }
+    pod["metadata"]["annotations"][key] = serde_json::json!(value);
+}
+
+/// The sidecar container, its volume and the ConfigMap it runs, for pipeline `name` of
+/// `namespace`: a `sidecar` pipeline whose configuration for this cluster (the local
+/// `MemberCluster`) passed validation. Otherwise why not.
+fn sidecar(
+    stores: &Stores,
+    namespace: &str,
+    name: &str,
+) -> Result<(serde_json::Value, serde_json::Value, String), String> {
+    use crate::api::telemetry_pipeline::CollectorMode;
+    use crate::render::otel;
+    let pipelines = stores.pipelines.state();
+    let pipeline = pipelines
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .find(|p| p.namespace().as_deref() == Some(namespace) && p.name_any() == name)
+        .ok_or_else(|| format!("TelemetryPipeline {namespace}/{name} does not exist"))?;
+    if pipeline.spec.mode != CollectorMode::Sidecar {
+        return Err(format!(
+            "TelemetryPipeline {name} runs in {:?} mode, not sidecar",
+            pipeline.spec.mode
+        ));
+    }
+    let members = stores.members.state();
+    let local = members
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .find(|m| m.spec.local)
+        .ok_or("no MemberCluster has local: true, so the webhook cannot tell which cluster's configuration to run")?;
+    let config_map = pipeline
+        .status
+        .as_ref()
+        .and_then(|s| s.clusters.iter().find(|c| c.cluster == local.name_any()))
+        .and_then(|c| c.active_config.clone())
+        .ok_or_else(|| {
+            format!(
+                "TelemetryPipeline {name} has no validated configuration for cluster {} yet",
+                local.name_any()
+            )
+        })?;
+    let env = otel::collector_env(pipeline, local.spec.provider);
+    Ok((
+        otel::collector_container(pipeline, &env, otel::SIDECAR_VOLUME),
+        otel::sidecar_volume(&config_map),
+        config_map,
+    ))
 }
 
 /// Serves the webhook over HTTPS on `addr` until `stop` turns true.
 pub async fn serve(
     addr: SocketAddr,
     tls: rustls::ServerConfig,
-    store: Store<DeserializeGuard<SupervisedWorkload>>,
+    stores: Stores,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -379,7 +503,7 @@ pub async fn serve(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let router = Router::new()
         .route(PATH, post(admit))
-        .with_state(Handler { store });
+        .with_state(Handler { stores });
     tracing::info!(%addr, "webhook serving");
     loop {
         let (stream, _) = tokio::select! {

@@ -250,6 +250,72 @@ pub fn idempotency_key(namespace: &str, job: &str) -> Option<String> {
     Some(format!("{namespace}/{cronjob}/{time}"))
 }
 
+/// Annotation on a pod (or its template) asking for the collector sidecar of the
+/// `TelemetryPipeline` it names (same namespace).
+pub const SIDECAR_REQUEST_ANNOTATION: &str = "vigil.io/telemetry-pipeline";
+/// Annotation the webhook sets on pods that asked for a sidecar: what it injected, or why
+/// it could not.
+pub const SIDECAR_ANNOTATION: &str = "vigil.io/telemetry-sidecar";
+/// What an injected sidecar's neighbours get, unless they set it: where OTLP SDKs export.
+pub const OTLP_ENDPOINT_ENV: (&str, &str) =
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318");
+
+/// Adds `collector` as a native sidecar (the first init container, `restartPolicy:
+/// Always`, so that it starts before the app and stops after it) with its configuration
+/// `volume`, and points the app containers' OTLP SDKs at it. Nothing when the pod already
+/// has it. Returns what changed.
+pub fn inject_collector(pod: &mut Value, mut collector: Value, volume: Value) -> Vec<String> {
+    let mut changes = Vec::new();
+    let name = collector["name"].as_str().unwrap_or_default().to_owned();
+    let spec = &mut pod["spec"];
+    if !spec.is_object() {
+        return changes;
+    }
+    let present = ["initContainers", "containers"].iter().any(|list| {
+        spec[*list]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["name"] == name.as_str()))
+    });
+    if present {
+        return changes;
+    }
+    collector["restartPolicy"] = json!("Always");
+    if !spec["initContainers"].is_array() {
+        spec["initContainers"] = json!([]);
+    }
+    if let Some(init) = spec["initContainers"].as_array_mut() {
+        init.insert(0, collector);
+    }
+    if !spec["volumes"].is_array() {
+        spec["volumes"] = json!([]);
+    }
+    if let Some(volumes) = spec["volumes"].as_array_mut() {
+        volumes.push(volume);
+    }
+    changes.push(format!("sidecar {name} added"));
+    for container in spec["containers"].as_array_mut().into_iter().flatten() {
+        let has = container["env"]
+            .as_array()
+            .is_some_and(|env| env.iter().any(|e| e["name"] == OTLP_ENDPOINT_ENV.0));
+        if has {
+            continue;
+        }
+        if !container["env"].is_array() {
+            container["env"] = json!([]);
+        }
+        if let Some(env) = container["env"].as_array_mut() {
+            env.push(json!({"name": OTLP_ENDPOINT_ENV.0, "value": OTLP_ENDPOINT_ENV.1}));
+        }
+        changes.push(format!(
+            "{}: {}={}",
+            container["name"].as_str().unwrap_or_default(),
+            OTLP_ENDPOINT_ENV.0,
+            OTLP_ENDPOINT_ENV.1
+        ));
+    }
+    changes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,5 +399,27 @@ mod tests {
             Some("shop/nightly-report/2026-03-16T12:00:00Z")
         );
         assert_eq!(idempotency_key("shop", "manual"), None);
+    }
+
+    #[test]
+    fn the_sidecar_goes_first_once_and_apps_keep_their_own_endpoint() {
+        let mut pod = json!({"spec": {
+            "initContainers": [{"name": "migrate"}],
+            "containers": [
+                {"name": "app"},
+                {"name": "proxy", "env": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://gw:4318"}]},
+            ]}});
+        let changes = inject_collector(
+            &mut pod,
+            json!({"name": "otelcol"}),
+            json!({"name": "vigil-otelcol-config", "configMap": {"name": "c-1"}}),
+        );
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert_eq!(pod["spec"]["initContainers"][0]["name"], "otelcol");
+        assert_eq!(pod["spec"]["initContainers"][0]["restartPolicy"], "Always");
+        assert_eq!(pod["spec"]["initContainers"][1]["name"], "migrate");
+        assert_eq!(pod["spec"]["containers"][1]["env"][0]["value"], "http://gw:4318");
+        let again = inject_collector(&mut pod.clone(), json!({"name": "otelcol"}), json!({}));
+        assert!(again.is_empty(), "a reinvocation adds nothing");
     }
 }
