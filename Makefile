@@ -64,6 +64,8 @@ bench: tools
 	target/release/vigil-bench dns-render 50
 	target/release/vigil-bench dns-latency 3000
 	VIGIL_BIN=$(CURDIR)/target/release/vigil target/release/vigil-bench crashes 100
+	target/release/vigil-bench otel-render 100
+	target/release/vigil-bench otel-throughput 20
 
 ## crds: regenerate crds/ and the chart's CRD templates from the Rust types
 crds:

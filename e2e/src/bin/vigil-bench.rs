@@ -9,6 +9,8 @@
 //! vigil-bench dns-render [N]   # the CoreDNS files of a CrossCloudDNS over N clusters
 //! vigil-bench dns-latency [N]  # N lookups through the generated chain vs. the owning cluster
 //! vigil-bench crashes [N]      # 10 crashes each of N supervised workloads at once, then 5000 pods
+//! vigil-bench otel-render [N]  # the Collector configurations of N TelemetryPipelines over 3 clusters
+//! vigil-bench otel-throughput [S] # spans/s through a gateway on the generated config vs. pass-through, S seconds each
 //! ```
 
 use std::collections::BTreeMap;
@@ -884,6 +886,175 @@ async fn crashes(count: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Loads `count` TelemetryPipelines (modes and signals varied) over an AWS, an Alibaba
+/// Cloud and a VMware cluster, and times rendering every Collector configuration.
+fn otel_render(count: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut docs = Vec::new();
+    for (i, provider) in ["aws", "aliyun", "vmware"].iter().enumerate() {
+        let mut spec = serde_json::json!({"provider": provider, "region": "r1"});
+        if i == 0 {
+            spec["local"] = true.into();
+        } else {
+            spec["apiServer"] = serde_json::json!({"kubeconfigSecretRef": {"namespace": "vigil-system", "name": format!("{provider}-kubeconfig"), "key": "kubeconfig"}});
+        }
+        docs.push(
+            serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "MemberCluster",
+            "metadata": {"name": provider}, "spec": spec}),
+        );
+    }
+    for i in 0..count {
+        let mode = ["gateway", "agent", "sidecar"][i % 3];
+        docs.push(serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "TelemetryPipeline",
+            "metadata": {"name": format!("p{i:04}"), "namespace": "shop"},
+            "spec": {"clusters": ["aws", "aliyun", "vmware"],
+                "mode": mode,
+                "signals": {"traces": true, "metrics": i % 2 == 0, "logs": i % 4 == 0},
+                "sampling": {"percentage": 5 + i % 20, "latencyThresholdMs": 250},
+                "backends": {
+                    "aws": {"region": "eu-west-1", "xray": true, "emfLogGroup": "/shop/metrics",
+                        "ampRemoteWriteUrl": "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1/api/v1/remote_write"},
+                    "aliyun": {"endpoint": "cn-hangzhou.log.aliyuncs.com", "project": "shop",
+                        "credentialsSecretRef": {"name": "sls"}},
+                    "vmware": {"tracesOtlpEndpoint": "http://tempo.observability.svc:4317",
+                        "prometheusRemoteWriteUrl": "http://mimir.observability.svc/api/v1/push",
+                        "lokiUrl": "http://loki.observability.svc:3100",
+                        "opensearchUrl": "https://opensearch.observability.svc:9200"}}}}));
+    }
+    let stream: Vec<String> = docs
+        .iter()
+        .map(|d| serde_yaml_ng::to_string(d).unwrap_or_default())
+        .collect();
+    std::fs::write(dir.path().join("pipelines.yaml"), stream.join("---\n"))?;
+    let started = Instant::now();
+    let loaded = vigil::manifest::load(&[dir.path().to_owned()], "default")?;
+    let load = started.elapsed();
+    anyhow::ensure!(loaded.problems.is_empty(), "{:?}", loaded.problems.first());
+    let runs = 20;
+    let started = Instant::now();
+    let mut files = 0;
+    let mut bytes = 0;
+    for _ in 0..runs {
+        files = 0;
+        bytes = 0;
+        for pipeline in &loaded.inventory.telemetry_pipelines {
+            for config in
+                vigil::render::otel::render_collector_configs(pipeline, &loaded.inventory, None)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                files += 1;
+                bytes += config.yaml.len();
+            }
+        }
+    }
+    let each = started.elapsed() / runs;
+    println!(
+        "otel-render: {count} pipelines x 3 clusters = {files} Collector configurations rendered in {:.2} ms ({:.1} us each, {:.0} KiB); loading and validating the manifests took {:.1} ms",
+        each.as_secs_f64() * 1000.0,
+        each.as_secs_f64() * 1e6 / files.max(1) as f64,
+        bytes as f64 / 1024.0,
+        load.as_secs_f64() * 1000.0,
+    );
+    Ok(())
+}
+
+/// Spans per second a gateway accepts over OTLP/HTTP, with the generated VMware
+/// configuration (memory_limiter, k8s_attributes against a real API server, tail_sampling,
+/// batch; resource_detection stood in for, as in the tests) and with a pass-through
+/// configuration (the OTLP receiver straight to the OTLP exporter) on the same build, both
+/// exporting to a backend Collector; `seconds` of load each, from 4 concurrent senders of
+/// 500-span requests with fresh trace ids.
+async fn otel_throughput(seconds: usize) -> anyhow::Result<()> {
+    use vigil_e2e::otelcol::{Backend, Collector, span, with_stand_ins};
+    let cluster = TestCluster::start("otel-bench").await?;
+    let dir = tempfile::tempdir()?;
+    let backend = Backend::start(dir.path(), "backend").await?;
+    let manifest = format!(
+        "apiVersion: vigil.io/v1alpha1\nkind: MemberCluster\nmetadata: {{name: onprem}}\nspec: {{provider: vmware, region: dc1, local: true}}\n---\napiVersion: vigil.io/v1alpha1\nkind: TelemetryPipeline\nmetadata: {{name: shop, namespace: shop}}\nspec:\n  clusters: [onprem]\n  signals: {{traces: true, metrics: false}}\n  sampling: {{percentage: 10, latencyThresholdMs: 500}}\n  backends:\n    vmware: {{tracesOtlpEndpoint: \"http://{}\"}}\n",
+        backend.endpoint
+    );
+    std::fs::write(dir.path().join("pipeline.yaml"), manifest)?;
+    let loaded = vigil::manifest::load(&[dir.path().join("pipeline.yaml")], "default")?;
+    anyhow::ensure!(loaded.problems.is_empty(), "{:?}", loaded.problems.first());
+    let generated = vigil::render::otel::render_collector_configs(
+        &loaded.inventory.telemetry_pipelines[0],
+        &loaded.inventory,
+        None,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+    .remove(0)
+    .yaml;
+    let (generated, _) = with_stand_ins(&generated)?;
+    let generated = generated.replace("auth_type: serviceAccount", "auth_type: kubeConfig");
+    let passthrough = serde_yaml_ng::to_string(&serde_json::json!({
+        "receivers": {"otlp": {"protocols": {"http": {"endpoint": "0.0.0.0:4318"}}}},
+        "exporters": {"otlp_grpc": {"endpoint": backend.endpoint, "tls": {"insecure": true}}},
+        "service": {"pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["otlp_grpc"]}},
+            "telemetry": {"metrics": {"level": "none"}}},
+    }))?;
+    let kubeconfig = cluster.kubeconfig().display().to_string();
+    let mut results = Vec::new();
+    for (name, config) in [("pass-through", passthrough), ("generated", generated)] {
+        let mut gateway = Collector::start(
+            dir.path(),
+            name,
+            "otelcol-vigil",
+            &config,
+            &[("KUBECONFIG", &kubeconfig)],
+        )
+        .await?;
+        let url = gateway
+            .otlp_http
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("no OTLP/HTTP receiver"))?;
+        let deadline = Instant::now() + Duration::from_secs(seconds as u64);
+        let senders = (0..4).map(|sender| {
+            let url = url.clone();
+            async move {
+                let mut sent = 0usize;
+                let mut request = 0usize;
+                while Instant::now() < deadline {
+                    let spans: Vec<serde_json::Value> = (0..500)
+                        .map(|i| {
+                            let id = format!("{sender:02x}{request:014x}{i:016x}");
+                            span(
+                                &id,
+                                "GET /cart",
+                                if i % 50 == 0 { 900 } else { 12 },
+                                i % 100 == 0,
+                            )
+                        })
+                        .collect();
+                    if vigil_e2e::otelcol::send(&url, "checkout", &spans)
+                        .await
+                        .is_ok()
+                    {
+                        sent += spans.len();
+                    }
+                    request += 1;
+                }
+                sent
+            }
+        });
+        let started = Instant::now();
+        let sent: usize = futures::future::join_all(senders).await.into_iter().sum();
+        let rate = sent as f64 / started.elapsed().as_secs_f64();
+        let rss = gateway.process().rss_kib().unwrap_or(0) / 1024;
+        println!(
+            "otel-throughput: {name}: {rate:.0} spans/s accepted over {seconds} s, gateway RSS {rss} MiB"
+        );
+        results.push(rate);
+    }
+    if let [plain, generated] = results[..] {
+        println!(
+            "otel-throughput: generated / pass-through = {:.2}",
+            generated / plain.max(1.0)
+        );
+    }
+    drop(cluster);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -897,8 +1068,10 @@ async fn main() -> anyhow::Result<()> {
         "dns-render" => dns_render(count(32)),
         "dns-latency" => dns_latency(count(3000)).await,
         "crashes" => crashes(count(100)).await,
+        "otel-render" => otel_render(count(100)),
+        "otel-throughput" => otel_throughput(count(20)).await,
         other => anyhow::bail!(
-            "unknown benchmark {other:?}: render, cluster, prometheus, certificates, dns-render, dns-latency or crashes"
+            "unknown benchmark {other:?}: render, cluster, prometheus, certificates, dns-render, dns-latency, crashes, otel-render or otel-throughput"
         ),
     }
 }

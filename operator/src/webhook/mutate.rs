@@ -404,11 +404,11 @@ mod tests {
     #[test]
     fn the_sidecar_goes_first_once_and_apps_keep_their_own_endpoint() {
         let mut pod = json!({"spec": {
-            "initContainers": [{"name": "migrate"}],
-            "containers": [
-                {"name": "app"},
-                {"name": "proxy", "env": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://gw:4318"}]},
-            ]}});
+        "initContainers": [{"name": "migrate"}],
+        "containers": [
+            {"name": "app"},
+            {"name": "proxy", "env": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://gw:4318"}]},
+        ]}});
         let changes = inject_collector(
             &mut pod,
             json!({"name": "otelcol"}),
@@ -418,7 +418,10 @@ mod tests {
         assert_eq!(pod["spec"]["initContainers"][0]["name"], "otelcol");
         assert_eq!(pod["spec"]["initContainers"][0]["restartPolicy"], "Always");
         assert_eq!(pod["spec"]["initContainers"][1]["name"], "migrate");
-        assert_eq!(pod["spec"]["containers"][1]["env"][0]["value"], "http://gw:4318");
+        assert_eq!(
+            pod["spec"]["containers"][1]["env"][0]["value"],
+            "http://gw:4318"
+        );
         let again = inject_collector(&mut pod.clone(), json!({"name": "otelcol"}), json!({}));
         assert!(again.is_empty(), "a reinvocation adds nothing");
     }
