@@ -157,6 +157,23 @@ for cm in json.load(sys.stdin)["items"]:
 curl -s -X POST 127.0.0.1:19090/-/reload
 kubectl get slo -n shop -o custom-columns='NAME:.metadata.name,RULES:.status.conditions[?(@.type=="RulesGenerated")].message'
 
+step "telemetry: each cluster's Collector configuration is checked by the Collector's own validate (a Job) before the gateway switches to it"
+kubectl -n shop wait --for=condition=Ready telemetrypipeline/shop --timeout=120s
+kubectl -n shop get telemetrypipeline shop -o custom-columns='CLUSTER:.status.clusters[*].cluster,RUNNING:.status.clusters[*].activeConfig,SAMPLING:.status.sampling.percentage'
+echo "vmware's gateway runs $(KUBECONFIG="$DEMO/vmware.kubeconfig" kubectl -n shop get deployment vigil-otel-shop -o jsonpath='{.metadata.name}: {.spec.template.metadata.annotations.vigil\.io/collector-config}')"
+step "a port forgotten in the spec: the Collector refuses the configuration, the gateways keep theirs"
+GOOD="$(KUBECONFIG="$DEMO/vmware.kubeconfig" kubectl -n shop get deployment vigil-otel-shop -o jsonpath='{.spec.template.metadata.annotations.vigil\.io/collector-config}')"
+kubectl -n shop patch telemetrypipeline shop --type=merge \
+    -p '{"spec":{"backends":{"vmware":{"tracesOtlpEndpoint":"http://tempo.observability"}}}}' >/dev/null
+kubectl -n shop wait --for=condition=Validated=False telemetrypipeline/shop --timeout=120s
+kubectl -n shop get telemetrypipeline shop -o jsonpath='{.status.conditions[?(@.type=="Validated")].message}'; echo
+NOW="$(KUBECONFIG="$DEMO/vmware.kubeconfig" kubectl -n shop get deployment vigil-otel-shop -o jsonpath='{.spec.template.metadata.annotations.vigil\.io/collector-config}')"
+echo "vmware's gateway still runs $NOW (before: $GOOD)"
+[ "$NOW" = "$GOOD" ] || { echo "the refused configuration replaced the running one" >&2; exit 1; }
+kubectl -n shop patch telemetrypipeline shop --type=merge \
+    -p '{"spec":{"backends":{"vmware":{"tracesOtlpEndpoint":"http://tempo.observability:4317"}}}}' >/dev/null
+kubectl -n shop wait --for=condition=Ready telemetrypipeline/shop --timeout=120s >/dev/null
+echo "fixed: Ready again"
 step "kubectl get vigil -A"
 kubectl get vigil -A
 step "kubectl get memberclusters"

@@ -32,7 +32,7 @@ fn the_examples_are_valid() {
         "stdout:\n{stdout}\nstderr:\n{}",
         text(&output.stderr)
     );
-    assert!(stdout.contains("14 valid, 0 problems"), "{stdout}");
+    assert!(stdout.contains("15 valid, 0 problems"), "{stdout}");
     for kind in [
         "MemberCluster",
         "ServiceLevelObjective",
@@ -55,7 +55,7 @@ fn the_examples_render() {
     let output = vigil(&["render", "-f", examples.to_str().expect("utf-8 path")]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(
-        text(&output.stderr).contains("from 14 Vigil objects"),
+        text(&output.stderr).contains("from 15 Vigil objects"),
         "{}",
         text(&output.stderr)
     );
@@ -80,6 +80,9 @@ fn the_examples_render() {
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(config.contains(exporter), "{cluster}: {config}");
     }
+    let sidecar = std::fs::read_to_string(out.path().join("otelcol/aws/shop-checkout.yaml"))
+        .expect("the sidecar pipeline's configuration");
+    assert!(!sidecar.contains("k8s_attributes"), "{sidecar}");
 }
 
 /// Each corpus file starts with `# expect: <field path>: <message>` lines: the problems

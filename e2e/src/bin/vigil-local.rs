@@ -6,8 +6,10 @@
 //! its requests (rule files go in `<DIR>/prometheus/rules`), an ACME server (Pebble, its
 //! HTTP-01 validations sent to 127.0.0.1:15002) with a bind9 for `demo.test` on
 //! 127.0.0.1:15356 that takes TSIG-signed updates, writes the kubeconfigs and the ACME
-//! settings (`pebble-directory`, `pebble-ca.pem`, `tsig-secret`) into the folder, and runs
-//! until SIGTERM or Ctrl-C.
+//! settings (`pebble-directory`, `pebble-ca.pem`, `tsig-secret`) into the folder, plays the
+//! kubelet of `TelemetryPipeline` validation pods in every cluster (the real Collector built
+//! by `make tools` runs `validate` on each, see `vigil_e2e::otelcol::ValidationKubelet`), and
+//! runs until SIGTERM or Ctrl-C.
 //!
 //! ```text
 //! vigil-local <DIR>
@@ -17,6 +19,7 @@ use std::path::PathBuf;
 
 use vigil_e2e::coredns::{self, CoreDns};
 use vigil_e2e::dns::{DnsOptions, Tsig};
+use vigil_e2e::otelcol::ValidationKubelet;
 use vigil_e2e::pebble::{Pebble, PebbleOptions};
 use vigil_e2e::{DnsServer, Exporter, Prometheus, TestCluster};
 
@@ -74,6 +77,16 @@ async fn main() -> anyhow::Result<()> {
             cluster.dir().display()
         );
     }
+    let validations = dir.join("otelcol");
+    std::fs::create_dir_all(&validations)?;
+    let kubelets: Vec<ValidationKubelet> = clusters
+        .iter()
+        .map(|cluster| ValidationKubelet::start(cluster.client(), &validations))
+        .collect();
+    println!(
+        "otelcol: Collector validation pods of every cluster run by otelcol-vigil (files in {})",
+        validations.display()
+    );
     let exporter = Exporter::start(999.5, 0.5).await?;
     let prometheus = Prometheus::start_on(&dir, "checkout", &exporter.address, 19090).await?;
     println!(
@@ -124,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
     drop(acme_dns);
     drop(prometheus);
     drop(exporter);
+    drop(kubelets);
     for projection in projections {
         projection.abort();
     }
