@@ -437,9 +437,10 @@ pub fn collector_name(pipeline: &TelemetryPipeline) -> String {
 }
 
 /// `vigil-otel-<name>-<hash>`: the ConfigMap holding `config` and the Job validating it.
-/// The same configuration always has the same name.
+/// The hash covers the configuration and the image that validates and runs it, so that a
+/// new image is validated too; the same pair always has the same name.
 pub fn config_name(pipeline: &TelemetryPipeline, config: &CollectorConfig) -> String {
-    let hash = crate::hash::sha256_hex(config.yaml.as_bytes());
+    let hash = crate::hash::sha256_hex(format!("{}\n{}", image(pipeline), config.yaml).as_bytes());
     format!("{}-{}", collector_name(pipeline), &hash[..10])
 }
 
