@@ -140,6 +140,8 @@ fn agent_and_sidecar() {
     assert!(agent[0].yaml.contains("spec.nodeName=${env:K8S_NODE_NAME}"));
     assert!(agent[0].yaml.contains("node_from_env_var: K8S_NODE_NAME"));
     insta::assert_snapshot!("agent-aws", agent[0].yaml);
+    insta::assert_snapshot!("agent-aliyun", agent[1].yaml);
+    insta::assert_snapshot!("agent-vmware", agent[2].yaml);
     let sidecar = render("  mode: sidecar\n  sampling: {percentage: 100, keepErrors: false}\n");
     for config in &sidecar {
         check(config);
@@ -153,6 +155,8 @@ fn agent_and_sidecar() {
             "a sidecar does not scrape"
         );
     }
+    insta::assert_snapshot!("sidecar-aws", sidecar[0].yaml);
+    insta::assert_snapshot!("sidecar-aliyun", sidecar[1].yaml);
     insta::assert_snapshot!("sidecar-vmware", sidecar[2].yaml);
 }
 
