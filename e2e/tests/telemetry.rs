@@ -706,6 +706,15 @@ async fn the_webhook_adds_the_sidecar_to_the_pods_that_ask_and_no_other() -> any
     Api::<MemberCluster>::all(client.clone())
         .patch("onprem", &params, &Patch::Apply(&member))
         .await?;
+    // Asked for by a SupervisedWorkload (read by the webhook from its own watch).
+    let supervised = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "SupervisedWorkload",
+        "metadata": {"name": "orders", "namespace": "shop"},
+        "spec": {"target": {"kind": "Deployment", "name": "orders"},
+            "isolation": {"profile": "none"},
+            "telemetry": {"pipelineRef": {"name": "shop"}}}});
+    Api::<SupervisedWorkload>::namespaced(client.clone(), "shop")
+        .patch("orders", &params, &Patch::Apply(&supervised))
+        .await?;
     let pipelines: Api<TelemetryPipeline> = Api::namespaced(client.clone(), "shop");
     let pipeline = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "TelemetryPipeline",
         "metadata": {"name": "shop", "namespace": "shop"},
@@ -735,16 +744,30 @@ async fn the_webhook_adds_the_sidecar_to_the_pods_that_ask_and_no_other() -> any
                 "template": {"metadata": {"labels": {"app": name}, "annotations": annotations},
                     "spec": {"containers": [{"name": "app", "image": format!("registry.example/{name}:1")}]}}}})
     };
-    let supervised = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "SupervisedWorkload",
-        "metadata": {"name": "orders", "namespace": "shop"},
-        "spec": {"target": {"kind": "Deployment", "name": "orders"},
-            "isolation": {"profile": "none"},
-            "telemetry": {"pipelineRef": {"name": "shop"}}}});
-    Api::<SupervisedWorkload>::namespaced(client.clone(), "shop")
-        .patch("orders", &params, &Patch::Apply(&supervised))
-        .await?;
-    // The webhook reads SupervisedWorkloads from its own watch: give it a moment.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The webhook reads pipelines from its own watch: a dry-run pod (which goes through
+    // admission) shows when it has seen the validated configuration.
+    let probe: Pod = serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "probe", "namespace": "shop",
+            "annotations": {"vigil.io/telemetry-pipeline": "shop"}},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/probe:1"}]}}))?;
+    let dry_run = kube::api::PostParams {
+        dry_run: true,
+        ..kube::api::PostParams::default()
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    eventually(
+        "the webhook serving the sidecar",
+        Duration::from_secs(30),
+        || async {
+            let admitted = pods.create(&dry_run, &probe).await?;
+            Ok(admitted
+                .spec
+                .and_then(|s| s.init_containers)
+                .is_some_and(|c| !c.is_empty())
+                .then_some(()))
+        },
+    )
+    .await?;
     for (name, annotations) in [
         (
             "checkout",
@@ -757,7 +780,6 @@ async fn the_webhook_adds_the_sidecar_to_the_pods_that_ask_and_no_other() -> any
             .patch(name, &params, &Patch::Apply(&deployment(name, annotations)))
             .await?;
     }
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
     for app in ["checkout", "orders"] {
         for pod in pods_of(&pods, app, 2).await? {
             let spec = pod.spec.clone().unwrap_or_default();
