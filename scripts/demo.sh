@@ -178,8 +178,8 @@ step "kubectl get vigil -A"
 kubectl get vigil -A
 step "kubectl get memberclusters"
 kubectl get memberclusters
-step "why each object is or is not Ready (the telemetry generator arrives in a later version)"
-kubectl get vigil -A -o custom-columns='KIND:.kind,NAME:.metadata.name,VALID:.status.conditions[?(@.type=="Valid")].status,READY:.status.conditions[?(@.type=="Ready")].reason'
+step "why each object is or is not Ready"
+kubectl get vigil -A -o custom-columns='KIND:.kind,NAME:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].status,REASON:.status.conditions[?(@.type=="Ready")].reason'
 step "operator metrics (curl 127.0.0.1:18080/metrics)"
 curl -s 127.0.0.1:18080/metrics | grep -E '^vigil_(reconcile_panics_total|reconcile_errors_total|member_cluster_probe_duration_seconds_count)' | head -12 || true
 
