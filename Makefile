@@ -46,6 +46,11 @@ chart: tools
 	$(TOOLS)/helm template vigil charts/vigil --namespace vigil-system > /dev/null
 	$(TOOLS)/helm template vigil charts/vigil --namespace vigil-system \
 	  --set crds.install=false,metrics.serviceMonitor.enabled=true,replicas=2,rbac.secretNamespaces={fleet} > /dev/null
+	@# The chart's alerts on Vigil itself must be rules Prometheus accepts.
+	@mkdir -p target
+	$(TOOLS)/helm template vigil charts/vigil --namespace vigil-system --set metrics.prometheusRule.enabled=true \
+	  --show-only templates/prometheusrule.yaml | sed -n '/^spec:$$/,$$p' | sed '1d; s/^  //' > target/vigil-alerts.yaml
+	promtool check rules target/vigil-alerts.yaml
 
 ## e2e: end-to-end tests on real control planes (two at a time: this machine has 2 cores)
 e2e: tools
