@@ -8,7 +8,7 @@
 //! Collector refuses never replaces the running one; and an SLO burning its budget in a
 //! real Prometheus raises the sampling of the running configuration, which returns after
 //! the burn stops. The pod webhook adds the sidecar collector to the pods that ask for it,
-//! and to no other.
+//! and to no other, and keeps doing so across a renewal of its TLS while it runs.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -692,6 +692,7 @@ async fn the_webhook_adds_the_sidecar_to_the_pods_that_ask_and_no_other() -> any
         &[
             &format!("--webhook-addr=127.0.0.1:{port}"),
             &format!("--webhook-url=https://127.0.0.1:{port}"),
+            "--webhook-tls-check-seconds=1",
         ],
     )
     .await?;
@@ -831,6 +832,54 @@ async fn the_webhook_adds_the_sidecar_to_the_pods_that_ask_and_no_other() -> any
         );
         assert!(spec.containers[0].env.is_none(), "ledger is left alone");
         assert!(!pod.annotations().contains_key("vigil.io/telemetry-sidecar"));
+    }
+
+    // TLS rotation while serving: the webhook's Secret is lost; the operator makes a new
+    // CA and serving certificate, serves them and puts the CA into the configuration,
+    // without a restart. New pods still get their sidecar (with failurePolicy Ignore, a
+    // TLS mismatch would admit them unchanged).
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    use k8s_openapi::api::core::v1::Secret;
+    let configurations: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let ca_bundle = |c: &MutatingWebhookConfiguration| {
+        c.webhooks
+            .as_ref()
+            .and_then(|w| w.first())
+            .and_then(|w| w.client_config.ca_bundle.clone())
+            .map(|b| b.0)
+            .unwrap_or_default()
+    };
+    let before = ca_bundle(&configurations.get("vigil").await?);
+    assert!(!before.is_empty(), "the configuration has a caBundle");
+    Api::<Secret>::namespaced(client.clone(), "vigil-system")
+        .delete("vigil-webhook-tls", &Default::default())
+        .await?;
+    eventually(
+        "a new CA in the webhook configuration",
+        Duration::from_secs(30),
+        || async {
+            let now = ca_bundle(&configurations.get("vigil").await?);
+            Ok((!now.is_empty() && now != before).then_some(()))
+        },
+    )
+    .await?;
+    deployments
+        .patch(
+            "payments",
+            &params,
+            &Patch::Apply(&deployment(
+                "payments",
+                serde_json::json!({"vigil.io/telemetry-pipeline": "shop"}),
+            )),
+        )
+        .await?;
+    for pod in pods_of(&pods, "payments", 2).await? {
+        let init = pod.spec.and_then(|s| s.init_containers).unwrap_or_default();
+        assert_eq!(
+            init.first().map(|c| c.name.as_str()),
+            Some("otelcol"),
+            "the webhook serves the renewed certificate"
+        );
     }
     Ok(())
 }

@@ -110,6 +110,10 @@ pub struct RunArgs {
         default_value = "vigil-webhook-tls"
     )]
     pub webhook_secret: String,
+    /// Seconds between two looks at the webhook's TLS Secret: a serving certificate due for
+    /// renewal (or a Secret deleted) is replaced, and served, without a restart.
+    #[arg(long, env = "VIGIL_WEBHOOK_TLS_CHECK_SECONDS", default_value_t = 3600)]
+    pub webhook_tls_check_seconds: u64,
 }
 
 /// Manifest inputs.
@@ -167,6 +171,9 @@ impl RunArgs {
                     configuration_name: self.webhook_configuration.clone(),
                     secret_name: self.webhook_secret.clone(),
                     namespace: self.namespace.clone(),
+                    tls_check: std::time::Duration::from_secs(
+                        self.webhook_tls_check_seconds.max(1),
+                    ),
                 }),
         }
     }

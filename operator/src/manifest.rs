@@ -94,11 +94,20 @@ fn is_yaml(path: &Path) -> bool {
 /// Reads every document of the given files and directories, checks it against the schema,
 /// its CEL rules and the semantic rules, and returns the valid objects and the problems.
 pub fn load(paths: &[PathBuf], default_namespace: &str) -> std::io::Result<Loaded> {
+    let mut texts = Vec::new();
+    for file in collect_files(paths)? {
+        let text = std::fs::read_to_string(&file)?;
+        texts.push((file, text));
+    }
+    Ok(load_texts(texts, default_namespace))
+}
+
+/// [`load`] of texts already read, each with the file name it is reported under.
+pub fn load_texts(texts: Vec<(PathBuf, String)>, default_namespace: &str) -> Loaded {
     let validator = SchemaValidator::new();
     let mut loaded = Loaded::default();
     let mut decoded: Vec<(Source, Object)> = Vec::new();
-    for file in collect_files(paths)? {
-        let text = std::fs::read_to_string(&file)?;
+    for (file, text) in texts {
         for (index, document) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
             let source = Source {
                 file: file.clone(),
@@ -188,7 +197,7 @@ pub fn load(paths: &[PathBuf], default_namespace: &str) -> std::io::Result<Loade
                 }));
         }
     }
-    Ok(loaded)
+    loaded
 }
 
 fn is_vigil(value: &Value) -> bool {

@@ -136,30 +136,38 @@ async fn terminate_signal() {
     }
 }
 
-/// Starts the webhook's HTTPS server with its TLS (made or read from its Secret) and watches
-/// of SupervisedWorkloads, TelemetryPipelines and MemberClusters; returns the CA for the
-/// webhook configuration.
+/// Starts the webhook's HTTPS server with its TLS (made or read from its Secret, and kept
+/// fresh while it runs) and watches of SupervisedWorkloads, TelemetryPipelines and
+/// MemberClusters; returns the TLS in force, for the webhook configuration's caBundle.
 async fn start_webhook(
     client: &Client,
     options: &crate::webhook::WebhookOptions,
     stop: watch::Receiver<bool>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<watch::Receiver<crate::webhook::Tls>> {
     let tls = crate::webhook::ensure_tls(client, options)
         .await
         .context("cannot set up the webhook's TLS")?;
-    let config = crate::webhook::server_config(&tls)?;
+    crate::webhook::server_config(&tls)?;
+    let (tls_tx, tls_rx) = watch::channel(tls);
+    tokio::spawn(crate::webhook::keep_tls(
+        client.clone(),
+        options.clone(),
+        tls_tx,
+        stop.clone(),
+    ));
     let stores = crate::webhook::Stores {
         workloads: reflect(client),
         pipelines: reflect(client),
         members: reflect(client),
     };
     let addr = options.addr;
+    let served = tls_rx.clone();
     tokio::spawn(async move {
-        if let Err(error) = crate::webhook::serve(addr, config, stores, stop).await {
+        if let Err(error) = crate::webhook::serve(addr, served, stores, stop).await {
             tracing::error!(error = %format!("{error:#}"), "the webhook stopped");
         }
     });
-    Ok(tls.ca_pem)
+    Ok(tls_rx)
 }
 
 /// A store of every object of kind `K`, kept by a watch of its own.
@@ -184,14 +192,15 @@ where
 }
 
 /// Keeps the MutatingWebhookConfiguration (and its caBundle) as it should be while this
-/// replica leads: at once, then every five minutes.
+/// replica leads: at once, every five minutes, and as soon as the CA changes.
 async fn keep_webhook_configuration(
     client: Client,
     options: crate::webhook::WebhookOptions,
-    ca_pem: String,
+    mut tls: watch::Receiver<crate::webhook::Tls>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
+        let ca_pem = tls.borrow_and_update().ca_pem.clone();
         let configuration = crate::webhook::configuration(&options, &ca_pem);
         if let Err(error) =
             super::apply::apply_hashed(&client, super::status::FIELD_MANAGER, configuration).await
@@ -200,6 +209,7 @@ async fn keep_webhook_configuration(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+            changed = tls.changed() => if changed.is_err() { return },
             _ = stop.wait_for(|s| *s) => return,
         }
     }
@@ -276,11 +286,11 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         None
     };
 
-    if let (Some(webhook), Some(ca_pem)) = (&options.webhook, &webhook) {
+    if let (Some(webhook), Some(tls)) = (&options.webhook, &webhook) {
         tokio::spawn(keep_webhook_configuration(
             client.clone(),
             webhook.clone(),
-            ca_pem.clone(),
+            tls.clone(),
             stop_rx.clone(),
         ));
     }

@@ -37,10 +37,9 @@ pub struct Desired {
 /// Renders every object of the inventory. Objects that fail to render are left out:
 /// validation, which runs the same generators, reports them.
 ///
-/// Kinds whose generators have not landed yet render nothing; their controllers only
-/// validate and report. TelemetryPipeline renders each cluster's Collector configuration
-/// (`otelcol/<cluster>/<namespace>-<name>.yaml`), which its controller does not roll out
-/// yet. CrossCloudDNS renders each member cluster's CoreDNS server blocks
+/// TelemetryPipeline renders each cluster's Collector configuration
+/// (`otelcol/<cluster>/<namespace>-<name>.yaml`), which its controller validates with the
+/// Collector in that cluster before rolling it out. CrossCloudDNS renders each member cluster's CoreDNS server blocks
 /// (every remote counted as healthy) and, for `Dedicated`, the manifests of the
 /// Vigil-managed CoreDNS: they go to the member clusters, so they are files here, not
 /// objects of this cluster.

@@ -63,6 +63,8 @@ pub struct WebhookOptions {
     pub secret_name: String,
     /// The operator's namespace.
     pub namespace: String,
+    /// How often the TLS Secret is looked at for a renewal.
+    pub tls_check: Duration,
 }
 
 /// The webhook's CA and serving certificate, PEM.
@@ -490,17 +492,50 @@ fn sidecar(
     ))
 }
 
-/// Serves the webhook over HTTPS on `addr` until `stop` turns true.
+/// Keeps the webhook's TLS fresh while it runs: every `options.tls_check`, the Secret is
+/// read again through [`ensure_tls`] (which renews a serving certificate due for renewal,
+/// and makes a new CA if the Secret was deleted). A change is published on `tls`, which
+/// the server reads for each new connection.
+pub async fn keep_tls(
+    client: Client,
+    options: WebhookOptions,
+    tls: watch::Sender<Tls>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(options.tls_check) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match ensure_tls(&client, &options).await {
+            Ok(fresh) => {
+                let renewed = tls.borrow().cert_pem != fresh.cert_pem;
+                if renewed {
+                    let new_ca = tls.borrow().ca_pem != fresh.ca_pem;
+                    tracing::info!(new_ca, "webhook serving certificate renewed");
+                    tls.send_replace(fresh);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "could not renew the webhook's TLS; serving the current certificate");
+            }
+        }
+    }
+}
+
+/// Serves the webhook over HTTPS on `addr` until `stop` turns true, with the TLS currently
+/// in `tls` for each new connection.
 pub async fn serve(
     addr: SocketAddr,
-    tls: rustls::ServerConfig,
+    mut tls: watch::Receiver<Tls>,
     stores: Stores,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} for the webhook"))?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let mut acceptor =
+        tokio_rustls::TlsAcceptor::from(Arc::new(server_config(&tls.borrow_and_update())?));
     let router = Router::new()
         .route(PATH, post(admit))
         .with_state(Handler { stores });
@@ -513,6 +548,14 @@ pub async fn serve(
             },
             _ = stop.wait_for(|s| *s) => return Ok(()),
         };
+        if tls.has_changed().unwrap_or(false) {
+            match server_config(&tls.borrow_and_update()) {
+                Ok(config) => acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+                Err(error) => {
+                    tracing::warn!(%error, "the renewed webhook certificate is unusable; keeping the current one")
+                }
+            }
+        }
         let acceptor = acceptor.clone();
         let router = router.clone();
         tokio::spawn(async move {
