@@ -557,13 +557,29 @@ async fn issuance_scenario(
             expiry.is_some_and(|t| t > 1.7e9),
             "expiry metric {expiry:?}"
         );
+        // No secret material in the operator's log or in any Event: the TSIG secret, the
+        // ACME account key, and the private keys of the issued certificates.
         let log = operator.log();
-        for secret in [&tsig.secret_base64, &text(&key_secret, "tls.key")] {
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(hub.client());
+        let notes: String = events
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .filter_map(|e| e.note.clone())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(!notes.is_empty(), "the operator published Events");
+        let issued_keys = [text(&api_secret, "tls.key"), text(&web1, "tls.key")];
+        for secret in [&tsig.secret_base64, &text(&key_secret, "tls.key")]
+            .into_iter()
+            .chain(issued_keys.iter())
+        {
             let probe: String = secret.lines().filter(|l| !l.starts_with("-----")).collect();
-            assert!(
-                !log.contains(&probe[..probe.len().min(40)]),
-                "secret material in the log"
-            );
+            let probe = &probe[..probe.len().min(40)];
+            assert!(probe.len() >= 20, "a probe long enough to mean something");
+            assert!(!log.contains(probe), "secret material in the log");
+            assert!(!notes.contains(probe), "secret material in an Event");
         }
         Ok(())
     }
