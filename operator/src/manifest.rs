@@ -123,7 +123,11 @@ pub fn load_texts(texts: Vec<(PathBuf, String)>, default_namespace: &str) -> Loa
                         object: None,
                         error,
                     });
-                    continue;
+                    // After a syntax error the stream cannot be read further: the
+                    // document iterator would yield the same error forever (found by the
+                    // `manifest` fuzz target: an unclosed flow mapping hung `vigil
+                    // validate` and grew its memory without bound).
+                    break;
                 }
             };
             if !is_vigil(&value) {
@@ -224,5 +228,27 @@ fn describe(value: &Value) -> String {
     {
         Some(ns) => format!("{kind}/{ns}/{name}"),
         None => format!("{kind}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `manifest` fuzz target: an unclosed flow mapping made the document
+    /// iterator yield its error forever.
+    #[test]
+    fn a_syntax_error_ends_the_file_with_one_problem() {
+        let text = "apiVersion: vigil.io/v1alpha1\nkind: MemberCluster\nmetadata: {name: onprem}\nspec: {provider: vmware, regiosampling:\n    percentage: 10\n";
+        let loaded = load_texts(vec![("broken.yaml".into(), text.to_owned())], "default");
+        assert_eq!(loaded.problems.len(), 1, "{:?}", loaded.problems);
+        assert!(
+            loaded.problems[0]
+                .error
+                .message
+                .starts_with("not valid YAML"),
+            "{}",
+            loaded.problems[0].error
+        );
     }
 }
