@@ -104,7 +104,16 @@ pub fn load(paths: &[PathBuf], default_namespace: &str) -> std::io::Result<Loade
 
 /// [`load`] of texts already read, each with the file name it is reported under.
 pub fn load_texts(texts: Vec<(PathBuf, String)>, default_namespace: &str) -> Loaded {
-    let validator = SchemaValidator::new();
+    load_texts_with(&SchemaValidator::new(), texts, default_namespace)
+}
+
+/// [`load_texts`] with a validator built once (building one compiles every CRD's schema
+/// and CEL rules).
+pub fn load_texts_with(
+    validator: &SchemaValidator,
+    texts: Vec<(PathBuf, String)>,
+    default_namespace: &str,
+) -> Loaded {
     let mut loaded = Loaded::default();
     let mut decoded: Vec<(Source, Object)> = Vec::new();
     for (file, text) in texts {

@@ -144,12 +144,13 @@ pub fn parse_window(text: &str) -> Result<Duration, SloError> {
     let bad = || SloError::Window(text.to_owned());
     let (number, unit) = text.split_at(text.len().checked_sub(1).ok_or_else(bad)?);
     let n: u64 = number.parse().map_err(|_| bad())?;
-    match (unit, n) {
-        (_, 0) => Err(bad()),
-        ("d", n) => Ok(Duration::from_secs(n * 86400)),
-        ("h", n) => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(bad()),
-    }
+    let seconds = match (unit, n) {
+        (_, 0) => None,
+        ("d", n) => n.checked_mul(86400),
+        ("h", n) => n.checked_mul(3600),
+        _ => None,
+    };
+    seconds.map(Duration::from_secs).ok_or_else(bad)
 }
 
 /// A duration as PromQL writes it, in the largest exact unit: `5m`, `1h`, `3d`.
@@ -680,6 +681,8 @@ mod tests {
         assert_eq!(parse_window("12h"), Ok(Duration::from_secs(12 * 3600)));
         assert!(parse_window("4w").is_err());
         assert!(parse_window("0d").is_err());
+        // Found by the `manifest` fuzz target: the multiplication overflowed.
+        assert!(parse_window("213503982334602d").is_err());
         assert_eq!(promql_duration(Duration::from_secs(7200)), "2h");
         assert_eq!(promql_duration(Duration::from_secs(1800)), "30m");
     }
