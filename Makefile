@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 VIGIL := target/debug/vigil
 
-.PHONY: all build lint fmt clippy deny test unit chart e2e bench crds demo demo-down tools clean
+.PHONY: all build lint fmt clippy deny test unit chart e2e fuzz fuzz-smoke bench crds demo demo-down tools clean
 TOOLS := .tools/bin
 
 all: build
@@ -17,6 +17,7 @@ lint: fmt clippy deny
 
 fmt:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -29,8 +30,17 @@ deny: tools/cargo-deny
 tools/cargo-deny:
 	@command -v cargo-deny >/dev/null 2>&1 || { echo "installing cargo-deny"; $(CARGO) install cargo-deny --locked; }
 
-## test: everything CI runs: lint, unit/golden/corpus tests, the chart, end-to-end tests
-test: lint unit chart e2e
+## test: everything CI runs: lint, unit/golden/corpus tests, the chart, end-to-end tests,
+## and 20 seconds of each fuzz target
+test: lint unit chart e2e fuzz-smoke
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS each (default 300); a finding fails it
+FUZZ_SECONDS ?= 300
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+fuzz-smoke:
+	FUZZ_SECONDS=20 scripts/fuzz.sh
 
 ## tools: build the pinned peers (Kubernetes, kwok, Helm, etcd) into .tools/bin and install
 ## the Debian peers; only what is missing or at another version is rebuilt
