@@ -360,6 +360,45 @@ pub async fn send(otlp_http: &str, service: &str, spans: &[Value]) -> anyhow::Re
     }
 }
 
+/// The generated gateway configuration of a VMware cluster exporting traces to `endpoint`,
+/// keeping errors, traces over 500 ms, and `percentage` of the rest.
+pub fn vmware_gateway_config(endpoint: &str, percentage: f64) -> anyhow::Result<String> {
+    let manifest = format!(
+        "apiVersion: vigil.io/v1alpha1
+kind: MemberCluster
+metadata: {{name: onprem}}
+spec: {{provider: vmware, region: dc1, local: true}}
+---
+apiVersion: vigil.io/v1alpha1
+kind: TelemetryPipeline
+metadata: {{name: shop, namespace: shop}}
+spec:
+  clusters: [onprem]
+  mode: gateway
+  signals: {{traces: true, metrics: false}}
+  sampling: {{percentage: {percentage}, keepErrors: true, latencyThresholdMs: 500}}
+  backends:
+    vmware: {{tracesOtlpEndpoint: \"{endpoint}\"}}
+"
+    );
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("pipeline.yaml");
+    std::fs::write(&path, manifest)?;
+    let loaded = vigil::manifest::load(&[path], "default")?;
+    anyhow::ensure!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    let pipeline = &loaded.inventory.telemetry_pipelines[0];
+    let mut configs =
+        vigil::render::otel::render_collector_configs(pipeline, &loaded.inventory, None)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(configs.remove(0).yaml)
+}
+
+/// `config` for a Collector outside any pod: there is no service account, so
+/// `k8s_attributes` reads the API server of `KUBECONFIG` instead (the same processor).
+pub fn outside_a_pod(config: &str) -> String {
+    config.replace("auth_type: serviceAccount", "auth_type: kubeConfig")
+}
+
 /// The kubelet of Vigil's Collector validation pods in a test cluster, whose kwok nodes
 /// run no containers (and whose kwok stages leave these pods alone, see
 /// `e2e/tools/install.sh`): every 300 ms it finds the validation pods kwok has marked

@@ -11,7 +11,6 @@
 //! and to no other, and keeps doing so across a renewal of its TLS while it runs.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -23,8 +22,8 @@ use kube::{Api, ResourceExt};
 use vigil::api::{MemberCluster, ServiceLevelObjective, SupervisedWorkload, TelemetryPipeline};
 use vigil::render::otel::{COLLECTOR_VERSION, render_collector_configs};
 use vigil_e2e::otelcol::{
-    Backend, Collector, NOT_BUILT, ValidationKubelet, built_components, component_type, send, span,
-    validate, with_stand_ins,
+    Backend, Collector, NOT_BUILT, ValidationKubelet, built_components, component_type,
+    outside_a_pod, send, span, validate, vmware_gateway_config, with_stand_ins,
 };
 use vigil_e2e::{Exporter, Operator, Prometheus, TestCluster, eventually, repo};
 
@@ -192,12 +191,10 @@ async fn the_gateway_keeps_what_its_sampling_promises() -> anyhow::Result<()> {
     let cluster = TestCluster::start("otel").await?;
     let dir = tempfile::tempdir()?;
     let backend = Backend::start(dir.path(), "backend").await?;
-    let yaml = gateway_config(&format!("http://{}", backend.endpoint), 20.0)?;
+    let yaml = vmware_gateway_config(&format!("http://{}", backend.endpoint), 20.0)?;
     let (config, removed) = with_stand_ins(&yaml)?;
     assert_eq!(removed, ["resource_detection"], "{yaml}");
-    // Outside a pod there is no service account: the same processor, with the test
-    // cluster's kubeconfig.
-    let config = config.replace("auth_type: serviceAccount", "auth_type: kubeConfig");
+    let config = outside_a_pod(&config);
     let kubeconfig = cluster.kubeconfig().display().to_string();
     let gateway = Collector::start(
         dir.path(),
@@ -259,35 +256,19 @@ async fn the_gateway_keeps_what_its_sampling_promises() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The generated gateway configuration of a VMware cluster exporting traces to `endpoint`,
-/// keeping errors, traces over 500 ms, and `percentage` of the rest.
-fn gateway_config(endpoint: &str, percentage: f64) -> anyhow::Result<String> {
-    let manifest = format!(
-        "apiVersion: vigil.io/v1alpha1
-kind: MemberCluster
-metadata: {{name: onprem}}
-spec: {{provider: vmware, region: dc1, local: true}}
----
-apiVersion: vigil.io/v1alpha1
-kind: TelemetryPipeline
-metadata: {{name: shop, namespace: shop}}
-spec:
-  clusters: [onprem]
-  mode: gateway
-  signals: {{traces: true, metrics: false}}
-  sampling: {{percentage: {percentage}, keepErrors: true, latencyThresholdMs: 500}}
-  backends:
-    vmware: {{tracesOtlpEndpoint: \"{endpoint}\"}}
-"
-    );
-    let dir = tempfile::tempdir()?;
-    let path: PathBuf = dir.path().join("pipeline.yaml");
-    std::fs::write(&path, manifest)?;
-    let loaded = vigil::manifest::load(&[path], "default")?;
-    anyhow::ensure!(loaded.problems.is_empty(), "{:?}", loaded.problems);
-    let pipeline = &loaded.inventory.telemetry_pipelines[0];
-    let mut configs = render_collector_configs(pipeline, &loaded.inventory, None)?;
-    Ok(configs.remove(0).yaml)
+/// The local cluster as MemberCluster `onprem`, on VMware.
+async fn local_onprem(client: &kube::Client) -> anyhow::Result<()> {
+    let member = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "MemberCluster",
+        "metadata": {"name": "onprem"},
+        "spec": {"provider": "vmware", "region": "dc1", "local": true}});
+    Api::<MemberCluster>::all(client.clone())
+        .patch(
+            "onprem",
+            &PatchParams::apply("vigil-e2e").force(),
+            &Patch::Apply(&member),
+        )
+        .await?;
+    Ok(())
 }
 
 /// The pipeline's status once `done` holds for it, for the current generation.
@@ -350,12 +331,7 @@ async fn a_refused_configuration_never_replaces_the_running_one() -> anyhow::Res
     cluster.ensure_namespace("shop").await?;
     let client = cluster.client();
     let params = PatchParams::apply("vigil-e2e").force();
-    let member = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "MemberCluster",
-        "metadata": {"name": "onprem"},
-        "spec": {"provider": "vmware", "region": "dc1", "local": true}});
-    Api::<MemberCluster>::all(client.clone())
-        .patch("onprem", &params, &Patch::Apply(&member))
-        .await?;
+    local_onprem(&client).await?;
     let pipelines: Api<TelemetryPipeline> = Api::namespaced(client.clone(), "shop");
     let pipeline = |endpoint: &str| {
         serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "TelemetryPipeline",
@@ -578,12 +554,7 @@ async fn sampling_rises_while_an_slo_burns_in_a_real_prometheus() -> anyhow::Res
     std::fs::write(prometheus.rules_dir.join("checkout.rules.yaml"), rules)?;
     prometheus.reload().await?;
 
-    let member = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "MemberCluster",
-        "metadata": {"name": "onprem"},
-        "spec": {"provider": "vmware", "region": "dc1", "local": true}});
-    Api::<MemberCluster>::all(client.clone())
-        .patch("onprem", &params, &Patch::Apply(&member))
-        .await?;
+    local_onprem(&client).await?;
     let pipelines: Api<TelemetryPipeline> = Api::namespaced(client.clone(), "shop");
     let pipeline = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "TelemetryPipeline",
         "metadata": {"name": "shop", "namespace": "shop"},
@@ -701,12 +672,7 @@ async fn the_webhook_adds_the_sidecar_to_the_pods_that_ask_and_no_other() -> any
     cluster.ensure_namespace("shop").await?;
     let client = cluster.client();
     let params = PatchParams::apply("vigil-e2e").force();
-    let member = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "MemberCluster",
-        "metadata": {"name": "onprem"},
-        "spec": {"provider": "vmware", "region": "dc1", "local": true}});
-    Api::<MemberCluster>::all(client.clone())
-        .patch("onprem", &params, &Patch::Apply(&member))
-        .await?;
+    local_onprem(&client).await?;
     // Asked for by a SupervisedWorkload (read by the webhook from its own watch).
     let supervised = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "SupervisedWorkload",
         "metadata": {"name": "orders", "namespace": "shop"},

@@ -965,27 +965,15 @@ fn otel_render(count: usize) -> anyhow::Result<()> {
 /// exporting to a backend Collector; `seconds` of load each, from 4 concurrent senders of
 /// 500-span requests with fresh trace ids.
 async fn otel_throughput(seconds: usize) -> anyhow::Result<()> {
-    use vigil_e2e::otelcol::{Backend, Collector, span, with_stand_ins};
+    use vigil_e2e::otelcol::{
+        Backend, Collector, outside_a_pod, span, vmware_gateway_config, with_stand_ins,
+    };
     let cluster = TestCluster::start("otel-bench").await?;
     let dir = tempfile::tempdir()?;
     let backend = Backend::start(dir.path(), "backend").await?;
-    let manifest = format!(
-        "apiVersion: vigil.io/v1alpha1\nkind: MemberCluster\nmetadata: {{name: onprem}}\nspec: {{provider: vmware, region: dc1, local: true}}\n---\napiVersion: vigil.io/v1alpha1\nkind: TelemetryPipeline\nmetadata: {{name: shop, namespace: shop}}\nspec:\n  clusters: [onprem]\n  signals: {{traces: true, metrics: false}}\n  sampling: {{percentage: 10, latencyThresholdMs: 500}}\n  backends:\n    vmware: {{tracesOtlpEndpoint: \"http://{}\"}}\n",
-        backend.endpoint
-    );
-    std::fs::write(dir.path().join("pipeline.yaml"), manifest)?;
-    let loaded = vigil::manifest::load(&[dir.path().join("pipeline.yaml")], "default")?;
-    anyhow::ensure!(loaded.problems.is_empty(), "{:?}", loaded.problems.first());
-    let generated = vigil::render::otel::render_collector_configs(
-        &loaded.inventory.telemetry_pipelines[0],
-        &loaded.inventory,
-        None,
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?
-    .remove(0)
-    .yaml;
+    let generated = vmware_gateway_config(&format!("http://{}", backend.endpoint), 10.0)?;
     let (generated, _) = with_stand_ins(&generated)?;
-    let generated = generated.replace("auth_type: serviceAccount", "auth_type: kubeConfig");
+    let generated = outside_a_pod(&generated);
     let passthrough = serde_yaml_ng::to_string(&serde_json::json!({
         "receivers": {"otlp": {"protocols": {"http": {"endpoint": "0.0.0.0:4318"}}}},
         "exporters": {"otlp_grpc": {"endpoint": backend.endpoint, "tls": {"insecure": true}}},

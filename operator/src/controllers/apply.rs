@@ -1,6 +1,6 @@
 //! Server-side apply of owned children: one field manager, owner references, labels.
 
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::{Api, Client, Resource, ResourceExt};
 
@@ -119,4 +119,16 @@ pub fn holds(current: &DynamicObject, desired: &DynamicObject) -> bool {
         None => desired.data.is_null(),
     };
     labels_held && owners_held && content_held
+}
+
+/// Deletes `name` (dependents in the background); one already gone is no error.
+pub async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error),
+    }
 }

@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Client, ResourceExt};
 
-use super::apply::{apply_hashed, dynamic_api};
+use super::apply::{apply_hashed, delete_if_present, dynamic_api};
 use super::member_cluster::{describe_kube_error, member_client, probe_dns};
 use super::status::{condition, update_status};
 use super::{Context, Error, Reconcile};
@@ -592,14 +592,9 @@ async fn remove_dedicated(remote: &Remote, dns: &CrossCloudDNS) -> Result<(), St
         let object: DynamicObject =
             serde_json::from_value(object).map_err(|e| format!("internal: {e}"))?;
         let api = dynamic_api(&remote.client, &object).map_err(&failed)?;
-        match api
-            .delete(&object.name_any(), &DeleteParams::background())
+        delete_if_present(&api, &object.name_any())
             .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(error) => return Err(failed(error)),
-        }
+            .map_err(&failed)?;
     }
     Ok(())
 }

@@ -10,13 +10,13 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use kube::api::{DeleteParams, ListParams, PropagationPolicy};
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::Value;
 
-use super::apply::apply_hashed;
+use super::apply::{apply_hashed, delete_if_present};
 use super::member_cluster::{describe_kube_error, member_client};
 use super::slo::any_holds;
 use super::status::{condition, update_status};
@@ -554,40 +554,25 @@ async fn switch(
     let client = &writer.client;
     let mode = pipeline.spec.mode;
     if mode != CollectorMode::Gateway {
-        delete(
+        delete_if_present(
             &Api::<Deployment>::namespaced(client.clone(), &namespace),
             &name,
         )
         .await?;
-        delete(
+        delete_if_present(
             &Api::<Service>::namespaced(client.clone(), &namespace),
             &name,
         )
         .await?;
     }
     if mode != CollectorMode::Agent {
-        delete(
+        delete_if_present(
             &Api::<DaemonSet>::namespaced(client.clone(), &namespace),
             &name,
         )
         .await?;
     }
     Ok(())
-}
-
-async fn delete<K>(api: &Api<K>, name: &str) -> Result<(), kube::Error>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let params = DeleteParams {
-        propagation_policy: Some(PropagationPolicy::Background),
-        ..DeleteParams::default()
-    };
-    match api.delete(name, &params).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(error) => Err(error),
-    }
 }
 
 /// `Some(Ok)` when the Job succeeded, `Some(Err(reason))` when it failed, `None` while it
@@ -673,8 +658,8 @@ async fn prune(
         .filter(|name| !keep.contains(&Some(name.as_str())))
         .skip(HISTORY)
     {
-        delete(&jobs, &old).await?;
-        delete(&config_maps, &old).await?;
+        delete_if_present(&jobs, &old).await?;
+        delete_if_present(&config_maps, &old).await?;
     }
     Ok(())
 }
