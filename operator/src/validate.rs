@@ -398,7 +398,7 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     }
     let parsed: kube::core::Duration = text
         .parse()
-        .map_err(|e| format!("{text:?} is not a duration such as 30s or 1h30m: {e}"))?;
+        .map_err(|_| format!("{text:?} is not a duration such as 30s or 1h30m"))?;
     if parsed.is_negative() {
         return Err(format!("{text:?} must not be negative"));
     }
@@ -625,14 +625,18 @@ impl Validate for AcmeCertificate {
 }
 
 /// The MemberClusters of `inventory` named in `names`.
+/// The MemberClusters of `names` that exist, in the order of `names`: messages built from
+/// them read the same whatever order the inventory was filled in.
 fn members_of<'a>(
     inventory: &'a Inventory,
     names: &'a [String],
 ) -> impl Iterator<Item = &'a api::MemberCluster> {
-    inventory
-        .member_clusters
-        .iter()
-        .filter(|m| names.contains(&m.name_any()))
+    names.iter().filter_map(|name| {
+        inventory
+            .member_clusters
+            .iter()
+            .find(|m| m.name_any() == *name)
+    })
 }
 
 impl Validate for CrossCloudDNS {

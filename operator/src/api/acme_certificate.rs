@@ -54,7 +54,7 @@ pub struct AcmeCertificateSpec {
     /// Renew this long before expiry (Go duration, e.g. `720h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("renewBefore must be a positive duration"))]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')").message("renewBefore must be a positive duration"))]
     pub renew_before: Option<String>,
     /// Renew when this percentage of the lifetime is left (1 to 99). By default a certificate is
     /// renewed when two thirds of its lifetime has passed.

@@ -49,7 +49,7 @@ pub struct MemberClusterSpec {
     /// How often Vigil probes the API server and DNS endpoints (Go duration, 5s to 1h).
     #[serde(default = "default_probe_interval")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('5s') && duration(self) <= duration('1h')").message("probeInterval must be a duration between 5s and 1h"))]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('5s') && duration(self) <= duration('1h')").message("probeInterval must be a duration between 5s and 1h"))]
     pub probe_interval: String,
 }
 

@@ -166,7 +166,7 @@ pub struct CircuitBreaker {
     /// Sliding window over which crashes are counted (Go duration).
     #[serde(default = "default_breaker_window")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("window must be a positive duration"))]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')").message("window must be a positive duration"))]
     pub window: String,
     /// What an open breaker does.
     #[serde(default)]
@@ -174,7 +174,7 @@ pub struct CircuitBreaker {
     /// How long the breaker stays open before one retry (Go duration).
     #[serde(default = "default_cooldown")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("cooldown must be a positive duration"))]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')").message("cooldown must be a positive duration"))]
     pub cooldown: String,
     /// Upper bound of the cooldown, which doubles after each failed retry (Go duration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -216,7 +216,7 @@ pub struct ConfigReload {
     /// Roll back to the previous config when the workload crashes within this long after a switch.
     #[serde(default = "default_rollback_within")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("rollbackWithin must be a positive duration"))]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')").message("rollbackWithin must be a positive duration"))]
     pub rollback_within: String,
 }
 
