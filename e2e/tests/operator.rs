@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ListParams, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use vigil::api::{MemberCluster, ServiceLevelObjective};
 use vigil_e2e::{DnsServer, Operator, TestCluster, eventually};
@@ -108,9 +109,81 @@ async fn helm_install_upgrade_and_uninstall_keep_the_crds() {
         .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
+/// The restricted Pod Security Standard, enforced by the API server's PodSecurity admission.
+const RESTRICTED: &str = "restricted";
+
+async fn restricted_namespace(client: &Client) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": NS, "labels": {
+            "pod-security.kubernetes.io/enforce": RESTRICTED,
+            "pod-security.kubernetes.io/enforce-version": "latest",
+        }},
+    });
+    namespaces
+        .patch(
+            NS,
+            &PatchParams::apply("vigil-e2e"),
+            &Patch::Apply(&namespace),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The chart's pod passes the restricted standard, and the namespace really enforces it.
+async fn check_pod_security(client: &Client) -> anyhow::Result<()> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let template = deployments
+        .get("vigil")
+        .await?
+        .spec
+        .map(|s| s.template)
+        .ok_or_else(|| anyhow::anyhow!("the Deployment has no spec"))?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let pod = |name: &str, spec| Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        spec,
+        ..Pod::default()
+    };
+    pods.create(&dry_run, &pod("vigil-template", template.spec.clone()))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("the chart's pod is refused in a restricted namespace: {e}")
+        })?;
+    let mut privileged = template.spec.unwrap_or_default();
+    for container in &mut privileged.containers {
+        container.security_context = Some(serde_json::from_value(
+            serde_json::json!({"privileged": true}),
+        )?);
+    }
+    match pods
+        .create(&dry_run, &pod("privileged", Some(privileged)))
+        .await
+    {
+        Err(kube::Error::Api(status)) => anyhow::ensure!(
+            status
+                .message
+                .contains(&format!("violates PodSecurity \"{RESTRICTED}:latest\"")),
+            "{}",
+            status.message
+        ),
+        other => anyhow::bail!("a privileged pod must be refused: {other:?}"),
+    }
+    Ok(())
+}
+
 async fn helm_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     let chart = vigil_e2e::repo().join("charts/vigil");
     let chart = chart.to_str().unwrap_or_default();
+    restricted_namespace(&cluster.client()).await?;
     cluster.run_tool(
         "helm",
         &[
@@ -127,6 +200,7 @@ async fn helm_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     )?;
     cluster.wait_crds_established().await?;
     deployment_ready(&cluster.client(), 1).await?;
+    check_pod_security(&cluster.client()).await?;
 
     cluster.run_tool(
         "helm",
