@@ -1,0 +1,285 @@
+//! Faults on a real control plane: what Vigil manages converges after them, nothing is
+//! duplicated or orphaned, and no status goes backwards.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use vigil::api::{MemberCluster, ServiceLevelObjective};
+use vigil_e2e::{Operator, TestCluster, eventually};
+
+const NS: &str = "fleet";
+
+/// Every `observedGeneration` each object's status showed, in the order the watch saw them.
+type Seen = Arc<Mutex<BTreeMap<String, Vec<i64>>>>;
+
+/// Records the `observedGeneration` of every status change of `K`, across API server
+/// restarts (the watcher relists after errors).
+fn record<K>(api: Api<K>, observed: fn(&K) -> Option<i64>) -> (Seen, tokio::task::JoinHandle<()>)
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let seen: Seen = Arc::default();
+    let sink = seen.clone();
+    let task = tokio::spawn(async move {
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects();
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            if let Ok(object) = item
+                && let Some(generation) = observed(&object)
+            {
+                let mut seen = sink.lock().unwrap_or_else(|e| e.into_inner());
+                let history = seen.entry(object.name_any()).or_default();
+                if history.last() != Some(&generation) {
+                    history.push(generation);
+                }
+            }
+        }
+    });
+    (seen, task)
+}
+
+fn went_backwards(seen: &Seen) -> Vec<String> {
+    let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+    seen.iter()
+        .filter(|(_, history)| history.windows(2).any(|w| w[1] < w[0]))
+        .map(|(name, history)| format!("{name}: {history:?}"))
+        .collect()
+}
+
+fn slo(name: &str, objective: f64) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "vigil.io/v1alpha1", "kind": "ServiceLevelObjective",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "service": name, "objective": objective,
+            "sli": {"ratio": {
+                "errors": format!("http_requests_total{{job=\"{name}\",code=~\"5..\"}}"),
+                "total": format!("http_requests_total{{job=\"{name}\"}}"),
+            }},
+            "output": {"kind": "ConfigMap"},
+        },
+    })
+}
+
+fn member(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "vigil.io/v1alpha1", "kind": "MemberCluster", "metadata": {"name": name},
+        "spec": {"provider": "aws", "region": "eu-west-1", "local": true, "probeInterval": "30s"},
+    })
+}
+
+/// One apply, retried until the API server takes it (it may be down).
+async fn apply_until_taken(client: Client, object: serde_json::Value) -> anyhow::Result<()> {
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let params = PatchParams::apply("vigil-e2e").force();
+    eventually(&format!("apply {name}"), Duration::from_secs(120), || {
+        let (client, object, name, params) =
+            (client.clone(), object.clone(), name.clone(), params.clone());
+        async move {
+            let result = if object["kind"] == "MemberCluster" {
+                Api::<MemberCluster>::all(client)
+                    .patch(&name, &params, &Patch::Apply(&object))
+                    .await
+                    .map(drop)
+            } else {
+                Api::<ServiceLevelObjective>::namespaced(client, NS)
+                    .patch(&name, &params, &Patch::Apply(&object))
+                    .await
+                    .map(drop)
+            };
+            Ok(result.ok())
+        }
+    })
+    .await
+}
+
+fn ready_at_generation(
+    generation: Option<i64>,
+    observed: Option<i64>,
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> bool {
+    generation.is_some()
+        && observed == generation
+        && conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+#[tokio::test]
+async fn an_api_server_restart_in_the_middle_of_500_applies_loses_nothing() {
+    let mut cluster = TestCluster::start("restart").await.expect("cluster");
+    cluster.install_crds().await.expect("CRDs");
+    cluster.ensure_namespace("vigil-system").await.expect("ns");
+    cluster.ensure_namespace(NS).await.expect("ns");
+    let mut operator = Operator::start(cluster.kubeconfig(), cluster.dir(), "vigil-restart", &[])
+        .expect("operator");
+    let result = restart_scenario(&mut cluster, &mut operator).await;
+    operator
+        .on_failure(result)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+async fn restart_scenario(
+    cluster: &mut TestCluster,
+    operator: &mut Operator,
+) -> anyhow::Result<()> {
+    let client = cluster.client();
+    let slos: Api<ServiceLevelObjective> = Api::namespaced(client.clone(), NS);
+    let members: Api<MemberCluster> = Api::all(client.clone());
+    let (slo_seen, slo_watch) = record(slos.clone(), |s: &ServiceLevelObjective| {
+        s.status.as_ref()?.observed_generation
+    });
+    let (member_seen, member_watch) = record(members.clone(), |m: &MemberCluster| {
+        m.status.as_ref()?.observed_generation
+    });
+
+    // 500 applies: 250 SLOs created, 150 MemberClusters, and 100 of the SLOs changed.
+    let mut applies: Vec<serde_json::Value> = Vec::new();
+    for i in 0..250 {
+        applies.push(slo(&format!("svc-{i:03}"), 99.0));
+        if i < 150 {
+            applies.push(member(&format!("member-{i:03}")));
+        }
+    }
+    applies.extend((0..100).map(|i| slo(&format!("svc-{:03}", i * 2), 99.5)));
+    anyhow::ensure!(applies.len() == 500);
+    let done = Arc::new(AtomicUsize::new(0));
+    let applier = {
+        let (client, done) = (client.clone(), done.clone());
+        tokio::spawn(async move {
+            futures::stream::iter(applies)
+                .map(|object| {
+                    let (client, done) = (client.clone(), done.clone());
+                    async move {
+                        apply_until_taken(client, object).await?;
+                        done.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, anyhow::Error>(())
+                    }
+                })
+                .buffer_unordered(8)
+                .try_collect::<Vec<()>>()
+                .await
+        })
+    };
+
+    // The API server dies a third of the way through, and comes back 5 s later.
+    eventually("150 applies taken", Duration::from_secs(120), || {
+        let done = done.load(Ordering::SeqCst);
+        async move { Ok((done >= 150).then_some(())) }
+    })
+    .await?;
+    cluster.stop_apiserver();
+    let at_stop = done.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    cluster.start_apiserver().await?;
+    applier.await??;
+    eprintln!("API server killed after {at_stop} of 500 applies, back 5 s later");
+    operator.check_alive()?;
+
+    // Everything converges: each SLO Ready at its generation, with one rules ConfigMap
+    // owned by it and carrying its objective; each MemberCluster Ready.
+    eventually(
+        "all 250 SLOs and 150 MemberClusters Ready",
+        Duration::from_secs(240),
+        || {
+            let (slos, members) = (slos.clone(), members.clone());
+            async move {
+                let slos = slos.list(&ListParams::default()).await?.items;
+                let members = members.list(&ListParams::default()).await?.items;
+                let ready_slos = slos
+                    .iter()
+                    .filter(|s| {
+                        let status = s.status.clone().unwrap_or_default();
+                        ready_at_generation(
+                            s.metadata.generation,
+                            status.observed_generation,
+                            &status.conditions,
+                        )
+                    })
+                    .count();
+                let ready_members = members
+                    .iter()
+                    .filter(|m| {
+                        let status = m.status.clone().unwrap_or_default();
+                        ready_at_generation(
+                            m.metadata.generation,
+                            status.observed_generation,
+                            &status.conditions,
+                        )
+                    })
+                    .count();
+                Ok((ready_slos == 250 && ready_members == 150).then_some(()))
+            }
+        },
+    )
+    .await?;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
+    let uids: BTreeMap<String, String> = slos
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|s| (s.uid().unwrap_or_default(), s.name_any()))
+        .collect();
+    let mut owned = BTreeSet::new();
+    let mut problems = Vec::new();
+    for map in maps.list(&ListParams::default()).await?.items {
+        let owners: Vec<_> = map
+            .owner_references()
+            .iter()
+            .filter(|o| o.kind == "ServiceLevelObjective")
+            .collect();
+        if owners.is_empty() {
+            continue;
+        }
+        match owners.iter().find_map(|o| uids.get(&o.uid)) {
+            Some(slo) if map.name_any() == format!("{slo}-slo-rules") => {
+                let index: usize = slo.trim_start_matches("svc-").parse()?;
+                let objective = if index % 2 == 0 && index < 200 {
+                    "0.995"
+                } else {
+                    "0.99)"
+                };
+                let rules = map
+                    .data
+                    .clone()
+                    .unwrap_or_default()
+                    .into_values()
+                    .collect::<String>();
+                if !rules.contains(objective) {
+                    problems.push(format!("{}: not at objective {objective}", map.name_any()));
+                }
+                owned.insert(slo.clone());
+            }
+            _ => problems.push(format!("{} is orphaned or misnamed", map.name_any())),
+        }
+    }
+    anyhow::ensure!(owned.len() == 250, "{} SLOs have their rules", owned.len());
+    anyhow::ensure!(problems.is_empty(), "{}", problems.join("\n"));
+
+    let backwards: Vec<String> = went_backwards(&slo_seen)
+        .into_iter()
+        .chain(went_backwards(&member_seen))
+        .collect();
+    anyhow::ensure!(backwards.is_empty(), "status went backwards: {backwards:?}");
+    slo_watch.abort();
+    member_watch.abort();
+    let panics = operator
+        .metric_total("vigil_reconcile_panics_total")
+        .await
+        .unwrap_or_default();
+    anyhow::ensure!(panics == 0.0, "{panics} reconciles panicked");
+    Ok(())
+}
