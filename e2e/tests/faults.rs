@@ -247,7 +247,7 @@ async fn restart_scenario(
         match owners.iter().find_map(|o| uids.get(&o.uid)) {
             Some(slo) if map.name_any() == format!("{slo}-slo-rules") => {
                 let index: usize = slo.trim_start_matches("svc-").parse()?;
-                let objective = if index % 2 == 0 && index < 200 {
+                let objective = if index.is_multiple_of(2) && index < 200 {
                     "0.995"
                 } else {
                     "0.99)"
