@@ -309,6 +309,16 @@ impl TestCluster {
         Ok(std::fs::read_to_string(&self.admin_kubeconfig)?)
     }
 
+    /// The API server's audit events so far: writes to Vigil's kinds, Events and Leases,
+    /// with who made them, when, and the response code.
+    pub fn audit(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let text = std::fs::read_to_string(self.dir.path().join(AUDIT_LOG))?;
+        Ok(text
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect())
+    }
+
     /// Stops the API server (SIGKILL), as a network partition or an outage would.
     pub fn stop_apiserver(&mut self) {
         if let Some(mut apiserver) = self.apiserver.take() {
@@ -525,7 +535,26 @@ fn start_etcd(dir: &Path, port: u16) -> anyhow::Result<Process> {
     )
 }
 
+/// The audit policy of every test cluster: who wrote what, for Vigil's kinds, Events and
+/// Leases (the leader-election audit reads it).
+const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    verbs: ["create", "update", "patch", "delete"]
+    resources:
+      - group: vigil.io
+      - group: events.k8s.io
+      - group: coordination.k8s.io
+  - level: None
+"#;
+
+const AUDIT_LOG: &str = "audit.log";
+
 fn start_apiserver(dir: &Path, pki: &Pki, etcd_port: u16, port: u16) -> anyhow::Result<Process> {
+    let policy = dir.join("audit-policy.yaml");
+    std::fs::write(&policy, AUDIT_POLICY)?;
     Process::start(
         "kube-apiserver",
         &tool("kube-apiserver")?,
@@ -549,6 +578,9 @@ fn start_apiserver(dir: &Path, pki: &Pki, etcd_port: u16, port: u16) -> anyhow::
             "--endpoint-reconciler-type=none".into(),
             "--profiling=false".into(),
             format!("--cert-dir={}", dir.join("apiserver-certs").display()),
+            format!("--audit-policy-file={}", policy.display()),
+            format!("--audit-log-path={}", dir.join(AUDIT_LOG).display()),
+            "--audit-log-format=json".into(),
         ],
         dir,
         &[],

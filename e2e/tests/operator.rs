@@ -1,6 +1,8 @@
 //! The operator on real control planes: installed with Helm, running with exactly the
 //! chart's RBAC, probing member clusters across three "clouds", and electing a leader.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -564,13 +566,90 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
         .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
+/// A kubeconfig for one replica, as its own ServiceAccount (bound to cluster-admin): the
+/// API server's audit log then tells the replicas' writes apart.
+async fn replica_kubeconfig(cluster: &TestCluster, name: &str) -> anyhow::Result<PathBuf> {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    let apply = PatchParams::apply("vigil-e2e");
+    let accounts: Api<ServiceAccount> = Api::namespaced(cluster.client(), NS);
+    let account = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}});
+    accounts
+        .patch(name, &apply, &Patch::Apply(&account))
+        .await?;
+    let bindings: Api<ClusterRoleBinding> = Api::all(cluster.client());
+    let binding = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": NS}],
+    });
+    bindings
+        .patch(name, &apply, &Patch::Apply(&binding))
+        .await?;
+    let request: TokenRequest = serde_json::from_value(
+        serde_json::json!({"spec": {"audiences": [], "expirationSeconds": 3600}}),
+    )?;
+    let token = accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await?
+        .status
+        .and_then(|s| s.token)
+        .unwrap_or_default();
+    let path = cluster.dir().join(format!("{name}.kubeconfig"));
+    std::fs::write(&path, cluster.token_kubeconfig(&token))?;
+    Ok(path)
+}
+
+/// What the audit log says each replica wrote: `(time, replica, what, code)` for writes to
+/// Vigil's kinds and Events, and the time of each replica's first successful Lease write.
+fn audit_writes(
+    cluster: &TestCluster,
+) -> anyhow::Result<(Vec<(String, String, String, i64)>, BTreeMap<String, String>)> {
+    let mut writes = Vec::new();
+    let mut leader_since = BTreeMap::new();
+    for event in cluster.audit()? {
+        let user = event["user"]["username"].as_str().unwrap_or_default();
+        let Some(replica) = user.strip_prefix(&format!("system:serviceaccount:{NS}:")) else {
+            continue;
+        };
+        let time = event["stageTimestamp"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let code = event["responseStatus"]["code"].as_i64().unwrap_or_default();
+        let object = &event["objectRef"];
+        let group = object["apiGroup"].as_str().unwrap_or_default();
+        let what = format!(
+            "{} {}/{}{}",
+            event["verb"].as_str().unwrap_or_default(),
+            object["resource"].as_str().unwrap_or_default(),
+            object["name"].as_str().unwrap_or_default(),
+            object["subresource"]
+                .as_str()
+                .map(|s| format!("/{s}"))
+                .unwrap_or_default(),
+        );
+        match group {
+            "coordination.k8s.io" if object["name"] == "vigil-leader" && code < 300 => {
+                leader_since.entry(replica.to_owned()).or_insert(time);
+            }
+            "vigil.io" | "events.k8s.io" => writes.push((time, replica.to_owned(), what, code)),
+            _ => {}
+        }
+    }
+    writes.sort();
+    Ok((writes, leader_since))
+}
+
 async fn leader_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     cluster.install_crds().await?;
     cluster.ensure_namespace(NS).await?;
     let lease_seconds = 6;
     let lease_flag = format!("--lease-duration-seconds={lease_seconds}");
     let mut first = Operator::start(
-        cluster.kubeconfig(),
+        &replica_kubeconfig(cluster, "replica-a").await?,
         cluster.dir(),
         "replica-a",
         &[&lease_flag],
@@ -591,7 +670,7 @@ async fn leader_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     })
     .await?;
     let second = Operator::start(
-        cluster.kubeconfig(),
+        &replica_kubeconfig(cluster, "replica-b").await?,
         cluster.dir(),
         "replica-b",
         &[&lease_flag],
@@ -670,6 +749,36 @@ async fn leader_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         },
     )
     .await?;
+
+    // The audit: every write of replica-a comes before every write of replica-b, each
+    // replica writes only once it holds the Lease, and no write conflicted.
+    let (writes, leader_since) = audit_writes(cluster)?;
+    let last_of_a = writes.iter().rev().find(|w| w.1 == "replica-a");
+    let first_of_b = writes.iter().find(|w| w.1 == "replica-b");
+    let (Some(last_of_a), Some(first_of_b)) = (last_of_a, first_of_b) else {
+        anyhow::bail!("both replicas must have written: {writes:?}");
+    };
+    anyhow::ensure!(
+        last_of_a.0 < first_of_b.0,
+        "replica-b wrote ({first_of_b:?}) before replica-a's last write ({last_of_a:?})"
+    );
+    for replica in ["replica-a", "replica-b"] {
+        let since = leader_since
+            .get(replica)
+            .ok_or_else(|| anyhow::anyhow!("{replica} never wrote the Lease"))?;
+        let early: Vec<_> = writes
+            .iter()
+            .filter(|w| w.1 == replica && w.0 < *since)
+            .collect();
+        anyhow::ensure!(early.is_empty(), "{replica} wrote before it led: {early:?}");
+    }
+    let conflicts: Vec<_> = writes.iter().filter(|w| w.3 == 409).collect();
+    anyhow::ensure!(conflicts.is_empty(), "conflicting writes: {conflicts:?}");
+    eprintln!(
+        "audit: {} writes by replica-a, then {} by replica-b, no conflict",
+        writes.iter().filter(|w| w.1 == "replica-a").count(),
+        writes.iter().filter(|w| w.1 == "replica-b").count()
+    );
     Ok(())
 }
 
