@@ -602,11 +602,12 @@ async fn replica_kubeconfig(cluster: &TestCluster, name: &str) -> anyhow::Result
     Ok(path)
 }
 
+/// One write in the audit log: time, replica, what, response code.
+type Write = (String, String, String, i64);
+
 /// What the audit log says each replica wrote: `(time, replica, what, code)` for writes to
 /// Vigil's kinds and Events, and the time of each replica's first successful Lease write.
-fn audit_writes(
-    cluster: &TestCluster,
-) -> anyhow::Result<(Vec<(String, String, String, i64)>, BTreeMap<String, String>)> {
+fn audit_writes(cluster: &TestCluster) -> anyhow::Result<(Vec<Write>, BTreeMap<String, String>)> {
     let mut writes = Vec::new();
     let mut leader_since = BTreeMap::new();
     for event in cluster.audit()? {
