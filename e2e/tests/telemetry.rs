@@ -17,7 +17,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use vigil::api::{MemberCluster, ServiceLevelObjective, SupervisedWorkload, TelemetryPipeline};
 use vigil::render::otel::{COLLECTOR_VERSION, render_collector_configs};
@@ -479,7 +480,52 @@ async fn a_refused_configuration_never_replaces_the_running_one() -> anyhow::Res
         !kept.contains(&good),
         "the first configuration was pruned: {kept:?}"
     );
+
+    // Deleted: the finalizer takes everything away first, the cluster-wide RBAC too.
+    let cluster_wide = "vigil-otel-shop-shop";
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    assert!(roles.get_opt(cluster_wide).await?.is_some());
+    assert!(
+        pipelines
+            .get("shop")
+            .await?
+            .finalizers()
+            .contains(&vigil::controllers::telemetry_pipeline::FINALIZER.to_owned())
+    );
+    pipelines.delete("shop", &DeleteParams::default()).await?;
+    eventually("the pipeline gone", Duration::from_secs(30), || async {
+        Ok(pipelines.get_opt("shop").await?.is_none().then_some(()))
+    })
+    .await?;
+    assert!(
+        roles.get_opt(cluster_wide).await?.is_none(),
+        "ClusterRole left"
+    );
+    assert!(
+        bindings.get_opt(cluster_wide).await?.is_none(),
+        "ClusterRoleBinding left"
+    );
+    assert_eq!(left_of(&deployments).await?, Vec::<String>::new());
+    assert_eq!(left_of(&config_maps).await?, Vec::<String>::new());
+    assert_eq!(left_of(&jobs).await?, Vec::<String>::new());
     Ok(())
+}
+
+/// The pipeline's objects of one kind that are not being deleted.
+async fn left_of<K>(api: &Api<K>) -> anyhow::Result<Vec<String>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Ok(api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|o| o.meta().deletion_timestamp.is_none())
+        .map(ResourceExt::name_any)
+        .filter(|name| name.starts_with("vigil-otel-shop"))
+        .collect())
 }
 
 /// The configuration the pipeline's collectors run, from their ConfigMap.

@@ -17,7 +17,7 @@ use kube::{Api, Client, ResourceExt};
 use super::apply::{apply_hashed, delete_if_present, dynamic_api};
 use super::member_cluster::{describe_kube_error, member_client, probe_dns};
 use super::status::{condition, update_status};
-use super::{Context, Error, Reconcile};
+use super::{Context, Error, Reconcile, finalizer};
 use crate::api::cross_cloud_dns::{DnsClusterStatus, DnsTargetMode};
 use crate::api::{CrossCloudDNS, CrossCloudDNSStatus, READY};
 use crate::render::dns::{
@@ -74,7 +74,7 @@ impl Reconcile for CrossCloudDNS {
         if self.metadata.deletion_timestamp.is_some() {
             return finalize(&self, &ctx, &api).await;
         }
-        ensure_finalizer(&self, &api).await?;
+        finalizer::ensure(self.as_ref(), &api, FINALIZER).await?;
         let inventory = ctx.stores.inventory();
         let errors = self.validate(&inventory);
         if !errors.is_empty() {
@@ -279,56 +279,6 @@ fn field_manager(dns: &CrossCloudDNS) -> String {
     }
 }
 
-/// Adds [`FINALIZER`] so that deleting the object first removes what it wrote in the
-/// member clusters.
-async fn ensure_finalizer(dns: &CrossCloudDNS, api: &Api<CrossCloudDNS>) -> Result<(), Error> {
-    if dns.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(());
-    }
-    // A JSON patch that tests the list it changes: a concurrent change of the finalizers
-    // makes it fail and retry, while status writes in between do not.
-    let patch = if dns.metadata.finalizers.is_none() {
-        serde_json::json!([
-            {"op": "test", "path": "/metadata/finalizers", "value": null},
-            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
-        ])
-    } else {
-        serde_json::json!([
-            {"op": "test", "path": "/metadata/finalizers", "value": dns.finalizers()},
-            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
-        ])
-    };
-    match patch_finalizers(dns, api, patch).await {
-        // The `test` failed: the list changed since this copy was read (often our own add,
-        // not yet in the watch cache). Done if the finalizer is there now.
-        Err(Error::Kube(kube::Error::Api(status))) if status.code == 422 => {
-            let fresh = api.get(&dns.name_any()).await?;
-            if fresh.finalizers().iter().any(|f| f == FINALIZER) {
-                Ok(())
-            } else {
-                Err(Error::Kube(kube::Error::Api(status)))
-            }
-        }
-        other => other,
-    }
-}
-
-async fn patch_finalizers(
-    dns: &CrossCloudDNS,
-    api: &Api<CrossCloudDNS>,
-    patch: serde_json::Value,
-) -> Result<(), Error> {
-    let patch: json_patch::Patch =
-        serde_json::from_value(patch).map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
-    api.patch(
-        &dns.name_any(),
-        &PatchParams::default(),
-        &Patch::<()>::Json(patch),
-    )
-    .await?;
-    Ok(())
-}
-
 /// The object is being deleted: remove its configuration from every cluster it was applied
 /// to, then let it go. A cluster whose MemberCluster no longer exists cannot be reached and
 /// is skipped; one that fails keeps the object (and says why) until it succeeds.
@@ -337,7 +287,7 @@ async fn finalize(
     ctx: &Context,
     api: &Api<CrossCloudDNS>,
 ) -> Result<Action, Error> {
-    if !dns.finalizers().iter().any(|f| f == FINALIZER) {
+    if !finalizer::has(dns, FINALIZER) {
         return Ok(Action::await_change());
     }
     let inventory = ctx.stores.inventory();
@@ -362,25 +312,7 @@ async fn finalize(
     if !failures.is_empty() {
         return Err(Error::Cleanup(failures.join("; ")));
     }
-    if let Some(index) = dns.finalizers().iter().position(|f| f == FINALIZER) {
-        let path = format!("/metadata/finalizers/{index}");
-        let patch = serde_json::json!([
-            {"op": "test", "path": path, "value": FINALIZER},
-            {"op": "remove", "path": path},
-        ]);
-        match patch_finalizers(dns, api, patch).await {
-            Ok(()) => {}
-            // The list changed since this copy was read: done if ours is gone already.
-            Err(Error::Kube(kube::Error::Api(status))) if status.code == 422 => {
-                if let Some(fresh) = api.get_opt(&dns.name_any()).await?
-                    && fresh.finalizers().iter().any(|f| f == FINALIZER)
-                {
-                    return Err(Error::Kube(kube::Error::Api(status)));
-                }
-            }
-            Err(other) => return Err(other),
-        }
-    }
+    finalizer::remove(dns, api, FINALIZER).await?;
     Ok(Action::await_change())
 }
 

@@ -9,6 +9,7 @@ pub mod acme_certificate;
 pub mod acme_issuer;
 pub mod apply;
 pub mod cross_cloud_dns;
+pub mod finalizer;
 mod manager;
 pub mod member_cluster;
 pub mod panics;

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -20,20 +21,24 @@ use super::apply::{apply_hashed, delete_if_present};
 use super::member_cluster::{describe_kube_error, member_client};
 use super::slo::any_holds;
 use super::status::{condition, update_status};
-use super::{Context, Error, Reconcile};
+use super::{Context, Error, Reconcile, finalizer};
 use crate::api::telemetry_pipeline::{
     CollectorMode, PipelineClusterStatus, SamplingStatus, SloBoost,
 };
 use crate::api::{MemberCluster, READY, TelemetryPipeline, TelemetryPipelineStatus};
 use crate::render::otel::{
-    COMPONENT_LABEL, CONFIG_ANNOTATION, CollectorConfig, PIPELINE_LABEL, collector_name,
-    collector_objects, config_map, config_name, render_collector_configs, validation_job,
+    COMPONENT_LABEL, CONFIG_ANNOTATION, CollectorConfig, PIPELINE_LABEL, cluster_role_name,
+    collector_name, collector_objects, config_map, config_name, render_collector_configs,
+    validation_job,
 };
 use crate::render::slo::page_burn_conditions;
 use crate::validate::{FieldError, Validate};
 
 /// Condition type: the Collector accepted the configuration of every cluster.
 pub const VALIDATED: &str = "Validated";
+/// Set on every valid pipeline: deleting it first removes its collectors, configurations,
+/// validation Jobs and cluster-wide RBAC from every cluster it rolled out to.
+pub const FINALIZER: &str = "vigil.io/telemetrypipeline-cleanup";
 /// Configuration ConfigMaps kept per cluster besides the active one and the candidate.
 pub const HISTORY: usize = 3;
 /// How soon a validation in progress is looked at again.
@@ -56,11 +61,17 @@ enum Rollout {
 
 impl Reconcile for TelemetryPipeline {
     async fn reconcile(self: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
+        let namespace = self.namespace().unwrap_or_default();
+        let api: Api<TelemetryPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
+        if self.metadata.deletion_timestamp.is_some() {
+            return finalize(&self, &ctx, &api).await;
+        }
         let inventory = ctx.stores.inventory();
         let errors = self.validate(&inventory);
         if !errors.is_empty() {
             return Err(Error::InvalidSpec(errors));
         }
+        finalizer::ensure(self.as_ref(), &api, FINALIZER).await?;
         let sampling = decide_sampling(&ctx, &self, &inventory).await;
         let boosted =
             (sampling.percentage != self.spec.sampling.percentage).then_some(sampling.percentage);
@@ -480,6 +491,7 @@ async fn roll_out(
         &client,
         pipeline,
         &[entry.active_config.as_deref(), Some(candidate.as_str())],
+        HISTORY,
     )
     .await
     .map_err(failed)?;
@@ -628,12 +640,96 @@ fn shorten(message: &str) -> String {
     format!("…{}", &message[start..])
 }
 
+/// The pipeline is being deleted: remove what it wrote in every cluster of its spec or
+/// status, then let it go. A cluster whose MemberCluster no longer exists cannot be
+/// reached and is skipped; one that fails keeps the pipeline (and says why) until it
+/// succeeds.
+async fn finalize(
+    pipeline: &TelemetryPipeline,
+    ctx: &Context,
+    api: &Api<TelemetryPipeline>,
+) -> Result<Action, Error> {
+    if !finalizer::has(pipeline, FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let inventory = ctx.stores.inventory();
+    let mut clusters = pipeline.spec.clusters.clone();
+    for entry in pipeline.status.iter().flat_map(|s| &s.clusters) {
+        if !clusters.contains(&entry.cluster) {
+            clusters.push(entry.cluster.clone());
+        }
+    }
+    let mut failures = Vec::new();
+    for cluster in &clusters {
+        let Some(member) = inventory.member_cluster(cluster) else {
+            continue;
+        };
+        if let Err(error) = clean_up(ctx, pipeline, member).await {
+            failures.push(format!("{cluster}: {error}"));
+        }
+    }
+    if !failures.is_empty() {
+        return Err(Error::Cleanup(failures.join("; ")));
+    }
+    finalizer::remove(pipeline, api, FINALIZER).await?;
+    Ok(Action::await_change())
+}
+
+/// Removes from one cluster everything a pipeline writes there.
+async fn clean_up(
+    ctx: &Context,
+    pipeline: &TelemetryPipeline,
+    member: &MemberCluster,
+) -> Result<(), String> {
+    let (client, server) = member_client(member, ctx).await.map_err(|f| f.message)?;
+    let failed =
+        |error: kube::Error| format!("API server {server}: {}", describe_kube_error(&error));
+    let namespace = pipeline.namespace().unwrap_or_default();
+    let name = collector_name(pipeline);
+    delete_if_present(
+        &Api::<Deployment>::namespaced(client.clone(), &namespace),
+        &name,
+    )
+    .await
+    .map_err(failed)?;
+    delete_if_present(
+        &Api::<DaemonSet>::namespaced(client.clone(), &namespace),
+        &name,
+    )
+    .await
+    .map_err(failed)?;
+    delete_if_present(
+        &Api::<Service>::namespaced(client.clone(), &namespace),
+        &name,
+    )
+    .await
+    .map_err(failed)?;
+    delete_if_present(
+        &Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
+        &name,
+    )
+    .await
+    .map_err(failed)?;
+    let cluster_wide = cluster_role_name(pipeline);
+    delete_if_present(
+        &Api::<ClusterRoleBinding>::all(client.clone()),
+        &cluster_wide,
+    )
+    .await
+    .map_err(failed)?;
+    delete_if_present(&Api::<ClusterRole>::all(client.clone()), &cluster_wide)
+        .await
+        .map_err(failed)?;
+    prune(&client, pipeline, &[], 0).await.map_err(failed)
+}
+
 /// Deletes the pipeline's configuration ConfigMaps (and their validation Jobs) beyond
-/// `keep` and the [`HISTORY`] newest.
+/// `keep` and the `history` newest.
 async fn prune(
     client: &Client,
     pipeline: &TelemetryPipeline,
     keep: &[Option<&str>],
+    history: usize,
 ) -> Result<(), kube::Error> {
     let namespace = pipeline.namespace().unwrap_or_default();
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
@@ -656,7 +752,7 @@ async fn prune(
         .iter()
         .map(ResourceExt::name_any)
         .filter(|name| !keep.contains(&Some(name.as_str())))
-        .skip(HISTORY)
+        .skip(history)
     {
         delete_if_present(&jobs, &old).await?;
         delete_if_present(&config_maps, &old).await?;

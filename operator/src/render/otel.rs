@@ -559,6 +559,16 @@ pub fn validation_job(pipeline: &TelemetryPipeline, name: &str) -> Value {
     })
 }
 
+/// Name of the ClusterRole and ClusterRoleBinding of a pipeline's collectors: cluster-wide,
+/// so the namespace is part of it.
+pub fn cluster_role_name(pipeline: &TelemetryPipeline) -> String {
+    format!(
+        "{}-{}",
+        collector_name(pipeline),
+        pipeline.namespace().unwrap_or_default()
+    )
+}
+
 /// The collectors of `pipeline` running the ConfigMap `config_map` (holding `config`): a
 /// ServiceAccount with read access to pods, namespaces and ReplicaSets (for
 /// `k8s_attributes` and pod discovery), and a Deployment with a Service (`gateway`) or a
@@ -575,7 +585,7 @@ pub fn collector_objects(
     }
     let name = collector_name(pipeline);
     let namespace = pipeline.namespace();
-    let cluster_wide = format!("{name}-{}", namespace.clone().unwrap_or_default());
+    let cluster_wide = cluster_role_name(pipeline);
     let labels = labels(pipeline, "collector");
     let selector = json!({COMPONENT_LABEL: "collector", PIPELINE_LABEL: pipeline.name_any()});
     let pod = json!({
