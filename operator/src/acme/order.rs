@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use instant_acme::{
-    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
-    OrderStatus, RetryPolicy,
+    AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder, OrderStatus,
+    RetryPolicy,
 };
 use rcgen::KeyPair;
 
-use super::account::AcmeError;
+use super::account::{AcmeAccount, AcmeError};
 use super::solver::{Dns01, Http01Tokens};
 
 /// How the names of one order are proven.
@@ -45,9 +45,10 @@ enum Published {
 }
 
 /// Orders a certificate for `names` (each with its [`Proof`]) and returns the PEM chain.
-/// `replaces` names the certificate being renewed (ARI).
+/// `replaces` names the certificate being renewed (ARI). An error caused by a 429 or 503
+/// answer carries the server's `Retry-After`.
 pub async fn issue(
-    account: &Account,
+    account: &AcmeAccount,
     names: &[String],
     proofs: &HashMap<String, Proof>,
     tokens: &Http01Tokens,
@@ -59,17 +60,19 @@ pub async fn issue(
     if let Some(replaces) = replaces {
         new = new.replaces(replaces);
     }
+    let seen = &account.retry_after;
     let mut order = account
+        .account
         .new_order(&new)
         .await
-        .map_err(|e| AcmeError::from_acme("creating the order", &e))?;
+        .map_err(|e| AcmeError::from_acme("creating the order", &e, seen))?;
     let mut published = Vec::new();
     let mut stats = OrderStats::default();
     let result = async {
         let mut authorizations = order.authorizations();
         while let Some(authorization) = authorizations.next().await {
-            let mut authorization =
-                authorization.map_err(|e| AcmeError::from_acme("reading an authorization", &e))?;
+            let mut authorization = authorization
+                .map_err(|e| AcmeError::from_acme("reading an authorization", &e, seen))?;
             match authorization.status {
                 AuthorizationStatus::Valid => continue,
                 AuthorizationStatus::Pending => {}
@@ -124,12 +127,12 @@ pub async fn issue(
             challenge
                 .set_ready()
                 .await
-                .map_err(|e| AcmeError::from_acme("answering the challenge", &e))?;
+                .map_err(|e| AcmeError::from_acme("answering the challenge", &e, seen))?;
         }
         let status = order
             .poll_ready(&retries())
             .await
-            .map_err(|e| AcmeError::from_acme("waiting for the challenges", &e))?;
+            .map_err(|e| AcmeError::from_acme("waiting for the challenges", &e, seen))?;
         if status != OrderStatus::Ready {
             return Err(failed_challenges(&mut order).await);
         }
@@ -138,11 +141,11 @@ pub async fn issue(
         order
             .finalize_csr(&csr)
             .await
-            .map_err(|e| AcmeError::from_acme("finalizing the order", &e))?;
+            .map_err(|e| AcmeError::from_acme("finalizing the order", &e, seen))?;
         order
             .poll_certificate(&retries())
             .await
-            .map_err(|e| AcmeError::from_acme("downloading the certificate", &e))
+            .map_err(|e| AcmeError::from_acme("downloading the certificate", &e, seen))
     }
     .await;
     for item in published {
@@ -181,12 +184,16 @@ async fn failed_challenges(order: &mut instant_acme::Order) -> AcmeError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use instant_acme::{BodyWrapper, BytesResponse, HttpClient, Key};
+    use crate::acme::account::{RetryAfter, observed};
+    use instant_acme::{Account, BodyWrapper, BytesResponse, HttpClient, Key};
     use std::pin::Pin;
 
     /// An ACME server that registers accounts and answers every new order with a rate
-    /// limit, as Let's Encrypt does past 300 orders in 3 hours.
-    struct RateLimited;
+    /// limit, as Let's Encrypt does past 300 orders in 3 hours, with `retry_after` as its
+    /// `Retry-After` header.
+    struct RateLimited {
+        retry_after: Option<&'static str>,
+    }
 
     const BASE: &str = "https://acme.test";
 
@@ -198,14 +205,15 @@ mod tests {
         {
             let path = request.uri().path().to_owned();
             let response = |status: u16, body: String| {
-                http::Response::builder()
+                let mut response = http::Response::builder()
                     .status(status)
                     .header("Replay-Nonce", "bm9uY2U")
                     .header("Content-Type", "application/json")
-                    .header("Location", format!("{BASE}/acct/1"))
-                    .header("Retry-After", "3600")
-                    .body(body)
-                    .expect("response")
+                    .header("Location", format!("{BASE}/acct/1"));
+                if let Some(retry_after) = self.retry_after {
+                    response = response.header("Retry-After", retry_after);
+                }
+                response.body(body).expect("response")
             };
             let answer = match path.as_str() {
                 "/dir" => response(
@@ -235,23 +243,36 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_rate_limit_is_a_clear_reason() {
+    /// What ordering a certificate from `server` fails with.
+    async fn order_error(server: RateLimited) -> AcmeError {
         let (key, der) = Key::generate_pkcs8().expect("key");
-        let (account, _) = Account::builder_with_http(Box::new(RateLimited))
+        let retry_after = RetryAfter::default();
+        let (account, _) = Account::builder_with_http(observed(server, None, &retry_after))
             .create_from_key(
                 (key, rustls::pki_types::PrivateKeyDer::Pkcs8(der)),
                 format!("{BASE}/dir"),
             )
             .await
             .expect("account");
+        let account = AcmeAccount {
+            account,
+            retry_after,
+        };
         let tokens = Http01Tokens::default();
         let names = vec!["web.example.com".to_owned()];
         let proofs = HashMap::from([(names[0].clone(), Proof::Http01)]);
         let cert_key = rcgen::KeyPair::generate().expect("key");
-        let error = issue(&account, &names, &proofs, &tokens, &cert_key, None)
+        issue(&account, &names, &proofs, &tokens, &cert_key, None)
             .await
-            .expect_err("rate limited");
+            .expect_err("rate limited")
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_is_a_clear_reason() {
+        let error = order_error(RateLimited {
+            retry_after: Some("3600"),
+        })
+        .await;
         assert_eq!(error.reason, "RateLimited");
         assert!(
             error
@@ -261,5 +282,13 @@ mod tests {
             "{}",
             error.message
         );
+        assert_eq!(error.retry_after, Some(Duration::from_secs(3600)));
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_without_retry_after_asks_for_no_wait() {
+        let error = order_error(RateLimited { retry_after: None }).await;
+        assert_eq!(error.reason, "RateLimited");
+        assert_eq!(error.retry_after, None);
     }
 }

@@ -1,4 +1,5 @@
-//! When a certificate is renewed, and how long to wait after a failed issuance.
+//! When a certificate is renewed, and how long to wait after a failure: the backoff, or
+//! the ACME server's `Retry-After` when it asks for longer.
 
 use std::time::Duration;
 
@@ -47,6 +48,30 @@ pub fn renewal_time(
 pub fn retry_delay(attempts: u32, initial: Duration, max: Duration) -> Duration {
     let doublings = attempts.saturating_sub(1).min(31);
     initial.saturating_mul(1u32 << doublings).min(max)
+}
+
+/// The longest wait a server's `Retry-After` imposes (and the longest an ARI answer is
+/// kept): a longer one is shortened, so that a wrong header cannot stall an object for days.
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(6 * 3600);
+
+/// The wait before the next attempt after a failure: `backoff`, or the server's
+/// `retry_after` when it is longer (at most [`RETRY_AFTER_MAX`]).
+pub fn honour_retry_after(backoff: Duration, retry_after: Option<Duration>) -> Duration {
+    backoff.max(retry_after.unwrap_or_default().min(RETRY_AFTER_MAX))
+}
+
+/// `next attempt in 1h30m`, for condition messages and Events: whole seconds, so that the
+/// same wait always reads the same.
+pub fn next_attempt(wait: Duration) -> String {
+    use jiff::fmt::friendly::{Designator, Spacing, SpanPrinter};
+    static PRINTER: SpanPrinter = SpanPrinter::new()
+        .designator(Designator::Compact)
+        .spacing(Spacing::None);
+    let whole = Duration::from_secs(wait.as_secs());
+    format!(
+        "next attempt in {}",
+        PRINTER.unsigned_duration_to_string(&whole)
+    )
 }
 
 /// FNV-1a: a small, stable hash (the standard library's is seeded per process).
@@ -115,5 +140,25 @@ mod tests {
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 32, 32]);
         assert_eq!(retry_delay(0, i, m), i);
         assert_eq!(retry_delay(u32::MAX, i, m), m);
+    }
+
+    #[test]
+    fn a_retry_after_longer_than_the_backoff_wins_up_to_six_hours() {
+        let second = Duration::from_secs(1);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(honour_retry_after(second, Some(hour)), hour);
+        assert_eq!(honour_retry_after(2 * hour, Some(hour)), 2 * hour);
+        assert_eq!(honour_retry_after(second, None), second);
+        assert_eq!(
+            honour_retry_after(second, Some(Duration::from_secs(30 * 86400))),
+            RETRY_AFTER_MAX
+        );
+        // The clamp shortens the server's wait, never the backoff.
+        assert_eq!(honour_retry_after(32 * hour, Some(7 * hour)), 32 * hour);
+        assert_eq!(next_attempt(hour), "next attempt in 1h");
+        assert_eq!(
+            next_attempt(Duration::from_millis(5_400_900)),
+            "next attempt in 1h30m"
+        );
     }
 }

@@ -24,14 +24,16 @@ use super::apply::{MANAGED_BY, MANAGED_BY_LABEL};
 use super::member_cluster::{describe_kube_error, member_client};
 use super::status::{FIELD_MANAGER, condition, update_status};
 use super::{Context, Error, Reconcile};
-use crate::acme::account::AcmeError;
+use crate::acme::account::{AcmeAccount, AcmeError};
 use crate::acme::cert::{CertInfo, verify_chain};
 use crate::acme::dns01::alidns::{AliDns, AliDnsCredentials};
 use crate::acme::dns01::rfc2136::Rfc2136;
 use crate::acme::dns01::route53::{Route53, Route53Credentials};
 use crate::acme::keys;
 use crate::acme::order::{Proof, issue};
-use crate::acme::renewal::{renewal_time, retry_delay};
+use crate::acme::renewal::{
+    RETRY_AFTER_MAX, honour_retry_after, next_attempt, renewal_time, retry_delay,
+};
 use crate::acme::solver::{Dns01, select};
 use crate::api::acme_certificate::{ClusterCopy, RotationPolicy};
 use crate::api::acme_issuer::Dns01Solver;
@@ -125,13 +127,12 @@ impl Reconcile for AcmeCertificate {
         let mut current = current.ok();
         if let Some(why) = why {
             let failures = status.failed_issuance_attempts.unwrap_or(0);
+            let wait = retry_wait(&ctx, failures, ctx.acme.order_wait(&certificate_key(&self)));
             let retry_at = status
                 .last_failure_time
                 .as_deref()
                 .and_then(|t| t.parse::<Timestamp>().ok())
-                .map(|t| {
-                    t + jiff::SignedDuration::try_from(backoff(&ctx, failures)).unwrap_or_default()
-                });
+                .map(|t| t + jiff::SignedDuration::try_from(wait).unwrap_or_default());
             match retry_at {
                 Some(at) if failures > 0 && at > now => {
                     requeue = until(now, at);
@@ -146,7 +147,11 @@ impl Reconcile for AcmeCertificate {
                             current = Some(issued);
                         }
                         Err(error) => {
-                            requeue = backoff(&ctx, status.failed_issuance_attempts.unwrap_or(1));
+                            requeue = retry_wait(
+                                &ctx,
+                                status.failed_issuance_attempts.unwrap_or(1),
+                                error.retry_after,
+                            );
                             tracing::warn!(certificate = %certificate_key(&self), reason = error.reason, %error, "issuance failed");
                         }
                     }
@@ -222,13 +227,15 @@ impl Reconcile for AcmeCertificate {
     }
 }
 
-/// The wait after `failures` failed issuances in a row.
-fn backoff(ctx: &Context, failures: i32) -> Duration {
-    retry_delay(
+/// The wait after `failures` failed issuances in a row: the backoff, or the ACME server's
+/// `Retry-After` of the last one when longer (at most [`RETRY_AFTER_MAX`]).
+fn retry_wait(ctx: &Context, failures: i32, retry_after: Option<Duration>) -> Duration {
+    let backoff = retry_delay(
         u32::try_from(failures).unwrap_or(0),
         ctx.acme.retry_initial,
         ctx.acme.retry_max,
-    )
+    );
+    honour_retry_after(backoff, retry_after)
 }
 
 fn until(now: Timestamp, at: Timestamp) -> Duration {
@@ -320,10 +327,11 @@ async fn planned_renewal(
 }
 
 /// The ARI window of the certificate, when the server offers renewal information; asked
-/// again only after the server's `Retry-After` (kept between 1 minute and 6 hours).
+/// again only after the server's `Retry-After` (kept between 1 minute and
+/// [`RETRY_AFTER_MAX`]), also when it refused to answer.
 async fn suggested_window(
     ctx: &Context,
-    account: &instant_acme::Account,
+    account: &AcmeAccount,
     info: &CertInfo,
 ) -> Option<(Timestamp, Timestamp)> {
     let der = rustls::pki_types::CertificateDer::from(info.leaf_der.as_slice());
@@ -332,7 +340,7 @@ async fn suggested_window(
     if let Some(window) = ctx.acme.cached_window(&key) {
         return window;
     }
-    let (window, fresh_for) = match account.renewal_info(&id).await {
+    let (window, fresh_for) = match account.account.renewal_info(&id).await {
         Ok((renewal, retry_after)) => {
             let window = renewal.suggested_window;
             let start = Timestamp::from_second(window.start.unix_timestamp()).ok();
@@ -342,10 +350,11 @@ async fn suggested_window(
         Err(instant_acme::Error::Unsupported(_)) => (None, ARI_UNSUPPORTED_RECHECK),
         Err(error) => {
             tracing::debug!(%error, "no renewal information");
-            (None, Duration::from_secs(300))
+            let retry_after = account.retry_after.take_for(&error);
+            (None, retry_after.unwrap_or(Duration::from_secs(300)))
         }
     };
-    let fresh_for = fresh_for.clamp(Duration::from_secs(60), Duration::from_secs(6 * 3600));
+    let fresh_for = fresh_for.clamp(Duration::from_secs(60), RETRY_AFTER_MAX);
     ctx.acme.remember_window(&key, window, fresh_for);
     window
 }
@@ -369,6 +378,10 @@ async fn run_issuance(
         tracing::warn!(%error, "could not record the issuance start");
     }
     let result = issue_and_store(ctx, cert, issuer, current).await;
+    ctx.acme.remember_order_wait(
+        &certificate_key(cert),
+        result.as_ref().err().and_then(|e| e.retry_after),
+    );
     let outcome = match &result {
         Ok(_) => "success".to_owned(),
         Err(error) => error.reason.to_owned(),
@@ -405,7 +418,12 @@ async fn run_issuance(
                     .saturating_add(1),
             );
             status.last_failure_time = Some(rfc3339(Timestamp::now()));
-            let message = format!("{why}, but the issuance failed: {error}");
+            let mut message = format!("{why}, but the issuance failed: {error}");
+            if let Some(retry_after) = error.retry_after {
+                let failures = status.failed_issuance_attempts.unwrap_or(1);
+                let wait = retry_wait(ctx, failures, Some(retry_after));
+                message = format!("{message}; {}", next_attempt(wait));
+            }
             set_condition(
                 status,
                 condition(ISSUING, Some(false), error.reason, message.clone()),
@@ -434,6 +452,7 @@ async fn issue_and_store(
             "IssuerNotReady",
             format!("AcmeIssuer {}: {e}", issuer.name_any()),
         )
+        .with_retry_after(e.retry_after())
     })?;
     let proofs = proofs(ctx, cert, issuer).await?;
     let key = match current {

@@ -1,12 +1,12 @@
 //! The `AcmeIssuer` controller: keeps the account key in its Secret (created when absent),
 //! registers or re-uses the ACME account, and reports `Ready` with the account URI.
-//! Accounts are cached for the certificate controller.
+//! Accounts are cached for the certificate controller; a registration the ACME server
+//! refused with a `Retry-After` is not tried again before then.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use instant_acme::Account;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, PostParams};
@@ -17,7 +17,8 @@ use kube::{Api, ResourceExt};
 use super::apply::{MANAGED_BY, MANAGED_BY_LABEL};
 use super::status::{condition, condition_status, update_status};
 use super::{Context, Error, Reconcile};
-use crate::acme::account::{self, AcmeError};
+use crate::acme::account::{self, AcmeAccount, AcmeError};
+use crate::acme::renewal::RETRY_AFTER_MAX;
 use crate::acme::solver::Http01Tokens;
 use crate::api::{AcmeIssuer, AcmeIssuerStatus, READY};
 use crate::validate::Validate;
@@ -26,7 +27,7 @@ use crate::validate::Validate;
 pub const ACCOUNT_KEY: &str = "tls.key";
 
 /// What the ACME controllers share: the HTTP-01 tokens being served, cached accounts and
-/// the retry schedule of failed issuances.
+/// the retry schedule of failed issuances, with the waits ACME servers asked for.
 pub struct AcmeRuntime {
     /// Tokens served on the challenge port.
     pub tokens: Http01Tokens,
@@ -34,8 +35,13 @@ pub struct AcmeRuntime {
     pub retry_initial: Duration,
     /// Longest wait after repeated failed issuances.
     pub retry_max: Duration,
-    accounts: tokio::sync::Mutex<HashMap<String, (String, Arc<Account>)>>,
-    windows: std::sync::Mutex<HashMap<String, (Option<RenewalWindow>, std::time::Instant)>>,
+    accounts: tokio::sync::Mutex<HashMap<String, (String, Arc<AcmeAccount>)>>,
+    /// Per issuer: a registration refused with `Retry-After`, for its spec (fingerprint),
+    /// until when.
+    refusals: std::sync::Mutex<HashMap<String, (String, Instant, AcmeError)>>,
+    windows: std::sync::Mutex<HashMap<String, (Option<RenewalWindow>, Instant)>>,
+    /// Per certificate: the `Retry-After` of its last failed order, and when it failed.
+    order_waits: std::sync::Mutex<HashMap<String, (Duration, Instant)>>,
 }
 
 /// A suggested renewal window (ARI): start and end.
@@ -58,8 +64,29 @@ impl AcmeRuntime {
             retry_initial,
             retry_max,
             accounts: tokio::sync::Mutex::new(HashMap::new()),
+            refusals: std::sync::Mutex::new(HashMap::new()),
             windows: std::sync::Mutex::new(HashMap::new()),
+            order_waits: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The `Retry-After` of the last failed order of certificate `id`, if the server sent one.
+    pub fn order_wait(&self, id: &str) -> Option<Duration> {
+        let waits = self.order_waits.lock().unwrap_or_else(|e| e.into_inner());
+        waits.get(id).map(|(wait, _)| *wait)
+    }
+
+    /// Remembers the `Retry-After` of the failed order of certificate `id` (`None`: there was
+    /// none, or the order succeeded).
+    pub fn remember_order_wait(&self, id: &str, wait: Option<Duration>) {
+        let mut waits = self.order_waits.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        // A wait older than the longest one honoured no longer holds anything back.
+        waits.retain(|_, (_, at)| now.duration_since(*at) < RETRY_AFTER_MAX);
+        match wait {
+            Some(wait) => waits.insert(id.to_owned(), (wait.min(RETRY_AFTER_MAX), now)),
+            None => waits.remove(id),
+        };
     }
 
     /// The renewal window the server suggested for certificate `id`, while the answer is
@@ -68,21 +95,27 @@ impl AcmeRuntime {
         let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         windows
             .get(id)
-            .filter(|(_, until)| *until > std::time::Instant::now())
+            .filter(|(_, until)| *until > Instant::now())
             .map(|(window, _)| *window)
     }
 
     /// Remembers the window of certificate `id` for `fresh_for`.
     pub fn remember_window(&self, id: &str, window: Option<RenewalWindow>, fresh_for: Duration) {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         windows.retain(|_, (_, until)| *until > now);
         windows.insert(id.to_owned(), (window, now + fresh_for));
     }
 
     /// The account of `issuer`, registered (and its key stored) when needed. Cached until
-    /// the issuer's spec changes.
-    pub async fn account(&self, ctx: &Context, issuer: &AcmeIssuer) -> Result<Arc<Account>, Error> {
+    /// the issuer's spec changes. A registration refused with `Retry-After` fails again with
+    /// the same error, without asking the server, until that wait (at most
+    /// [`RETRY_AFTER_MAX`]) is over or the spec changes.
+    pub async fn account(
+        &self,
+        ctx: &Context,
+        issuer: &AcmeIssuer,
+    ) -> Result<Arc<AcmeAccount>, Error> {
         let name = issuer.name_any();
         let fingerprint = format!(
             "{}/{}",
@@ -95,9 +128,45 @@ impl AcmeRuntime {
         {
             return Ok(account.clone());
         }
-        let account = Arc::new(register(ctx, issuer).await?);
+        if let Some(refused) = self.refused(&name, &fingerprint) {
+            return Err(Error::Acme(refused));
+        }
+        let registered = register(ctx, issuer).await;
+        let refusal = match &registered {
+            Err(Error::Acme(error)) => Some(error),
+            _ => None,
+        };
+        self.remember_refusal(&name, &fingerprint, refusal);
+        let account = Arc::new(registered?);
         accounts.insert(name, (fingerprint, account.clone()));
         Ok(account)
+    }
+
+    /// The refusal of `issuer`'s registration still in force for spec `fingerprint`, with
+    /// the wait that is left.
+    fn refused(&self, issuer: &str, fingerprint: &str) -> Option<AcmeError> {
+        let refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        let (seen, until, error) = refusals.get(issuer)?;
+        let left = until.checked_duration_since(Instant::now())?;
+        (seen == fingerprint).then(|| error.clone().with_retry_after(Some(left)))
+    }
+
+    /// Remembers how a registration of `issuer` ended: a refusal is kept when the server
+    /// asked to wait, anything else forgets the previous one.
+    fn remember_refusal(&self, issuer: &str, fingerprint: &str, refusal: Option<&AcmeError>) {
+        let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        match refusal.and_then(|error| Some((error, error.retry_after?))) {
+            Some((error, wait)) => {
+                let until = Instant::now() + wait.min(RETRY_AFTER_MAX);
+                refusals.insert(
+                    issuer.to_owned(),
+                    (fingerprint.to_owned(), until, error.clone()),
+                );
+            }
+            None => {
+                refusals.remove(issuer);
+            }
+        }
     }
 
     /// Forgets the account of `issuer` (after an error that may come from a stale account).
@@ -185,7 +254,7 @@ async fn create_key_secret(
 }
 
 /// Registers (or finds) the account of `issuer`.
-async fn register(ctx: &Context, issuer: &AcmeIssuer) -> Result<Account, Error> {
+async fn register(ctx: &Context, issuer: &AcmeIssuer) -> Result<AcmeAccount, Error> {
     let spec = &issuer.spec;
     let key_ref = &spec.private_key_secret_ref;
     let namespace = secret_namespace(ctx, key_ref.namespace.as_ref());
@@ -264,14 +333,14 @@ impl Reconcile for AcmeIssuer {
                 "AccountRegistered",
                 format!("the ACME account is registered at {}", self.spec.server),
             )],
-            account_uri: Some(account.id().to_owned()),
+            account_uri: Some(account.account.id().to_owned()),
         };
         if update_status(&ctx.client, self.as_ref(), status).await? && !was_ready {
             ctx.publish(
                 self.as_ref(),
                 EventType::Normal,
                 "AccountRegistered",
-                format!("ACME account {}", account.id()),
+                format!("ACME account {}", account.account.id()),
             )
             .await;
         }
@@ -282,5 +351,41 @@ impl Reconcile for AcmeIssuer {
 impl From<AcmeError> for Error {
     fn from(error: AcmeError) -> Self {
         Error::Acme(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_registration_is_not_retried_before_its_retry_after() {
+        let acme = AcmeRuntime::new(Duration::from_secs(3600), Duration::from_secs(32 * 3600));
+        let hour = Duration::from_secs(3600);
+        let refused = AcmeError::new("RateLimited", "registering the account: too many")
+            .with_retry_after(Some(hour));
+        acme.remember_refusal("le", "uid/1", Some(&refused));
+        let again = acme.refused("le", "uid/1").expect("still refused");
+        assert_eq!(
+            (again.reason, again.message.as_str()),
+            (refused.reason, refused.message.as_str())
+        );
+        assert!(again.retry_after.is_some_and(|left| left <= hour));
+        assert!(
+            acme.refused("le", "uid/2").is_none(),
+            "a spec change may try again"
+        );
+        // A refusal without Retry-After, or a success, forgets it.
+        acme.remember_refusal("le", "uid/1", Some(&AcmeError::new("AcmeServerError", "x")));
+        assert!(acme.refused("le", "uid/1").is_none());
+    }
+
+    #[test]
+    fn an_order_wait_is_remembered_up_to_six_hours_and_forgotten_on_success() {
+        let acme = AcmeRuntime::new(Duration::from_secs(3600), Duration::from_secs(32 * 3600));
+        acme.remember_order_wait("shop.web", Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(acme.order_wait("shop.web"), Some(RETRY_AFTER_MAX));
+        acme.remember_order_wait("shop.web", None);
+        assert_eq!(acme.order_wait("shop.web"), None);
     }
 }
