@@ -71,6 +71,8 @@ e2e: tools
 bench: tools
 	$(CARGO) build --release --bin vigil -p vigil
 	$(CARGO) build --release --bin vigil-bench -p vigil-e2e
+	@# The suite: one JSON document (docs/performance.md), also kept in target/bench-suite.json.
+	VIGIL_BIN=$(CURDIR)/target/release/vigil target/release/vigil-bench suite 1000 10000 | tee target/bench-suite.json
 	target/release/vigil-bench render 1000
 	VIGIL_BIN=$(CURDIR)/target/release/vigil target/release/vigil-bench cluster 1000
 	target/release/vigil-bench prometheus 100

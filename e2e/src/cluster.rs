@@ -536,11 +536,15 @@ fn start_etcd(dir: &Path, port: u16) -> anyhow::Result<Process> {
 }
 
 /// The audit policy of every test cluster: who wrote what, for Vigil's kinds, Events and
-/// Leases (the leader-election audit reads it).
+/// Leases (the leader-election audit reads it), and every write of the chart's
+/// ServiceAccount (the benchmark counts the operator's writes with it).
 const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
 rules:
+  - level: Metadata
+    users: ["system:serviceaccount:vigil-system:vigil"]
+    verbs: ["create", "update", "patch", "delete"]
   - level: Metadata
     verbs: ["create", "update", "patch", "delete"]
     resources:

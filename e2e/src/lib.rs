@@ -9,6 +9,7 @@
 mod pki;
 mod process;
 
+pub mod bench;
 pub mod cluster;
 pub mod coredns;
 pub mod dns;

@@ -41,6 +41,17 @@ impl Operator {
         identity: &str,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_with_chart_values(cluster, identity, extra, "replicas=0").await
+    }
+
+    /// As [`Operator::start_with_chart_rbac`], with the chart values `set` (Helm's `--set`,
+    /// which must keep `replicas=0`).
+    pub async fn start_with_chart_values(
+        cluster: &crate::TestCluster,
+        identity: &str,
+        extra: &[&str],
+        set: &str,
+    ) -> anyhow::Result<Self> {
         use k8s_openapi::api::authentication::v1::TokenRequest;
         use k8s_openapi::api::core::v1::ServiceAccount;
         let chart = repo().join("charts/vigil");
@@ -55,7 +66,7 @@ impl Operator {
                 "vigil-system",
                 "--create-namespace",
                 "--set",
-                "replicas=0",
+                set,
                 "--wait",
             ],
         )?;
@@ -157,6 +168,11 @@ impl Operator {
     /// Resident memory in KiB.
     pub fn rss_kib(&self) -> Option<u64> {
         self.process.rss_kib()
+    }
+
+    /// The highest resident memory so far, in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        self.process.peak_rss_kib()
     }
 
     /// SIGKILL, as a crash would.

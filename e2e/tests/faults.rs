@@ -283,3 +283,21 @@ async fn restart_scenario(
     anyhow::ensure!(panics == 0.0, "{panics} reconciles panicked");
     Ok(())
 }
+
+/// The benchmark suite at a small size: every kind created and Ready, then the operator
+/// killed and started again. It relists and reconciles everything, and must write nothing:
+/// not a status, not an Event, not a child object.
+#[tokio::test]
+async fn an_operator_restart_rewrites_nothing() -> anyhow::Result<()> {
+    let figures = vigil_e2e::bench::suite(vigil_e2e::bench::Sizes { slos: 20, scale: 0 }).await?;
+    let resync = &figures["noop_resync"];
+    anyhow::ensure!(
+        resync["objects"].as_u64() >= Some(20),
+        "the resync covered the objects: {resync}"
+    );
+    anyhow::ensure!(
+        resync["api_writes"] == 0,
+        "writes after a restart with nothing changed: {resync}"
+    );
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! prints numbers. `make bench` runs every case.
 //!
 //! ```text
+//! vigil-bench suite [N] [S]    # the suite: every kind (N SLOs, N/10 of most others), then S objects; one JSON document
 //! vigil-bench render [N]       # load, validate and render N SLO manifests (default 1000)
 //! vigil-bench cluster [N]      # N SLOs on a real control plane until all have their rules
 //! vigil-bench prometheus [N]   # rule evaluation cost of N SLOs in a real Prometheus
@@ -1058,8 +1059,18 @@ async fn main() -> anyhow::Result<()> {
         "crashes" => crashes(count(100)).await,
         "otel-render" => otel_render(count(100)),
         "otel-throughput" => otel_throughput(count(20)).await,
+        "suite" => {
+            let scale = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(10_000);
+            let sizes = vigil_e2e::bench::Sizes {
+                slos: count(1000),
+                scale,
+            };
+            let figures = vigil_e2e::bench::suite(sizes).await?;
+            println!("{}", serde_json::to_string_pretty(&figures)?);
+            Ok(())
+        }
         other => anyhow::bail!(
-            "unknown benchmark {other:?}: render, cluster, prometheus, certificates, dns-render, dns-latency, crashes, otel-render or otel-throughput"
+            "unknown benchmark {other:?}: suite, render, cluster, prometheus, certificates, dns-render, dns-latency, crashes, otel-render or otel-throughput"
         ),
     }
 }

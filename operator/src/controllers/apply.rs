@@ -126,6 +126,11 @@ pub async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<(), kube::
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
+    // A read first: a reconcile that finds nothing to delete writes nothing (a DELETE
+    // answered 404 is still a write request the API server handles and audits).
+    if api.get_metadata_opt(name).await?.is_none() {
+        return Ok(());
+    }
     match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),

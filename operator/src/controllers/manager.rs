@@ -155,10 +155,14 @@ async fn start_webhook(
         tls_tx,
         stop.clone(),
     ));
+    let (workloads, workloads_synced) = reflect(client);
+    let (pipelines, pipelines_synced) = reflect(client);
+    let (members, members_synced) = reflect(client);
     let stores = crate::webhook::Stores {
-        workloads: reflect(client),
-        pipelines: reflect(client),
-        members: reflect(client),
+        workloads,
+        pipelines,
+        members,
+        synced: [workloads_synced, pipelines_synced, members_synced].into(),
     };
     let addr = options.addr;
     let served = tls_rx.clone();
@@ -171,7 +175,12 @@ async fn start_webhook(
 }
 
 /// A store of every object of kind `K`, kept by a watch of its own.
-fn reflect<K>(client: &Client) -> kube::runtime::reflector::Store<kube::core::DeserializeGuard<K>>
+fn reflect<K>(
+    client: &Client,
+) -> (
+    kube::runtime::reflector::Store<kube::core::DeserializeGuard<K>>,
+    super::Synced,
+)
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -183,12 +192,14 @@ where
 {
     let api: kube::Api<kube::core::DeserializeGuard<K>> = kube::Api::all(client.clone());
     let (store, writer) = kube::runtime::reflector::store();
+    let (flag, synced) = super::Synced::new();
     let watch = kube::runtime::watcher(api, kube::runtime::watcher::Config::default())
         .default_backoff()
         .reflect(writer)
+        .inspect(super::synced_on_init(flag))
         .for_each(|_| async {});
     tokio::spawn(watch);
-    store
+    (store, synced)
 }
 
 /// Keeps the MutatingWebhookConfiguration (and its caBundle) as it should be while this
@@ -360,6 +371,16 @@ async fn run_controllers(
         service_level_objectives: service_level_objectives.store.clone(),
         supervised_workloads: supervised_workloads.store.clone(),
         telemetry_pipelines: telemetry_pipelines.store.clone(),
+        synced: [
+            acme_certificates.synced(),
+            acme_issuers.synced(),
+            cross_cloud_dns.synced(),
+            member_clusters.synced(),
+            service_level_objectives.synced(),
+            supervised_workloads.synced(),
+            telemetry_pipelines.synced(),
+        ]
+        .into(),
     };
     let reporter = Reporter {
         controller: "vigil".into(),

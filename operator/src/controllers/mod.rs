@@ -39,6 +39,8 @@ use tracing::Instrument;
 
 pub use manager::{RunOptions, run};
 
+use crate::acme::account::AcmeError;
+use crate::acme::renewal::{honour_retry_after, next_attempt};
 use crate::api::{self, HasConditions, READY};
 use crate::inventory::Inventory;
 use crate::metrics::{ControllerLabels, ErrorLabels, Metrics};
@@ -70,7 +72,7 @@ pub enum Error {
     Cleanup(String),
     /// An ACME server or solver failed; the reason names what.
     #[error("{0}")]
-    Acme(crate::acme::account::AcmeError),
+    Acme(AcmeError),
     /// The reconcile panicked; the panic was caught and logged with its backtrace.
     #[error("reconcile panicked at {location}: {message}")]
     Panicked {
@@ -93,6 +95,21 @@ impl Error {
             Error::Panicked { .. } => "ReconcilePanicked",
         }
     }
+
+    /// How long the server behind the error asked to wait (an ACME `Retry-After`), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Acme(error) => error.retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// The wait before the next attempt after `error`, when the object's exponential backoff
+/// asks for `backoff`: longer when the ACME server asked for longer (`Retry-After`, at most
+/// [`RETRY_AFTER_MAX`](crate::acme::renewal::RETRY_AFTER_MAX)).
+fn requeue_after(backoff: Duration, error: &Error) -> Duration {
+    honour_retry_after(backoff, error.retry_after())
 }
 
 /// Per-object exponential backoff after errors.
@@ -117,12 +134,21 @@ impl Backoff {
     pub fn failed(&self, key: &str) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let count = failures.entry(key.to_owned()).or_insert(0);
-        let delay = self
-            .base
-            .saturating_mul(2u32.saturating_pow(*count))
-            .min(self.max);
+        let delay = self.delay(*count);
         *count = count.saturating_add(1);
         delay
+    }
+
+    /// What [`Backoff::failed`] returns for the next failure of `key`, without recording it.
+    pub fn upcoming(&self, key: &str) -> Duration {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        self.delay(failures.get(key).copied().unwrap_or(0))
+    }
+
+    fn delay(&self, failures: u32) -> Duration {
+        self.base
+            .saturating_mul(2u32.saturating_pow(failures))
+            .min(self.max)
     }
 
     /// Forgets the failures of `key` after a success.
@@ -191,6 +217,39 @@ pub struct Stores {
     service_level_objectives: Store<DeserializeGuard<api::ServiceLevelObjective>>,
     supervised_workloads: Store<DeserializeGuard<api::SupervisedWorkload>>,
     telemetry_pipelines: Store<DeserializeGuard<api::TelemetryPipeline>>,
+    /// Whether each store has its first full list.
+    synced: Arc<[Synced]>,
+}
+
+/// Whether a watch's store has had its first full list. kube's own `Store::wait_until_ready`
+/// wakes only the last of several waiters in different tasks (a oneshot receiver holds one
+/// waker), which stalls reconciles and admission reviews that wait on it together; a watch
+/// channel wakes them all.
+#[derive(Clone, Debug)]
+pub struct Synced(tokio::sync::watch::Receiver<bool>);
+
+impl Synced {
+    /// A flag, and what sets it: give the setter to [`synced_on_init`].
+    pub fn new() -> (tokio::sync::watch::Sender<bool>, Self) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (tx, Self(rx))
+    }
+
+    /// Waits until the store is synced; returns at once if its watch is gone (shutdown).
+    pub async fn wait(&self) {
+        let _ = self.0.clone().wait_for(|synced| *synced).await;
+    }
+}
+
+/// Sets `flag` when a watch stream, after its reflector, ends its first list.
+pub fn synced_on_init<K>(
+    flag: tokio::sync::watch::Sender<bool>,
+) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) {
+    move |event| {
+        if matches!(event, Ok(watcher::Event::InitDone)) {
+            flag.send_replace(true);
+        }
+    }
 }
 
 impl std::fmt::Debug for Stores {
@@ -211,6 +270,15 @@ where
 }
 
 impl Stores {
+    /// Waits until every store has its first full list. Before that, an object that refers
+    /// to another kind would be judged against an empty store: a MemberCluster or an
+    /// AcmeIssuer "does not exist" for a moment after every start, and status would say so.
+    pub async fn wait_until_ready(&self) {
+        for synced in self.synced.iter() {
+            synced.wait().await;
+        }
+    }
+
     /// A snapshot of every well-formed object, for validation and rendering.
     pub fn inventory(&self) -> Inventory {
         Inventory {
@@ -302,6 +370,7 @@ async fn drive<K: Reconcile>(
     object: Arc<DeserializeGuard<K>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    ctx.stores.wait_until_ready().await;
     let controller = K::kind(&()).to_string();
     let span = tracing::info_span!("reconcile", controller = %controller, object = %ObjectRef::from_obj(object.as_ref()));
     let started = Instant::now();
@@ -367,7 +436,9 @@ async fn drive<K: Reconcile>(
 }
 
 /// Counts the error and reports it on the object: `Ready` turns False with the error's
-/// reason (other conditions are kept) and a Warning Event is published.
+/// reason (other conditions are kept) and a Warning Event is published. When the server
+/// asked to wait, the message says when the next attempt is (the same wait reads the same,
+/// so that a repeated answer does not rewrite the status).
 async fn report_error<K: Reconcile>(object: &K, error: &Error, ctx: &Context) {
     let controller = K::kind(&()).to_string();
     let reason = error.reason();
@@ -386,11 +457,18 @@ async fn report_error<K: Reconcile>(object: &K, error: &Error, ctx: &Context) {
         .filter(|c| c.type_ != READY)
         .cloned()
         .collect();
-    conditions.insert(0, condition(READY, Some(false), reason, error.to_string()));
+    let message = match error.retry_after() {
+        Some(_) => {
+            let wait = requeue_after(ctx.backoff.upcoming(&object_key(object)), error);
+            format!("{error}; {}", next_attempt(wait))
+        }
+        None => error.to_string(),
+    };
+    conditions.insert(0, condition(READY, Some(false), reason, message.clone()));
     *status.conditions_mut() = conditions;
     match update_status(&ctx.client, object, status).await {
         Ok(true) => {
-            ctx.publish(object, EventType::Warning, reason, error.to_string())
+            ctx.publish(object, EventType::Warning, reason, message)
                 .await
         }
         Ok(false) => {}
@@ -400,13 +478,15 @@ async fn report_error<K: Reconcile>(object: &K, error: &Error, ctx: &Context) {
     }
 }
 
+/// Retries a failed object after its backoff, or after the ACME server's `Retry-After` when
+/// that is longer.
 fn error_policy<K: Reconcile>(
     object: Arc<DeserializeGuard<K>>,
-    _: &Error,
+    error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
     match &object.0 {
-        Ok(typed) => Action::requeue(ctx.backoff.failed(&object_key(typed))),
+        Ok(typed) => Action::requeue(requeue_after(ctx.backoff.failed(&object_key(typed)), error)),
         Err(_) => Action::await_change(),
     }
 }
@@ -414,6 +494,7 @@ fn error_policy<K: Reconcile>(
 /// A watch of one kind, with its store, before its controller runs.
 pub struct Watch<K: Reconcile> {
     store: Store<DeserializeGuard<K>>,
+    synced: Synced,
     changes: broadcast::Sender<()>,
     stream: futures::stream::BoxStream<'static, Result<DeserializeGuard<K>, watcher::Error>>,
     triggers: Vec<futures::stream::BoxStream<'static, ObjectRef<DeserializeGuard<K>>>>,
@@ -432,11 +513,13 @@ impl<K: Reconcile> Watch<K> {
     pub fn new(client: &Client) -> Self {
         let api: Api<DeserializeGuard<K>> = Api::all(client.clone());
         let (store, writer) = reflector::store();
+        let (flag, synced) = Synced::new();
         let (changes, _) = broadcast::channel(256);
         let (deleted, changed) = (changes.clone(), changes.clone());
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
             .reflect(writer)
+            .inspect(synced_on_init(flag))
             .inspect(move |event| {
                 if matches!(event, Ok(watcher::Event::Delete(_))) {
                     let _ = deleted.send(());
@@ -452,6 +535,7 @@ impl<K: Reconcile> Watch<K> {
             .boxed();
         Self {
             store,
+            synced,
             changes,
             stream,
             triggers: Vec::new(),
@@ -469,6 +553,11 @@ impl<K: Reconcile> Watch<K> {
     /// The store of this kind.
     pub fn store(&self) -> Store<DeserializeGuard<K>> {
         self.store.clone()
+    }
+
+    /// Whether the store of this kind has its first full list.
+    pub fn synced(&self) -> Synced {
+        self.synced.clone()
     }
 
     /// A receiver of this kind's spec changes and deletions, for kinds that refer to it.
@@ -529,5 +618,40 @@ mod tests {
         );
         backoff.succeeded("a");
         assert_eq!(backoff.failed("a").as_secs(), 5);
+    }
+
+    fn rate_limited(retry_after: Option<Duration>) -> Error {
+        Error::Acme(
+            AcmeError::new("RateLimited", "too many new registrations")
+                .with_retry_after(retry_after),
+        )
+    }
+
+    #[test]
+    fn an_acme_retry_after_outlasts_the_backoff_up_to_six_hours() {
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            requeue_after(backoff.failed("a"), &rate_limited(Some(hour))),
+            hour
+        );
+        assert_eq!(
+            requeue_after(
+                backoff.failed("a"),
+                &rate_limited(Some(Duration::from_secs(10 * 86400)))
+            ),
+            Duration::from_secs(6 * 3600)
+        );
+        // A 429 without Retry-After, and any other error, wait for the backoff.
+        assert_eq!(
+            requeue_after(backoff.failed("a"), &rate_limited(None)),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            requeue_after(backoff.failed("a"), &Error::Cleanup("x".into())),
+            Duration::from_secs(8)
+        );
+        assert_eq!(backoff.upcoming("a"), Duration::from_secs(16));
+        assert_eq!(backoff.failed("a"), Duration::from_secs(16));
     }
 }

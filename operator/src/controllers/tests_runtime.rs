@@ -305,6 +305,8 @@ fn context(client: Client) -> Arc<Context> {
             service_level_objectives: reflector::store().0,
             supervised_workloads: reflector::store().0,
             telemetry_pipelines: reflector::store().0,
+            // The tests fill no store: nothing to wait for.
+            synced: Arc::from([]),
         },
         namespace: "vigil-system".into(),
         backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
