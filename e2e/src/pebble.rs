@@ -35,6 +35,10 @@ pub struct PebbleOptions {
     /// of asking for a new challenge, as real CAs do for weeks. Pebble's default (50) when
     /// `None`; 0 makes every order prove every name again.
     pub authz_reuse_percent: Option<u8>,
+    /// Let the validation authority wait before each validation, as Pebble does unless
+    /// `PEBBLE_VA_NOSLEEP` is set (0 to 15 s): orders stay pending long enough to
+    /// interrupt an issuance.
+    pub va_sleep: bool,
 }
 
 /// A running Pebble. It stops on drop; if the test is failing, its log tail is printed.
@@ -108,7 +112,10 @@ impl Pebble {
         std::fs::write(&config_file, serde_json::to_string_pretty(&config)?)?;
 
         let nonce_reject = options.nonce_reject_percent.map(|p| p.to_string());
-        let mut envs = vec![("PEBBLE_VA_NOSLEEP", "1")];
+        let mut envs = Vec::new();
+        if !options.va_sleep {
+            envs.push(("PEBBLE_VA_NOSLEEP", "1"));
+        }
         if let Some(percent) = &nonce_reject {
             envs.push(("PEBBLE_WFE_NONCEREJECT", percent));
         }
@@ -190,6 +197,11 @@ impl Pebble {
     /// The last lines of Pebble's log.
     pub fn log_tail(&self) -> String {
         self.process.tail(40)
+    }
+
+    /// Pebble's whole log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.process.log).unwrap_or_default()
     }
 
     /// Stops Pebble (SIGKILL). Everything it knew (accounts, orders, its CA) is gone.

@@ -201,6 +201,7 @@ async fn issuance_scenario(
             nonce_reject_percent: None,
             // Every renewal proves its names again, so that a stopped bind9 fails it.
             authz_reuse_percent: Some(0),
+            va_sleep: false,
         },
     )
     .await?;

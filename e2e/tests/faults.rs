@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use vigil::api::{MemberCluster, ServiceLevelObjective};
-use vigil_e2e::{Operator, TestCluster, eventually};
+use vigil::api::{AcmeCertificate, AcmeIssuer, MemberCluster, ServiceLevelObjective};
+use vigil_e2e::{DnsOptions, DnsServer, Operator, Pebble, PebbleOptions, TestCluster, eventually};
 
 const NS: &str = "fleet";
 
@@ -300,4 +300,165 @@ async fn an_operator_restart_rewrites_nothing() -> anyhow::Result<()> {
         "writes after a restart with nothing changed: {resync}"
     );
     Ok(())
+}
+
+/// New orders Pebble was asked for so far.
+fn orders(pebble: &Pebble) -> usize {
+    pebble
+        .log()
+        .lines()
+        .filter(|l| l.contains("POST /order-plz"))
+        .count()
+}
+
+/// What is wrong with one version of a certificate's Secret: both keys must be there, and
+/// the key must be the one the certificate certifies.
+fn half_written(secret: &Secret, roots_pem: &str) -> Option<String> {
+    let data = secret.data.clone().unwrap_or_default();
+    let text = |key: &str| {
+        data.get(key)
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+    };
+    let (Some(chain), Some(key)) = (text("tls.crt"), text("tls.key")) else {
+        return Some(format!("keys {:?}", data.keys().collect::<Vec<_>>()));
+    };
+    let key = match rcgen::KeyPair::from_pem(&key) {
+        Ok(key) => key,
+        Err(error) => return Some(format!("tls.key: {error}")),
+    };
+    vigil::acme::cert::verify_chain(
+        &format!("{chain}{roots_pem}"),
+        &["web.certs.test".to_owned()],
+        &rcgen::PublicKeyData::subject_public_key_info(&key),
+    )
+    .err()
+    .map(|e| format!("tls.crt and tls.key disagree: {e}"))
+}
+
+fn cert_ready(cert: &AcmeCertificate) -> bool {
+    cert.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+/// The operator killed while Pebble validates an order: after a restart the issuance
+/// completes with at most one extra order, and no version of the Secret is half-written.
+#[tokio::test]
+async fn a_kill_in_the_middle_of_an_issuance_costs_at_most_one_order() -> anyhow::Result<()> {
+    let cluster = TestCluster::start("kill-acme").await?;
+    cluster.install_crds().await?;
+    cluster.ensure_namespace("vigil-system").await?;
+    cluster.ensure_namespace("certs").await?;
+    let dns = DnsServer::start_with(
+        cluster.dir(),
+        DnsOptions {
+            zone: "certs.test".to_owned(),
+            port: None,
+            records: vec![("*".to_owned(), "127.0.0.1".to_owned())],
+            tsig: None,
+        },
+    )
+    .await?;
+    let http_port = vigil_e2e::free_port()?;
+    // Pebble's validation authority waits 0 to 15 s before each validation: the order is
+    // pending while the operator is killed.
+    let pebble = Pebble::start(
+        cluster.dir(),
+        PebbleOptions {
+            http_port,
+            dns_server: dns.endpoint.clone(),
+            authz_reuse_percent: Some(0),
+            va_sleep: true,
+            ..PebbleOptions::default()
+        },
+    )
+    .await?;
+    let roots = pebble.roots_pem().await?;
+    let client = cluster.client();
+    let params = PatchParams::apply("vigil-e2e").force();
+    let issuer = serde_json::json!({
+        "apiVersion": "vigil.io/v1alpha1", "kind": "AcmeIssuer", "metadata": {"name": "pebble"},
+        "spec": {"server": pebble.directory_url(), "caBundle": pebble.ca_pem,
+            "privateKeySecretRef": {"name": "pebble-account"}, "solvers": [{"http01": {}}]},
+    });
+    Api::<AcmeIssuer>::all(client.clone())
+        .patch("pebble", &params, &Patch::Apply(&issuer))
+        .await?;
+    let http01 = format!("--acme-http01-addr=127.0.0.1:{http_port}");
+    let args = [
+        http01.as_str(),
+        "--acme-retry-initial-seconds=2",
+        "--acme-retry-max-seconds=8",
+    ];
+    let mut first = Operator::start(cluster.kubeconfig(), cluster.dir(), "vigil-kill-a", &args)?;
+
+    // Every version of the Secret, as a watch sees it.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "certs");
+    let problems: Arc<Mutex<Vec<String>>> = Arc::default();
+    let versions = Arc::new(AtomicUsize::new(0));
+    let watch = {
+        let (problems, versions, roots) = (problems.clone(), versions.clone(), roots.clone());
+        let config = watcher::Config::default().fields("metadata.name=web-tls");
+        tokio::spawn(async move {
+            let stream = watcher(secrets, config).default_backoff().applied_objects();
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                if let Ok(secret) = item {
+                    versions.fetch_add(1, Ordering::SeqCst);
+                    if let Some(problem) = half_written(&secret, &roots) {
+                        problems
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(problem);
+                    }
+                }
+            }
+        })
+    };
+
+    let certs: Api<AcmeCertificate> = Api::namespaced(client.clone(), "certs");
+    let cert = serde_json::json!({
+        "apiVersion": "vigil.io/v1alpha1", "kind": "AcmeCertificate",
+        "metadata": {"name": "web", "namespace": "certs"},
+        "spec": {"issuerRef": {"name": "pebble"}, "dnsNames": ["web.certs.test"], "secretName": "web-tls"},
+    });
+    certs.patch("web", &params, &Patch::Apply(&cert)).await?;
+    let result = async {
+        eventually("Pebble has the order", Duration::from_secs(60), || {
+            let placed = orders(&pebble) >= 1;
+            async move { Ok(placed.then_some(())) }
+        })
+        .await?;
+        first.kill();
+        let at_kill = orders(&pebble);
+        let issued_before_kill = versions.load(Ordering::SeqCst) > 0;
+        let second = Operator::start(cluster.kubeconfig(), cluster.dir(), "vigil-kill-b", &args)?;
+        let outcome = eventually("the certificate Ready", Duration::from_secs(120), || {
+            let certs = certs.clone();
+            async move { Ok(cert_ready(&certs.get("web").await?).then_some(())) }
+        })
+        .await;
+        second.on_failure(outcome)?;
+        let total = orders(&pebble);
+        eprintln!(
+            "killed with {at_kill} order(s) placed (Secret written before the kill: {issued_before_kill}); {total} order(s) in all"
+        );
+        anyhow::ensure!(total <= 2, "{total} orders for one certificate");
+        let secret = Api::<Secret>::namespaced(client.clone(), "certs")
+            .get("web-tls")
+            .await?;
+        anyhow::ensure!(half_written(&secret, &roots).is_none());
+        let problems = problems.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        anyhow::ensure!(problems.is_empty(), "half-written Secret versions: {problems:?}");
+        anyhow::ensure!(versions.load(Ordering::SeqCst) >= 1);
+        Ok(())
+    }
+    .await;
+    watch.abort();
+    if result.is_err() {
+        eprintln!("{}", pebble.log_tail());
+    }
+    result
 }

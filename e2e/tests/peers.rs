@@ -110,6 +110,7 @@ async fn pebble_scenario() -> anyhow::Result<()> {
             eab_keys: Some(vec![("kid-1".into(), eab_key)]),
             nonce_reject_percent: Some(0),
             authz_reuse_percent: Some(0),
+            va_sleep: false,
         },
     )
     .await?;
