@@ -7,11 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use vigil::api::{AcmeCertificate, AcmeIssuer, MemberCluster, ServiceLevelObjective};
+use vigil::api::{
+    AcmeCertificate, AcmeIssuer, MemberCluster, ServiceLevelObjective, SupervisedWorkload,
+};
 use vigil_e2e::{DnsOptions, DnsServer, Operator, Pebble, PebbleOptions, TestCluster, eventually};
 
 const NS: &str = "fleet";
@@ -461,4 +464,110 @@ async fn a_kill_in_the_middle_of_an_issuance_costs_at_most_one_order() -> anyhow
         eprintln!("{}", pebble.log_tail());
     }
     result
+}
+
+/// The names of the ConfigMaps the Deployment's pod template mounts.
+async fn mounted_config_maps(deployments: &Api<Deployment>) -> anyhow::Result<Vec<String>> {
+    let deployment = deployments.get("orders").await?;
+    Ok(deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.volumes)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| v.config_map.map(|c| c.name))
+        .collect())
+}
+
+/// The operator SIGKILLed again and again right after a config change, at different
+/// moments of the switch: after the last restart the workload runs exactly one revision,
+/// the one with the last config, and status names it.
+#[tokio::test]
+async fn kills_in_the_middle_of_config_switches_leave_exactly_one_revision() -> anyhow::Result<()> {
+    let cluster = TestCluster::start("kill-config").await?;
+    cluster.install_crds().await?;
+    cluster.ensure_namespace("vigil-system").await?;
+    cluster.ensure_namespace("shop").await?;
+    let client = cluster.client();
+    let params = PatchParams::apply("vigil-e2e");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "shop");
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "shop");
+    let workloads: Api<SupervisedWorkload> = Api::namespaced(client.clone(), "shop");
+    let source = |port: u16| {
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "orders-config"}, "data": {"app.yaml": format!("port: {port}\n")}})
+    };
+    config_maps
+        .patch("orders-config", &params, &Patch::Apply(&source(8000)))
+        .await?;
+    let deployment = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "orders"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "orders"}},
+            "template": {"metadata": {"labels": {"app": "orders"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.example/orders:1.4.2",
+                        "volumeMounts": [{"name": "config", "mountPath": "/etc/orders"}]}],
+                    "volumes": [{"name": "config", "configMap": {"name": "orders-config"}}]}}}});
+    deployments
+        .patch("orders", &params, &Patch::Apply(&deployment))
+        .await?;
+    let supervised = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "SupervisedWorkload",
+        "metadata": {"name": "orders"},
+        "spec": {"target": {"kind": "Deployment", "name": "orders"},
+            "config": {"configMapName": "orders-config",
+                "schema": {"type": "object", "required": ["port"],
+                    "properties": {"port": {"type": "integer"}}}}}});
+    workloads
+        .patch("orders", &params, &Patch::Apply(&supervised))
+        .await?;
+
+    let mut operator = Operator::start(cluster.kubeconfig(), cluster.dir(), "vigil-switch-0", &[])?;
+    let mut last = 8000;
+    for round in 1..=6u16 {
+        last = 8000 + round;
+        config_maps
+            .patch("orders-config", &params, &Patch::Apply(&source(last)))
+            .await?;
+        // From right away to well after the switch would have happened.
+        tokio::time::sleep(Duration::from_millis(u64::from(round - 1) * 150)).await;
+        operator.kill();
+        operator = Operator::start(
+            cluster.kubeconfig(),
+            cluster.dir(),
+            &format!("vigil-switch-{round}"),
+            &[],
+        )?;
+    }
+    let wanted = format!("port: {last}\n");
+    let result = eventually(
+        "the last config switched in, alone",
+        Duration::from_secs(60),
+        || {
+            let (workloads, deployments, config_maps, wanted) = (
+                workloads.clone(),
+                deployments.clone(),
+                config_maps.clone(),
+                wanted.clone(),
+            );
+            async move {
+                let status = workloads.get("orders").await?.status.unwrap_or_default();
+                let Some(revision) = status.config_revision else {
+                    return Ok(None);
+                };
+                let mounted = mounted_config_maps(&deployments).await?;
+                let data = config_maps
+                    .get_opt(&revision)
+                    .await?
+                    .and_then(|c| c.data)
+                    .unwrap_or_default();
+                let done = mounted == [revision.clone()] && data.get("app.yaml") == Some(&wanted);
+                Ok(done.then_some((revision, mounted)))
+            }
+        },
+    )
+    .await;
+    let (revision, mounted) = operator.on_failure(result)?;
+    let stored = config_maps.get(&revision).await?;
+    anyhow::ensure!(stored.immutable == Some(true), "{revision} is immutable");
+    eprintln!("after 6 kills: the template mounts {mounted:?}, status names {revision}");
+    Ok(())
 }
