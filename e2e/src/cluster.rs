@@ -319,6 +319,45 @@ impl TestCluster {
             .collect())
     }
 
+    /// Starts a second API server on the same etcd and returns a client of it: writes made
+    /// through it while the first is stopped are changes the first one's watchers missed.
+    pub async fn second_apiserver(&mut self) -> anyhow::Result<Client> {
+        let dir = self.dir.path().join("second-apiserver");
+        std::fs::create_dir_all(&dir)?;
+        let port = free_port()?;
+        self.others
+            .push(start_apiserver(&dir, &self.pki, self.etcd_port, port)?);
+        let kubeconfig = dir.join("admin.kubeconfig");
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        std::fs::write(
+            &kubeconfig,
+            kubeconfig_yaml(
+                &self.name,
+                &format!("https://127.0.0.1:{port}"),
+                &self.pki.ca_pem,
+                serde_json::json!({"client-certificate-data": b64(&self.pki.admin_cert_pem), "client-key-data": b64(&self.pki.admin_key_pem)}),
+            ),
+        )?;
+        let client = client_for(&kubeconfig).await?;
+        eventually(
+            "the second API server ready",
+            Duration::from_secs(90),
+            || {
+                let client = client.clone();
+                async move {
+                    let request = http::Request::get("/readyz").body(Vec::new())?;
+                    Ok(client
+                        .request_text(request)
+                        .await
+                        .ok()
+                        .filter(|body| body.trim() == "ok"))
+                }
+            },
+        )
+        .await?;
+        Ok(client)
+    }
+
     /// Stops the API server (SIGKILL), as a network partition or an outage would.
     pub fn stop_apiserver(&mut self) {
         if let Some(mut apiserver) = self.apiserver.take() {

@@ -94,6 +94,17 @@ impl Operator {
         identity: &str,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_logging(kubeconfig, dir, identity, extra, "info,vigil=debug")
+    }
+
+    /// As [`Operator::start`], with `RUST_LOG` set to `filter`.
+    pub fn start_logging(
+        kubeconfig: &Path,
+        dir: &Path,
+        identity: &str,
+        extra: &[&str],
+        filter: &str,
+    ) -> anyhow::Result<Self> {
         let admin = format!("127.0.0.1:{}", free_port()?);
         let mut args = vec![
             "run".to_owned(),
@@ -110,10 +121,7 @@ impl Operator {
             &vigil_binary()?,
             &args,
             dir,
-            &[
-                ("KUBECONFIG", kubeconfig.as_str()),
-                ("RUST_LOG", "info,vigil=debug"),
-            ],
+            &[("KUBECONFIG", kubeconfig.as_str()), ("RUST_LOG", filter)],
         )?;
         Ok(Self {
             process,

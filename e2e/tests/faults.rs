@@ -571,3 +571,115 @@ async fn kills_in_the_middle_of_config_switches_leave_exactly_one_revision() -> 
     eprintln!("after 6 kills: the template mounts {mounted:?}, status names {revision}");
     Ok(())
 }
+
+/// The operator's watches expire: its API server is stopped, changes are made through a
+/// second API server on the same etcd, and the first comes back with a fresh watch cache.
+/// The watches resume from resource versions it no longer has (410 Gone), relist, and
+/// every change made meanwhile is reconciled.
+#[tokio::test]
+async fn a_watch_that_expires_relists_and_loses_no_change() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start("relist").await?;
+    cluster.install_crds().await?;
+    cluster.ensure_namespace("vigil-system").await?;
+    cluster.ensure_namespace(NS).await?;
+    let second = cluster.second_apiserver().await?;
+    let operator = Operator::start_logging(
+        cluster.kubeconfig(),
+        cluster.dir(),
+        "vigil-relist",
+        &[],
+        "info,vigil=debug,kube_runtime::watcher=debug",
+    )?;
+    let result = relist_scenario(&mut cluster, second, &operator).await;
+    operator.on_failure(result)
+}
+
+async fn rules_of(maps: &Api<ConfigMap>, slo: &str) -> anyhow::Result<Option<String>> {
+    Ok(maps
+        .get_opt(&format!("{slo}-slo-rules"))
+        .await?
+        .and_then(|m| m.data)
+        .map(|d| d.into_values().collect()))
+}
+
+async fn relist_scenario(
+    cluster: &mut TestCluster,
+    second: Client,
+    operator: &Operator,
+) -> anyhow::Result<()> {
+    let params = PatchParams::apply("vigil-e2e").force();
+    let slos: Api<ServiceLevelObjective> = Api::namespaced(cluster.client(), NS);
+    for i in 0..5 {
+        let name = format!("svc-{i:03}");
+        slos.patch(&name, &params, &Patch::Apply(&slo(&name, 99.0)))
+            .await?;
+    }
+    let maps: Api<ConfigMap> = Api::namespaced(cluster.client(), NS);
+    eventually("5 SLOs with rules", Duration::from_secs(60), || {
+        let maps = maps.clone();
+        async move {
+            for i in 0..5 {
+                if rules_of(&maps, &format!("svc-{i:03}")).await?.is_none() {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        }
+    })
+    .await?;
+
+    // Partitioned from its API server, the operator misses a change, a creation and a
+    // deletion.
+    cluster.stop_apiserver();
+    let elsewhere: Api<ServiceLevelObjective> = Api::namespaced(second.clone(), NS);
+    elsewhere
+        .patch("svc-000", &params, &Patch::Apply(&slo("svc-000", 99.9)))
+        .await?;
+    elsewhere
+        .patch("svc-new", &params, &Patch::Apply(&slo("svc-new", 99.5)))
+        .await?;
+    elsewhere
+        .delete("svc-001", &kube::api::DeleteParams::default())
+        .await?;
+    // More writes, so that the resource versions the watches hold are far behind.
+    let churn: Api<ConfigMap> = Api::namespaced(second, NS);
+    for i in 0..20 {
+        let map = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("churn-{i}")}, "data": {"i": i.to_string()}});
+        churn
+            .patch(&format!("churn-{i}"), &params, &Patch::Apply(&map))
+            .await?;
+    }
+    cluster.start_apiserver().await?;
+
+    eventually(
+        "every missed change reconciled",
+        Duration::from_secs(90),
+        || {
+            let (maps, slos) = (maps.clone(), slos.clone());
+            async move {
+                let changed = rules_of(&maps, "svc-000")
+                    .await?
+                    .is_some_and(|r| r.contains("0.999"));
+                let created = rules_of(&maps, "svc-new").await?.is_some();
+                let deleted = slos.get_opt("svc-001").await?.is_none();
+                Ok((changed && created && deleted).then_some(()))
+            }
+        },
+    )
+    .await?;
+    let log = operator.log();
+    let expired = log
+        .lines()
+        .find(|l| l.contains("kube_runtime::watcher") && l.contains("code: 410"))
+        .ok_or_else(|| {
+            anyhow::anyhow!("the watches were expected to expire (410 Gone); the log shows none")
+        })?;
+    eprintln!("a watch expired: {expired}");
+    let panics = operator
+        .metric_total("vigil_reconcile_panics_total")
+        .await
+        .unwrap_or_default();
+    anyhow::ensure!(panics == 0.0, "{panics} reconciles panicked");
+    Ok(())
+}
