@@ -168,14 +168,38 @@ async fn measure(cluster: &TestCluster, kind: &str, objects: Vec<Value>) -> anyh
         .collect::<Result<_, _>>()?;
     let all_applied = started.elapsed();
     let wait = Duration::from_secs(120 + count as u64);
-    eventually(&format!("{count} {kind} Ready"), wait, || {
+    let waited = eventually(&format!("{count} {kind} Ready"), wait, || {
         let ready_at = ready_at.clone();
         async move {
             let done = ready_at.lock().unwrap_or_else(|e| e.into_inner()).len();
             Ok((done >= count).then_some(()))
         }
     })
-    .await?;
+    .await;
+    if let Err(error) = waited {
+        // Say why: how many made it, and the Ready condition of a few that did not.
+        let ready = ready_at.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let list = Api::<DynamicObject>::all_with(client.clone(), &resource)
+            .list(&Default::default())
+            .await?;
+        let stuck: Vec<String> = list
+            .items
+            .iter()
+            .filter(|o| {
+                !ready.contains_key(&format!(
+                    "{}/{}",
+                    o.namespace().unwrap_or_default(),
+                    o.name_any()
+                ))
+            })
+            .take(5)
+            .map(|o| format!("{}: {}", o.name_any(), o.data["status"]["conditions"]))
+            .collect();
+        anyhow::bail!(
+            "{error:#}: {} of {count} Ready; for example {stuck:#?}",
+            ready.len()
+        );
+    }
     let all_ready = started.elapsed();
     watch.abort();
     // Let the last status writes land before counting.

@@ -73,6 +73,10 @@ pub struct RunArgs {
     /// Longest retry delay after repeated failures, in seconds.
     #[arg(long, env = "VIGIL_BACKOFF_MAX_SECONDS", default_value_t = 300)]
     pub backoff_max_seconds: u64,
+    /// Reconciles each controller runs at once. Bounded, so that a start with thousands of
+    /// objects does not open thousands of API requests together.
+    #[arg(long, env = "VIGIL_MAX_CONCURRENT_RECONCILES", default_value_t = 8)]
+    pub max_concurrent_reconciles: u16,
     /// Prometheus to read SLO error budgets from when an SLO sets no spec.prometheus.url.
     #[arg(long, env = "VIGIL_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
@@ -154,6 +158,7 @@ impl RunArgs {
             identity,
             backoff_base: Duration::from_secs(self.backoff_base_seconds),
             backoff_max: Duration::from_secs(self.backoff_max_seconds),
+            max_concurrent_reconciles: self.max_concurrent_reconciles.max(1),
             prometheus_url: self.prometheus_url,
             status_interval: Duration::from_secs(self.status_interval_seconds),
             acme_http01_addr: self.acme_http01_addr,

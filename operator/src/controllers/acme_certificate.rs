@@ -83,7 +83,7 @@ fn certificate_key(cert: &AcmeCertificate) -> String {
 
 impl Reconcile for AcmeCertificate {
     async fn reconcile(self: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
-        let inventory = ctx.stores.inventory();
+        let inventory = ctx.stores.references();
         let errors = self.validate(&inventory);
         if !errors.is_empty() {
             return Err(Error::InvalidSpec(errors));
@@ -713,7 +713,7 @@ async fn distribute(
         ),
         None => (Vec::new(), own_namespace.clone()),
     };
-    let inventory = ctx.stores.inventory();
+    let inventory = ctx.stores.references();
     let copy = copy_of(cert, current);
     let wanted = clusters.iter().map(|cluster| {
         let member = inventory.member_cluster(cluster).cloned();

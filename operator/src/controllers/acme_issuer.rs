@@ -309,7 +309,7 @@ async fn register(ctx: &Context, issuer: &AcmeIssuer) -> Result<AcmeAccount, Err
 
 impl Reconcile for AcmeIssuer {
     async fn reconcile(self: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
-        let errors = self.validate(&ctx.stores.inventory());
+        let errors = self.validate(&ctx.stores.references());
         if !errors.is_empty() {
             return Err(Error::InvalidSpec(errors));
         }

@@ -75,7 +75,7 @@ impl Reconcile for CrossCloudDNS {
             return finalize(&self, &ctx, &api).await;
         }
         finalizer::ensure(self.as_ref(), &api, FINALIZER).await?;
-        let inventory = ctx.stores.inventory();
+        let inventory = ctx.stores.references();
         let errors = self.validate(&inventory);
         if !errors.is_empty() {
             return Err(Error::InvalidSpec(errors));
@@ -290,7 +290,7 @@ async fn finalize(
     if !finalizer::has(dns, FINALIZER) {
         return Ok(Action::await_change());
     }
-    let inventory = ctx.stores.inventory();
+    let inventory = ctx.stores.references();
     let target = Target::of(dns);
     let mut clusters: Vec<String> = dns.spec.clusters.clone();
     if let Some(status) = &dns.status {

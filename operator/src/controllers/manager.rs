@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub backoff_base: Duration,
     /// Longest retry delay after repeated failures.
     pub backoff_max: Duration,
+    /// Reconciles each controller runs at once.
+    pub max_concurrent_reconciles: u16,
     /// Prometheus for SLO budgets when an SLO names none.
     pub prometheus_url: Option<String>,
     /// How often budgets read from Prometheus are refreshed in status.
@@ -394,6 +396,7 @@ async fn run_controllers(
         stores,
         namespace: options.namespace.clone(),
         backoff: Backoff::new(options.backoff_base, options.backoff_max),
+        concurrency: options.max_concurrent_reconciles,
         prometheus_url: options.prometheus_url.clone(),
         status_interval: options.status_interval,
         acme: super::acme_issuer::AcmeRuntime::new(

@@ -48,7 +48,7 @@ impl ProbeFailure {
 
 impl Reconcile for MemberCluster {
     async fn reconcile(self: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
-        let errors = self.validate(&ctx.stores.inventory());
+        let errors = self.validate(&ctx.stores.references());
         if !errors.is_empty() {
             return Err(Error::InvalidSpec(errors));
         }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{Action, Config};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
@@ -279,6 +279,21 @@ impl Stores {
         }
     }
 
+    /// A snapshot of the kinds other objects refer to: every kind but the two that grow
+    /// with the number of services (ServiceLevelObjectives and SupervisedWorkloads), which
+    /// only TelemetryPipelines refer to. Each reconcile takes one, so it must stay small:
+    /// a copy of 10000 SLOs per reconcile made a start with them take gigabytes.
+    pub fn references(&self) -> Inventory {
+        Inventory {
+            acme_certificates: decoded(&self.acme_certificates),
+            acme_issuers: decoded(&self.acme_issuers),
+            cross_cloud_dns: decoded(&self.cross_cloud_dns),
+            member_clusters: decoded(&self.member_clusters),
+            telemetry_pipelines: decoded(&self.telemetry_pipelines),
+            ..Inventory::default()
+        }
+    }
+
     /// A snapshot of every well-formed object, for validation and rendering.
     pub fn inventory(&self) -> Inventory {
         Inventory {
@@ -307,6 +322,8 @@ pub struct Context {
     pub namespace: String,
     /// Per-object backoff after errors.
     pub backoff: Backoff,
+    /// Reconciles each controller runs at once.
+    pub concurrency: u16,
     /// Which optional APIs the cluster serves.
     pub discovery: Discovery,
     /// Prometheus to read SLO budgets from when an SLO names none.
@@ -574,8 +591,9 @@ impl<K: Reconcile> Watch<K> {
         shutdown: impl Future<Output = ()> + Send + Sync + 'static,
         referenced: Vec<broadcast::Receiver<()>>,
     ) {
-        let mut controller =
-            Controller::for_stream(self.stream, self.store).graceful_shutdown_on(shutdown);
+        let mut controller = Controller::for_stream(self.stream, self.store)
+            .with_config(Config::default().concurrency(ctx.concurrency))
+            .graceful_shutdown_on(shutdown);
         for triggers in self.triggers {
             controller = controller.reconcile_on(triggers);
         }

@@ -23,7 +23,7 @@ pub const BUDGET_KNOWN: &str = "BudgetKnown";
 
 impl Reconcile for ServiceLevelObjective {
     async fn reconcile(self: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
-        let errors = self.validate(&ctx.stores.inventory());
+        let errors = self.validate(&ctx.stores.references());
         if !errors.is_empty() {
             return Err(Error::InvalidSpec(errors));
         }

@@ -325,7 +325,7 @@ fn parse_time(text: &str) -> Option<Timestamp> {
 
 impl Reconcile for SupervisedWorkload {
     async fn reconcile(self: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
-        let errors = self.validate(&ctx.stores.inventory());
+        let errors = self.validate(&ctx.stores.references());
         if !errors.is_empty() {
             return Err(Error::InvalidSpec(errors));
         }

@@ -310,6 +310,7 @@ fn context(client: Client) -> Arc<Context> {
         },
         namespace: "vigil-system".into(),
         backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
+        concurrency: 8,
         prometheus_url: None,
         status_interval: Duration::from_secs(60),
         acme: super::acme_issuer::AcmeRuntime::new(
