@@ -371,7 +371,6 @@ async fn run_controllers(
         cross_cloud_dns: cross_cloud_dns.store.clone(),
         member_clusters: member_clusters.store.clone(),
         service_level_objectives: service_level_objectives.store.clone(),
-        supervised_workloads: supervised_workloads.store.clone(),
         telemetry_pipelines: telemetry_pipelines.store.clone(),
         synced: [
             acme_certificates.synced(),

@@ -215,7 +215,6 @@ pub struct Stores {
     cross_cloud_dns: Store<DeserializeGuard<api::CrossCloudDNS>>,
     member_clusters: Store<DeserializeGuard<api::MemberCluster>>,
     service_level_objectives: Store<DeserializeGuard<api::ServiceLevelObjective>>,
-    supervised_workloads: Store<DeserializeGuard<api::SupervisedWorkload>>,
     telemetry_pipelines: Store<DeserializeGuard<api::TelemetryPipeline>>,
     /// Whether each store has its first full list.
     synced: Arc<[Synced]>,
@@ -294,17 +293,24 @@ impl Stores {
         }
     }
 
-    /// A snapshot of every well-formed object, for validation and rendering.
-    pub fn inventory(&self) -> Inventory {
-        Inventory {
-            acme_certificates: decoded(&self.acme_certificates),
-            acme_issuers: decoded(&self.acme_issuers),
-            cross_cloud_dns: decoded(&self.cross_cloud_dns),
-            member_clusters: decoded(&self.member_clusters),
-            service_level_objectives: decoded(&self.service_level_objectives),
-            supervised_workloads: decoded(&self.supervised_workloads),
-            telemetry_pipelines: decoded(&self.telemetry_pipelines),
-        }
+    /// [`Stores::references`] with the ServiceLevelObjectives `names` of `namespace` that
+    /// exist: what a TelemetryPipeline's sampling boosts refer to.
+    pub fn references_and_slos<'a>(
+        &self,
+        namespace: &str,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Inventory {
+        let mut inventory = self.references();
+        inventory.service_level_objectives = names
+            .into_iter()
+            .filter_map(|name| {
+                let key = ObjectRef::new(name).within(namespace);
+                self.service_level_objectives
+                    .get(&key)
+                    .and_then(|guard| guard.0.as_ref().ok().cloned())
+            })
+            .collect();
+        inventory
     }
 }
 

@@ -66,7 +66,10 @@ impl Reconcile for TelemetryPipeline {
         if self.metadata.deletion_timestamp.is_some() {
             return finalize(&self, &ctx, &api).await;
         }
-        let inventory = ctx.stores.inventory();
+        let boosts = self.spec.sampling.slo_boost.iter();
+        let inventory = ctx
+            .stores
+            .references_and_slos(&namespace, boosts.map(|b| b.slo_ref.name.as_str()));
         let errors = self.validate(&inventory);
         if !errors.is_empty() {
             return Err(Error::InvalidSpec(errors));
@@ -652,7 +655,7 @@ async fn finalize(
     if !finalizer::has(pipeline, FINALIZER) {
         return Ok(Action::await_change());
     }
-    let inventory = ctx.stores.inventory();
+    let inventory = ctx.stores.references();
     let mut clusters = pipeline.spec.clusters.clone();
     for entry in pipeline.status.iter().flat_map(|s| &s.clusters) {
         if !clusters.contains(&entry.cluster) {

@@ -303,7 +303,6 @@ fn context(client: Client) -> Arc<Context> {
             cross_cloud_dns: reflector::store().0,
             member_clusters: reflector::store().0,
             service_level_objectives: reflector::store().0,
-            supervised_workloads: reflector::store().0,
             telemetry_pipelines: reflector::store().0,
             // The tests fill no store: nothing to wait for.
             synced: Arc::from([]),
