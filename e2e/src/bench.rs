@@ -168,10 +168,13 @@ async fn measure(cluster: &TestCluster, kind: &str, objects: Vec<Value>) -> anyh
         .collect::<Result<_, _>>()?;
     let all_applied = started.elapsed();
     let wait = Duration::from_secs(120 + count as u64);
+    // Only this phase's objects count: the watch also lists those of earlier phases.
+    let keys: Arc<Vec<String>> = Arc::new(applied.iter().map(|(key, _)| key.clone()).collect());
     let waited = eventually(&format!("{count} {kind} Ready"), wait, || {
-        let ready_at = ready_at.clone();
+        let (ready_at, keys) = (ready_at.clone(), keys.clone());
         async move {
-            let done = ready_at.lock().unwrap_or_else(|e| e.into_inner()).len();
+            let ready_at = ready_at.lock().unwrap_or_else(|e| e.into_inner());
+            let done = keys.iter().filter(|k| ready_at.contains_key(*k)).count();
             Ok((done >= count).then_some(()))
         }
     })
@@ -197,7 +200,7 @@ async fn measure(cluster: &TestCluster, kind: &str, objects: Vec<Value>) -> anyh
             .collect();
         anyhow::bail!(
             "{error:#}: {} of {count} Ready; for example {stuck:#?}",
-            ready.len()
+            keys.iter().filter(|k| ready.contains_key(*k)).count()
         );
     }
     let all_ready = started.elapsed();
