@@ -194,7 +194,7 @@ where
 {
     let api: kube::Api<kube::core::DeserializeGuard<K>> = kube::Api::all(client.clone());
     let (store, writer) = kube::runtime::reflector::store();
-    let (flag, synced) = super::Synced::new();
+    let (flag, synced) = super::Synced::new(&K::kind(&()));
     let watch = kube::runtime::watcher(api, kube::runtime::watcher::Config::default())
         .default_backoff()
         .reflect(writer)

@@ -225,18 +225,59 @@ pub struct Stores {
 /// waker), which stalls reconciles and admission reviews that wait on it together; a watch
 /// channel wakes them all.
 #[derive(Clone, Debug)]
-pub struct Synced(tokio::sync::watch::Receiver<bool>);
+pub struct Synced {
+    flag: tokio::sync::watch::Receiver<bool>,
+    kind: String,
+}
+
+/// How long a reconcile waits for the watches' first lists. A watch that cannot list (a
+/// kind forbidden by RBAC, a CRD missing) must not stop every controller: past this, the
+/// reconcile goes on and the log names the watches still listing.
+pub const SYNC_WAIT: Duration = Duration::from_secs(10);
 
 impl Synced {
-    /// A flag, and what sets it: give the setter to [`synced_on_init`].
-    pub fn new() -> (tokio::sync::watch::Sender<bool>, Self) {
+    /// A flag for the watch of `kind`, and what sets it: give the setter to
+    /// [`synced_on_init`].
+    pub fn new(kind: &str) -> (tokio::sync::watch::Sender<bool>, Self) {
         let (tx, rx) = tokio::sync::watch::channel(false);
-        (tx, Self(rx))
+        (
+            tx,
+            Self {
+                flag: rx,
+                kind: kind.to_owned(),
+            },
+        )
     }
 
     /// Waits until the store is synced; returns at once if its watch is gone (shutdown).
     pub async fn wait(&self) {
-        let _ = self.0.clone().wait_for(|synced| *synced).await;
+        let _ = self.flag.clone().wait_for(|synced| *synced).await;
+    }
+
+    /// Whether the store is synced now.
+    pub fn is_synced(&self) -> bool {
+        *self.flag.borrow()
+    }
+}
+
+/// Waits, up to `limit`, until every store of `synced` has its first list; past it, logs
+/// the kinds still listing and returns.
+pub async fn wait_synced(synced: &[Synced], limit: Duration) {
+    let all = async {
+        for store in synced {
+            store.wait().await;
+        }
+    };
+    if tokio::time::timeout(limit, all).await.is_err() {
+        let listing: Vec<&str> = synced
+            .iter()
+            .filter(|s| !s.is_synced())
+            .map(|s| s.kind.as_str())
+            .collect();
+        tracing::warn!(
+            ?listing,
+            "watches without a first list yet; going on without them"
+        );
     }
 }
 
@@ -273,9 +314,7 @@ impl Stores {
     /// to another kind would be judged against an empty store: a MemberCluster or an
     /// AcmeIssuer "does not exist" for a moment after every start, and status would say so.
     pub async fn wait_until_ready(&self) {
-        for synced in self.synced.iter() {
-            synced.wait().await;
-        }
+        wait_synced(&self.synced, SYNC_WAIT).await;
     }
 
     /// A snapshot of the kinds other objects refer to: every kind but the two that grow
@@ -536,7 +575,7 @@ impl<K: Reconcile> Watch<K> {
     pub fn new(client: &Client) -> Self {
         let api: Api<DeserializeGuard<K>> = Api::all(client.clone());
         let (store, writer) = reflector::store();
-        let (flag, synced) = Synced::new();
+        let (flag, synced) = Synced::new(&K::kind(&()));
         let (changes, _) = broadcast::channel(256);
         let (deleted, changed) = (changes.clone(), changes.clone());
         let stream = watcher(api, watcher::Config::default())
@@ -629,6 +668,18 @@ impl<K: Reconcile> Watch<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_watch_that_never_lists_holds_reconciles_only_up_to_the_limit() {
+        let (set, synced) = Synced::new("AcmeIssuer");
+        let (_never, listing) = Synced::new("MemberCluster");
+        set.send_replace(true);
+        assert!(synced.is_synced() && !listing.is_synced());
+        // Returns (instead of waiting for ever) although MemberCluster never lists.
+        wait_synced(&[synced.clone(), listing], Duration::from_millis(50)).await;
+        // Every store synced: no wait at all, whatever the limit.
+        wait_synced(&[synced], Duration::from_secs(3600)).await;
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_maximum_and_resets() {

@@ -307,15 +307,6 @@ pub struct Stores {
     pub synced: std::sync::Arc<[crate::controllers::Synced]>,
 }
 
-impl Stores {
-    /// Waits until every store has its first full list.
-    async fn wait_until_ready(&self) {
-        for synced in self.synced.iter() {
-            synced.wait().await;
-        }
-    }
-}
-
 /// How long a review waits for the stores' first list: under the 5 s timeout the webhook
 /// configuration gives the API server.
 const STORES_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -339,10 +330,7 @@ async fn admit(
     // Right after a start, the stores may not hold their first list yet: a pod judged
     // against them would lose its isolation or sidecar. Wait for them, within the
     // webhook's timeout.
-    let synced = tokio::time::timeout(STORES_WAIT, handler.stores.wait_until_ready()).await;
-    if synced.is_err() {
-        tracing::warn!("the webhook's watches have no full list yet; admitting the pod unchanged");
-    }
+    crate::controllers::wait_synced(&handler.stores.synced, STORES_WAIT).await;
     let response = AdmissionResponse::from(&request);
     let response = match review_pod(&handler, &request) {
         Some(patch) => match response.clone().with_patch(patch) {
