@@ -48,6 +48,34 @@ fn kubeconfig_yaml(name: &str, server: &str, ca_pem: &str, user: serde_json::Val
     serde_yaml_ng::to_string(&config).unwrap_or_default()
 }
 
+/// A kubeconfig with the cluster's admin client certificate, for the API server at `server`.
+fn admin_kubeconfig_for(name: &str, server: &str, pki: &Pki) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    kubeconfig_yaml(
+        name,
+        server,
+        &pki.ca_pem,
+        serde_json::json!({"client-certificate-data": b64(&pki.admin_cert_pem), "client-key-data": b64(&pki.admin_key_pem)}),
+    )
+}
+
+/// Waits until the API server `client` talks to answers `/readyz` with `ok`.
+async fn apiserver_ready(what: &str, client: &Client) -> anyhow::Result<()> {
+    eventually(what, Duration::from_secs(90), || {
+        let client = client.clone();
+        async move {
+            let request = http::Request::get("/readyz").body(Vec::new())?;
+            Ok(client
+                .request_text(request)
+                .await
+                .ok()
+                .filter(|body| body.trim() == "ok")
+                .map(drop))
+        }
+    })
+    .await
+}
+
 /// A client for a kubeconfig file.
 pub async fn client_for(kubeconfig: &Path) -> anyhow::Result<Client> {
     let kubeconfig = Kubeconfig::read_from(kubeconfig)?;
@@ -88,17 +116,8 @@ impl TestCluster {
         let apiserver_port = free_port()?;
         let apiserver = start_apiserver(dir.path(), &pki, etcd_port, apiserver_port)?;
         let server = format!("https://127.0.0.1:{apiserver_port}");
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let admin_kubeconfig = dir.path().join("admin.kubeconfig");
-        std::fs::write(
-            &admin_kubeconfig,
-            kubeconfig_yaml(
-                name,
-                &server,
-                &pki.ca_pem,
-                serde_json::json!({"client-certificate-data": b64(&pki.admin_cert_pem), "client-key-data": b64(&pki.admin_key_pem)}),
-            ),
-        )?;
+        std::fs::write(&admin_kubeconfig, admin_kubeconfig_for(name, &server, &pki))?;
         let client = client_for(&admin_kubeconfig).await?;
         let mut cluster = Self {
             name: name.to_owned(),
@@ -126,22 +145,9 @@ impl TestCluster {
 
     /// Waits until the API server answers `/readyz`.
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let client = self.client.clone();
-        let name = self.name.clone();
-        let result = eventually(
-            &format!("{name}: kube-apiserver ready"),
-            Duration::from_secs(90),
-            || {
-                let client = client.clone();
-                async move {
-                    let request = http::Request::get("/readyz").body(Vec::new())?;
-                    Ok(client
-                        .request_text(request)
-                        .await
-                        .ok()
-                        .filter(|body| body.trim() == "ok"))
-                }
-            },
+        let result = apiserver_ready(
+            &format!("{}: kube-apiserver ready", self.name),
+            &self.client,
         )
         .await;
         if let Err(error) = &result {
@@ -328,33 +334,12 @@ impl TestCluster {
         self.others
             .push(start_apiserver(&dir, &self.pki, self.etcd_port, port)?);
         let kubeconfig = dir.join("admin.kubeconfig");
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         std::fs::write(
             &kubeconfig,
-            kubeconfig_yaml(
-                &self.name,
-                &format!("https://127.0.0.1:{port}"),
-                &self.pki.ca_pem,
-                serde_json::json!({"client-certificate-data": b64(&self.pki.admin_cert_pem), "client-key-data": b64(&self.pki.admin_key_pem)}),
-            ),
+            admin_kubeconfig_for(&self.name, &format!("https://127.0.0.1:{port}"), &self.pki),
         )?;
         let client = client_for(&kubeconfig).await?;
-        eventually(
-            "the second API server ready",
-            Duration::from_secs(90),
-            || {
-                let client = client.clone();
-                async move {
-                    let request = http::Request::get("/readyz").body(Vec::new())?;
-                    Ok(client
-                        .request_text(request)
-                        .await
-                        .ok()
-                        .filter(|body| body.trim() == "ok"))
-                }
-            },
-        )
-        .await?;
+        apiserver_ready("the second API server ready", &client).await?;
         Ok(client)
     }
 
