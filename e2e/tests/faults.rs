@@ -159,14 +159,46 @@ async fn restart_scenario(
     applies.extend((0..100).map(|i| slo(&format!("svc-{:03}", i * 2), 99.5)));
     anyhow::ensure!(applies.len() == 500);
     let done = Arc::new(AtomicUsize::new(0));
+    // An SLO's change is sent only once its creation was taken: eight applies run at once,
+    // and a creation retried through the outage could otherwise land after the change and
+    // put the old objective back (a race of the test, not a lost update).
+    let taken: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let applier = {
         let (client, done) = (client.clone(), done.clone());
+        let mut sent = BTreeSet::new();
+        let applies: Vec<(serde_json::Value, bool)> = applies
+            .into_iter()
+            .map(|object| {
+                let name = object["metadata"]["name"].as_str().unwrap_or_default();
+                let change = !sent.insert(name.to_owned());
+                (object, change)
+            })
+            .collect();
         tokio::spawn(async move {
             futures::stream::iter(applies)
-                .map(|object| {
-                    let (client, done) = (client.clone(), done.clone());
+                .map(|(object, change)| {
+                    let (client, done, taken) = (client.clone(), done.clone(), taken.clone());
                     async move {
+                        let name = object["metadata"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned();
+                        if change {
+                            eventually(
+                                &format!("{name} created before its change"),
+                                Duration::from_secs(120),
+                                || {
+                                    let created = taken
+                                        .lock()
+                                        .unwrap_or_else(|e| e.into_inner())
+                                        .contains(&name);
+                                    async move { Ok(created.then_some(())) }
+                                },
+                            )
+                            .await?;
+                        }
                         apply_until_taken(client, object).await?;
+                        taken.lock().unwrap_or_else(|e| e.into_inner()).insert(name);
                         done.fetch_add(1, Ordering::SeqCst);
                         Ok::<_, anyhow::Error>(())
                     }
@@ -229,13 +261,26 @@ async fn restart_scenario(
     )
     .await?;
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
-    let uids: BTreeMap<String, String> = slos
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
+    let listed = slos.list(&ListParams::default()).await?.items;
+    let uids: BTreeMap<String, String> = listed
+        .iter()
         .map(|s| (s.uid().unwrap_or_default(), s.name_any()))
         .collect();
+    // The last apply of each SLO is the one that stays: the test's own order is checked
+    // first, so that a failure below is the operator's.
+    let out_of_order: Vec<String> = listed
+        .iter()
+        .filter(|s| {
+            let index: usize = s.name_any().trim_start_matches("svc-").parse().unwrap_or(0);
+            let changed = index.is_multiple_of(2) && index < 200;
+            s.spec.objective != if changed { 99.5 } else { 99.0 }
+        })
+        .map(|s| format!("{}: objective {}", s.name_any(), s.spec.objective))
+        .collect();
+    anyhow::ensure!(
+        out_of_order.is_empty(),
+        "the test's applies landed out of order: {out_of_order:?}"
+    );
     let mut owned = BTreeSet::new();
     let mut problems = Vec::new();
     for map in maps.list(&ListParams::default()).await?.items {

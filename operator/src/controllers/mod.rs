@@ -553,6 +553,35 @@ fn error_policy<K: Reconcile>(
     }
 }
 
+/// The objects a watch applied, each yielded once its store holds it. A relist's objects
+/// (`InitApply`) reach the store only when the list ends (`InitDone`), all at once; yielded
+/// as they arrive, a reconcile would read the version from before the relist out of the
+/// store while the generation predicate already counts the new generation as seen, and a
+/// change made while the watch was down (an API server restart) would be lost until the
+/// next periodic requeue. So a relist yields every object of the store after `InitDone`,
+/// and the predicate lets through those whose generation it has not seen.
+fn stored_objects<K>(
+    events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    store: Store<K>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    events.flat_map(move |event| {
+        let objects: Vec<Result<Arc<K>, watcher::Error>> = match event {
+            Ok(watcher::Event::Apply(object)) => vec![Ok(Arc::new(object))],
+            Ok(watcher::Event::InitDone) => store.state().into_iter().map(Ok).collect(),
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::Delete(_)) => {
+                Vec::new()
+            }
+            Err(error) => vec![Err(error)],
+        };
+        // Copies are made one at a time as the controller takes them, not for a whole list.
+        futures::stream::iter(objects).map(|object| object.map(Arc::unwrap_or_clone))
+    })
+}
+
 /// A watch of one kind, with its store, before its controller runs.
 pub struct Watch<K: Reconcile> {
     store: Store<DeserializeGuard<K>>,
@@ -578,16 +607,20 @@ impl<K: Reconcile> Watch<K> {
         let (flag, synced) = Synced::new(&K::kind(&()));
         let (changes, _) = broadcast::channel(256);
         let (deleted, changed) = (changes.clone(), changes.clone());
-        let stream = watcher(api, watcher::Config::default())
+        let events = watcher(api, watcher::Config::default())
             .default_backoff()
             .reflect(writer)
             .inspect(synced_on_init(flag))
             .inspect(move |event| {
-                if matches!(event, Ok(watcher::Event::Delete(_))) {
+                // A relist may have dropped objects deleted while the watch was down.
+                if matches!(
+                    event,
+                    Ok(watcher::Event::Delete(_) | watcher::Event::InitDone)
+                ) {
                     let _ = deleted.send(());
                 }
-            })
-            .applied_objects()
+            });
+        let stream = stored_objects(events, store.clone())
             .predicate_filter(predicates::generation, Default::default())
             .inspect(move |object| {
                 if object.is_ok() {
@@ -679,6 +712,68 @@ mod tests {
         wait_synced(&[synced.clone(), listing], Duration::from_millis(50)).await;
         // Every store synced: no wait at all, whatever the limit.
         wait_synced(&[synced], Duration::from_secs(3600)).await;
+    }
+
+    fn config_map(name: &str, generation: i64) -> k8s_openapi::api::core::v1::ConfigMap {
+        let mut map = k8s_openapi::api::core::v1::ConfigMap::default();
+        map.metadata.name = Some(name.to_owned());
+        map.metadata.namespace = Some("fleet".to_owned());
+        map.metadata.generation = Some(generation);
+        map
+    }
+
+    /// An API server restart: the watch relists, and `a` is at a new generation. Each object
+    /// the controller is given must be the one its store holds at that moment (the reconcile
+    /// reads the store), or the change is lost: the generation predicate has seen it.
+    #[tokio::test]
+    async fn a_relist_yields_its_objects_only_once_the_store_holds_them() {
+        use watcher::Event::{Apply, Init, InitApply, InitDone};
+        let (store, writer) = reflector::store();
+        let events = futures::stream::iter([
+            Init,
+            InitApply(config_map("a", 1)),
+            InitApply(config_map("b", 1)),
+            InitDone,
+            Apply(config_map("b", 2)),
+            // The watch expired (410 Gone): a relist from a fresh watch cache.
+            Init,
+            InitApply(config_map("a", 2)),
+            InitApply(config_map("b", 2)),
+            InitDone,
+            Apply(config_map("a", 3)),
+        ])
+        .map(Ok)
+        .reflect(writer);
+        let mut seen = Vec::new();
+        let mut objects = std::pin::pin!(stored_objects(events, store.clone()));
+        while let Some(object) = objects.next().await {
+            let object = object.expect("no watch error");
+            let stored = store
+                .get(&ObjectRef::from_obj(&object))
+                .and_then(|s| s.metadata.generation);
+            assert_eq!(
+                stored,
+                object.metadata.generation,
+                "{} yielded before the store holds it",
+                object.metadata.name.as_deref().unwrap_or_default()
+            );
+            seen.push((
+                object.metadata.name.clone().unwrap_or_default(),
+                object.metadata.generation.unwrap_or_default(),
+            ));
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("a".into(), 1),
+                ("a".into(), 2),
+                ("a".into(), 3),
+                ("b".into(), 1),
+                ("b".into(), 2),
+                ("b".into(), 2)
+            ]
+        );
     }
 
     #[test]
