@@ -40,7 +40,11 @@ die() { log "install.sh: error: $*"; exit 1; }
 # minimum (3.4.29 / 3.5.11), lacks RequestWatchProgress and made pods reach
 # Running ~20x slower (README.md). pebble is built from pebble/go.mod instead
 # of Debian's pebble 2.4.0, which has no ACME Renewal Information (RFC 9773).
-APT_PACKAGES=(bind9 bind9-dnsutils prometheus)
+# The real node: runc (Debian's crun refuses this machine's hybrid cgroups), the CNI
+# bridge/host-local/portmap plugins (in /usr/lib/cni), nftables for the DNAT of pod traffic
+# to loopback services. musl-tools: musl-gcc, for the static operator binary of the image
+# (ring compiles C) and the pause program.
+APT_PACKAGES=(bind9 bind9-dnsutils prometheus runc containernetworking-plugins nftables musl-tools)
 
 apt_install() {
     local missing=() p
@@ -114,6 +118,7 @@ K8S_VERSION="$(pinned "$HERE" k8s.io/kubernetes)"          # v1.36.3
 KWOK_VERSION="$(pinned "$HERE" sigs.k8s.io/kwok)"          # v0.8.0
 HELM_VERSION="$(pinned "$HERE/helm" helm.sh/helm/v3)"      # v3.22.0
 ETCD_VERSION="$(pinned "$HERE/etcd" go.etcd.io/etcd/server/v3)"  # v3.6.16
+CONTAINERD_VERSION="$(pinned "$HERE/containerd" github.com/containerd/containerd/v2)"  # v2.4.2
 HELM_CLIENT_GO="$(pinned "$HERE/helm" k8s.io/client-go)"   # v0.37.0
 PEBBLE_VERSION="$(pinned "$HERE/pebble" github.com/letsencrypt/pebble/v2)"  # v2.10.3
 COREDNS_VERSION="$(pinned "$HERE/coredns" github.com/coredns/coredns)"     # v1.15.0
@@ -141,6 +146,9 @@ done
 KWOK_LDFLAGS="-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}"
 KWOK_LDFLAGS+=" -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${K8S_VERSION#v}"
 ETCD_LDFLAGS=""
+# containerd's Makefile sets its version and revision the same way (`ctr version`).
+CONTAINERD_LDFLAGS="-X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
+CONTAINERD_LDFLAGS+=" -X github.com/containerd/containerd/v2/version.Revision=$CONTAINERD_VERSION"
 # pebble's main.version is meant to be set with -ldflags (cmd/pebble/main.go);
 # without it `pebble -version` says dev
 PEBBLE_LDFLAGS="-X main.version=$PEBBLE_VERSION"
@@ -181,9 +189,18 @@ build kube-apiserver          "$K8S_VERSION"  "$HERE"      k8s.io/kubernetes/cmd
 build kube-controller-manager "$K8S_VERSION"  "$HERE"      k8s.io/kubernetes/cmd/kube-controller-manager "$K8S_LDFLAGS"
 build kube-scheduler          "$K8S_VERSION"  "$HERE"      k8s.io/kubernetes/cmd/kube-scheduler          "$K8S_LDFLAGS"
 build kubectl                 "$K8S_VERSION"  "$HERE"      k8s.io/kubernetes/cmd/kubectl                 "$K8S_LDFLAGS"
+build kubelet                 "$K8S_VERSION"  "$HERE"      k8s.io/kubernetes/cmd/kubelet                 "$K8S_LDFLAGS"
 build kwok                    "$KWOK_VERSION" "$HERE"      sigs.k8s.io/kwok/cmd/kwok                     "$KWOK_LDFLAGS"
 build helm                    "$HELM_VERSION" "$HERE/helm" helm.sh/helm/v3/cmd/helm                      "$HELM_LDFLAGS"
 build etcd                    "$ETCD_VERSION" "$HERE/etcd" go.etcd.io/etcd/server/v3                     "$ETCD_LDFLAGS"
+# containerd's build tags as its own release builds set them for a static binary with
+# no btrfs snapshotter (no btrfs headers needed).
+GOFLAGS="$GOFLAGS -tags=urfave_cli_no_docs,no_btrfs" \
+build containerd              "$CONTAINERD_VERSION" "$HERE/containerd" github.com/containerd/containerd/v2/cmd/containerd "$CONTAINERD_LDFLAGS"
+GOFLAGS="$GOFLAGS -tags=urfave_cli_no_docs,no_btrfs" \
+build containerd-shim-runc-v2 "$CONTAINERD_VERSION" "$HERE/containerd" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 "$CONTAINERD_LDFLAGS"
+GOFLAGS="$GOFLAGS -tags=urfave_cli_no_docs,no_btrfs" \
+build ctr                     "$CONTAINERD_VERSION" "$HERE/containerd" github.com/containerd/containerd/v2/cmd/ctr "$CONTAINERD_LDFLAGS"
 build pebble                  "$PEBBLE_VERSION" "$HERE/pebble" github.com/letsencrypt/pebble/v2/cmd/pebble "$PEBBLE_LDFLAGS"
 # The module root is CoreDNS's main package (coredns.go), with all the plugins
 # of its plugin.cfg compiled in.
@@ -265,6 +282,30 @@ if [ "$FORCE" = 1 ] || [ ! -f "$STAGES" ] || [ "$(head -n 1 "$STAGES")" != "$STA
     log "kwok stages $KWOK_VERSION -> ${STAGES#"$REPO"/} ... done"
 else
     log "kwok stages $KWOK_VERSION ... up to date"
+fi
+
+# The pause image of the real node's pods (no registry is reachable to pull one): a
+# static build of pause/pause.c packed by scripts/oci-image.py into .tools/images/, with
+# the name the node's containerd is configured with (e2e/src/node.rs, PAUSE_IMAGE).
+PAUSE_IMAGE="vigil.test/pause:1"
+PAUSE_TAR="$(dirname "$BIN")/images/pause.tar"
+pause_want="$PAUSE_IMAGE $(sha256sum "$HERE/pause/pause.c" "$REPO/scripts/oci-image.py" | sha256sum | cut -c1-12)"
+if [ "$FORCE" != 1 ] && [ -f "$PAUSE_TAR" ] && [ "$(cat "$PAUSE_TAR.version" 2>/dev/null)" = "$pause_want" ]; then
+    log "pause image ... up to date"
+else
+    mkdir -p "$(dirname "$PAUSE_TAR")"
+    musl-gcc -static -Os -s -o "$BIN/pause" "$HERE/pause/pause.c" || die "building pause failed"
+    "$REPO/scripts/oci-image.py" --name "$PAUSE_IMAGE" --out "$PAUSE_TAR" \
+        --file "/pause=$BIN/pause:0755" --entrypoint /pause --user 65535:65535 >/dev/null ||
+        die "packing the pause image failed"
+    printf '%s\n' "$pause_want" >"$PAUSE_TAR.version"
+    log "pause image $PAUSE_IMAGE -> ${PAUSE_TAR#"$REPO"/} ... done"
+fi
+
+# The operator image is built for the musl target (static): `make image`.
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+    log "rust target x86_64-unknown-linux-musl ... installing"
+    rustup target add x86_64-unknown-linux-musl >&2 || die "rustup target add x86_64-unknown-linux-musl failed"
 fi
 
 log "tools in $BIN ready in $((SECONDS - total_start))s"
