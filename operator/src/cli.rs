@@ -12,10 +12,23 @@ use crate::controllers::RunOptions;
 use crate::manifest::{self, Loaded};
 use crate::render::{self, Desired};
 
+/// `vigil --version`: the crate's version and the git revision it was built from, when the
+/// build said (`make image` sets `VIGIL_GIT_REVISION`).
+pub fn version() -> &'static str {
+    static VERSION: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| match option_env!("VIGIL_GIT_REVISION") {
+            Some(revision) if !revision.is_empty() => {
+                format!("{} (revision {revision})", env!("CARGO_PKG_VERSION"))
+            }
+            _ => env!("CARGO_PKG_VERSION").to_owned(),
+        });
+    VERSION.as_str()
+}
+
 /// Vigil: supervised workloads, SLOs, cross-cloud DNS, ACME certificates and telemetry
 /// pipelines for fleets on AWS, Alibaba Cloud and VMware.
 #[derive(Debug, Parser)]
-#[command(name = "vigil", version, about)]
+#[command(name = "vigil", version = version(), about)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
