@@ -31,6 +31,7 @@ pub struct TestCluster {
     others: Vec<Process>,
     admin_kubeconfig: PathBuf,
     client: Client,
+    node: Option<crate::node::RealNode>,
     /// How long `start` took.
     pub startup: Duration,
 }
@@ -87,11 +88,22 @@ impl TestCluster {
     /// Starts a whole control plane named `name` and waits until it serves and its fake
     /// nodes are Ready.
     pub async fn start(name: &str) -> anyhow::Result<Self> {
+        Self::start_with(name, false).await
+    }
+
+    /// As [`TestCluster::start`], with a real node next to the fake ones: containerd, runc
+    /// and a kubelet on this machine ([`crate::node`]). Pods go to the real node: the fake
+    /// nodes are tainted `kwok.x-k8s.io/node=fake:NoSchedule`, which scale tests tolerate.
+    pub async fn start_with_node(name: &str) -> anyhow::Result<Self> {
+        Self::start_with(name, true).await
+    }
+
+    async fn start_with(name: &str, real_node: bool) -> anyhow::Result<Self> {
         // A port `free_port` handed out can be taken by another process before the control
         // plane binds it (tests run side by side): start again on new ports then.
         let mut attempt = 1;
         loop {
-            match Self::start_once(name).await {
+            match Self::start_once(name, real_node).await {
                 Err(error)
                     if attempt < 3 && format!("{error:#}").contains("address already in use") =>
                 {
@@ -105,7 +117,7 @@ impl TestCluster {
         }
     }
 
-    async fn start_once(name: &str) -> anyhow::Result<Self> {
+    async fn start_once(name: &str, real_node: bool) -> anyhow::Result<Self> {
         let started = Instant::now();
         let dir = tempfile::Builder::new()
             .prefix(&format!("vigil-e2e-{name}-"))
@@ -130,11 +142,25 @@ impl TestCluster {
             others: Vec::new(),
             admin_kubeconfig,
             client,
+            node: None,
             startup: Duration::ZERO,
         };
         cluster.wait_ready().await?;
         cluster.start_controllers()?;
-        cluster.add_fake_nodes().await?;
+        cluster.add_fake_nodes(real_node).await?;
+        if real_node {
+            cluster.node = Some(
+                crate::node::RealNode::start(
+                    name,
+                    cluster.dir.path(),
+                    &cluster.admin_kubeconfig,
+                    &cluster.pki.ca_cert,
+                    apiserver_port,
+                    &cluster.client,
+                )
+                .await?,
+            );
+        }
         cluster.startup = started.elapsed();
         eprintln!(
             "cluster {name}: control plane ready in {:.1}s at {server}",
@@ -229,8 +255,13 @@ impl TestCluster {
         Ok(())
     }
 
-    async fn add_fake_nodes(&mut self) -> anyhow::Result<()> {
+    async fn add_fake_nodes(&mut self, tainted: bool) -> anyhow::Result<()> {
         let nodes: Api<Node> = Api::all(self.client.clone());
+        let taints = if tainted {
+            serde_json::json!([{"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}])
+        } else {
+            serde_json::json!([])
+        };
         for i in 0..FAKE_NODES {
             let name = format!("{}-node-{i}", self.name);
             let node: Node = serde_json::from_value(serde_json::json!({
@@ -246,6 +277,7 @@ impl TestCluster {
                         "type": "kwok",
                     },
                 },
+                "spec": {"taints": taints},
             }))?;
             nodes.create(&PostParams::default(), &node).await?;
         }
@@ -277,6 +309,23 @@ impl TestCluster {
             self.print_logs();
         }
         result
+    }
+
+    /// The real node, when the cluster was started with one.
+    pub fn node(&self) -> Option<&crate::node::RealNode> {
+        self.node.as_ref()
+    }
+
+    /// Stops the real node and returns what it left on this machine (nothing, when the
+    /// teardown is complete).
+    pub fn stop_node(&mut self) -> Vec<String> {
+        match self.node.take() {
+            Some(mut node) => {
+                node.stop();
+                node.leftovers()
+            }
+            None => Vec::new(),
+        }
     }
 
     /// A client with cluster-admin rights.
@@ -507,6 +556,13 @@ impl Drop for TestCluster {
                 self.name
             );
             self.print_logs();
+            if let Some(node) = &self.node {
+                node.print_logs();
+            }
+        }
+        // Pods outlive a stopped kubelet: the node removes them and everything it made.
+        if let Some(mut node) = self.node.take() {
+            node.stop();
         }
         for process in self.others.iter_mut() {
             process.kill();
@@ -604,6 +660,14 @@ fn start_apiserver(dir: &Path, pki: &Pki, etcd_port: u16, port: u16) -> anyhow::
             "--authorization-mode=Node,RBAC".into(),
             "--allow-privileged=true".into(),
             "--endpoint-reconciler-type=none".into(),
+            // A real node's kubelet (logs, exec): the admin certificate is its client
+            // certificate, and nodes are reached at their InternalIP (no DNS here).
+            format!("--kubelet-client-certificate={}", pki.admin_cert.display()),
+            format!("--kubelet-client-key={}", pki.admin_key.display()),
+            "--kubelet-preferred-address-types=InternalIP".into(),
+            // Webhooks and aggregated APIs behind a Service are called at an endpoint's
+            // address, as a cluster without kube-proxy on the control plane must.
+            "--enable-aggregator-routing=true".into(),
             "--profiling=false".into(),
             format!("--cert-dir={}", dir.join("apiserver-certs").display()),
             format!("--audit-policy-file={}", policy.display()),

@@ -19,6 +19,10 @@ pub struct Pki {
     pub sa_key: PathBuf,
     pub sa_pub: PathBuf,
     pub ca_pem: String,
+    /// The admin client certificate and key, as files: the API server presents them to
+    /// the kubelet of a real node (logs, exec).
+    pub admin_cert: PathBuf,
+    pub admin_key: PathBuf,
     pub admin_cert_pem: String,
     pub admin_key_pem: String,
 }
@@ -53,6 +57,10 @@ impl Pki {
         serving
             .subject_alt_names
             .push(SanType::IpAddress("10.0.0.1".parse()?));
+        // How pods on a real node reach this API server when it is another cluster's.
+        serving
+            .subject_alt_names
+            .push(SanType::IpAddress(crate::node::HOST_ADDRESS.parse()?));
         serving
             .distinguished_name
             .push(DnType::CommonName, "kube-apiserver");
@@ -85,6 +93,8 @@ impl Pki {
             sa_key: write("sa.key", &sa.serialize_pem())?,
             sa_pub: write("sa.pub", &sa.public_key_pem())?,
             ca_pem: ca.pem(),
+            admin_cert: write("admin.crt", &admin_cert.pem())?,
+            admin_key: write("admin.key", &admin_key.serialize_pem())?,
             admin_cert_pem: admin_cert.pem(),
             admin_key_pem: admin_key.serialize_pem(),
         })
