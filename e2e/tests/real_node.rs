@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use vigil::api::{MemberCluster, ServiceLevelObjective};
-use vigil_e2e::{TestCluster, eventually, repo};
+use vigil::api::{AcmeCertificate, MemberCluster, ServiceLevelObjective};
+use vigil_e2e::{DnsOptions, DnsServer, Pebble, PebbleOptions, TestCluster, eventually, repo};
 
 /// The image `make image` writes, and its name.
 fn operator_image() -> anyhow::Result<(PathBuf, String)> {
@@ -307,6 +307,10 @@ async fn chart_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     })
     .await?;
 
+    // And a certificate: the pod asks Pebble on this machine (through HOST_ADDRESS) and
+    // serves the HTTP-01 challenge itself; Pebble's resolver sends the name to the pod.
+    issue_certificate(cluster, &client, pod).await?;
+
     // The webhook is served from the pod: a pod of a supervised Deployment is isolated.
     let webhooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     eventually(
@@ -413,6 +417,93 @@ async fn chart_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     anyhow::ensure!(
         deployments.get_opt("vigil").await?.is_none(),
         "the Deployment is gone"
+    );
+    Ok(())
+}
+
+/// An AcmeIssuer for a Pebble on this machine and a certificate in the release namespace
+/// (the one the chart's defaults let Vigil write Secrets in), Ready with its Secret.
+async fn issue_certificate(
+    cluster: &TestCluster,
+    client: &Client,
+    pod: &Pod,
+) -> anyhow::Result<()> {
+    let pod_ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .ok_or_else(|| anyhow::anyhow!("the operator pod has no IP"))?;
+    let dns = DnsServer::start_with(
+        cluster.dir(),
+        DnsOptions {
+            zone: "certs.test".to_owned(),
+            port: None,
+            records: vec![("web".to_owned(), pod_ip)],
+            tsig: None,
+        },
+    )
+    .await?;
+    // The chart's challenge port (acme.http01Port).
+    let pebble = Pebble::start(
+        cluster.dir(),
+        PebbleOptions {
+            http_port: 8089,
+            dns_server: dns.endpoint.clone(),
+            ..PebbleOptions::default()
+        },
+    )
+    .await?;
+    let directory = pebble
+        .directory_url()
+        .replace("localhost", vigil_e2e::node::HOST_ADDRESS);
+    apply(
+        client,
+        serde_json::json!({
+            "apiVersion": "vigil.io/v1alpha1", "kind": "AcmeIssuer", "metadata": {"name": "pebble"},
+            "spec": {"server": directory, "caBundle": pebble.ca_pem,
+                "privateKeySecretRef": {"name": "pebble-account"}, "solvers": [{"http01": {}}]},
+        }),
+    )
+    .await?;
+    apply(
+        client,
+        serde_json::json!({
+            "apiVersion": "vigil.io/v1alpha1", "kind": "AcmeCertificate",
+            "metadata": {"name": "web", "namespace": "vigil-system"},
+            "spec": {"issuerRef": {"name": "pebble"}, "dnsNames": ["web.certs.test"], "secretName": "web-tls"},
+        }),
+    )
+    .await?;
+    let certs: Api<AcmeCertificate> = Api::namespaced(client.clone(), "vigil-system");
+    let issued = wait_ready(&certs, "web", |c| {
+        let status = c.status.clone().unwrap_or_default();
+        (
+            c.metadata.generation,
+            status.observed_generation,
+            ready_of(&status.conditions),
+        )
+    })
+    .await;
+    if issued.is_err() {
+        eprintln!("{}", pebble.log_tail());
+    }
+    issued?;
+    let secret = Api::<Secret>::namespaced(client.clone(), "vigil-system")
+        .get("web-tls")
+        .await?;
+    let data = secret.data.unwrap_or_default();
+    let chain = data
+        .get("tls.crt")
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .unwrap_or_default();
+    anyhow::ensure!(
+        chain.contains("-----BEGIN CERTIFICATE-----") && data.contains_key("tls.key"),
+        "web-tls holds a certificate and its key: {:?}",
+        data.keys().collect::<Vec<_>>()
+    );
+    anyhow::ensure!(
+        pebble.log().contains("Issued certificate serial"),
+        "Pebble issued it"
     );
     Ok(())
 }
