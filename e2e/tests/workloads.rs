@@ -246,7 +246,10 @@ async fn crash_kinds(cluster: &TestCluster, ns: &str) -> anyhow::Result<()> {
         .unwrap_or_default()
         .last_crash
         .unwrap_or_default();
-    assert!(last.ends_with("exited 139 (Error), signal 11"), "{last}");
+    assert!(
+        last.ends_with("exited 139 (Error), signal 11 (SIGSEGV)"),
+        "{last}"
+    );
     // Three restarts at once: the two not seen count as crashes too, and the snapshot says so.
     restart(
         &pods,

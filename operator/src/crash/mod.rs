@@ -38,7 +38,9 @@ pub struct Snapshot {
     pub image: String,
     /// The exit code.
     pub exit_code: i32,
-    /// The signal that killed it, when one did.
+    /// The signal that killed it, when one did: as the runtime reported it, or read from an
+    /// exit code of 128+N, which is how runc reports a death by signal N (the kubelet does
+    /// not fill the container status' `signal`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
     /// The kubelet's reason: `Error`, `OOMKilled`, ...
@@ -74,7 +76,10 @@ impl Snapshot {
     pub fn one_line(&self) -> String {
         let how = match (self.signal, &self.panic) {
             (_, Some(panic)) => format!(": {}", panic.message),
-            (Some(signal), None) => format!(", signal {signal}"),
+            (Some(signal), None) => match signal_name(signal) {
+                Some(name) => format!(", signal {signal} ({name})"),
+                None => format!(", signal {signal}"),
+            },
             (None, None) => String::new(),
         };
         let unseen = match self.unseen_restarts {
@@ -120,6 +125,32 @@ fn keep_end(text: &str, cut: usize) -> String {
         at += 1;
     }
     format!("{TRUNCATED}{}", &body[at..])
+}
+
+/// The signal behind an exit code of 128+N (N from 1 to 31), as runc and shells report a
+/// process killed by signal N.
+pub fn signal_of_exit(exit_code: i32) -> Option<i32> {
+    (129..=159).contains(&exit_code).then(|| exit_code - 128)
+}
+
+/// The name of the signals a crash usually ends with.
+pub fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        31 => "SIGSYS",
+        _ => return None,
+    })
 }
 
 /// Whether a termination is a crash: a non-zero exit, a signal, or an OOM kill. A container
@@ -175,7 +206,10 @@ pub fn crashes_of(pod: &Pod) -> Vec<Snapshot> {
             container: container.name.clone(),
             image: container.image.clone(),
             exit_code: terminated.exit_code,
-            signal: terminated.signal.filter(|s| *s != 0),
+            signal: terminated
+                .signal
+                .filter(|s| *s != 0)
+                .or_else(|| signal_of_exit(terminated.exit_code)),
             reason: terminated
                 .reason
                 .clone()
@@ -268,6 +302,33 @@ mod tests {
             crashes[0].one_line(),
             "2026-11-27T08:00:00Z container app of pod orders-1 exited 2 (Error)"
         );
+    }
+
+    #[test]
+    fn an_exit_of_128_plus_n_is_a_death_by_signal_n() {
+        // What the kubelet reports for a program killed by SIGSEGV: no `signal`, exit 139.
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "inventory-1", "uid": "u2"},
+            "spec": {"containers": []},
+            "status": {"containerStatuses": [
+                {"name": "app", "image": "inventory:1", "ready": false, "restartCount": 1,
+                 "lastState": {"terminated": {"exitCode": 139, "reason": "Error", "finishedAt": "2026-11-27T08:00:00Z"}}},
+                {"name": "exit", "image": "job:1", "ready": false, "restartCount": 1,
+                 "lastState": {"terminated": {"exitCode": 3, "reason": "Error"}}}
+            ]}
+        }));
+        let crashes = crashes_of(&p);
+        assert_eq!(crashes[0].signal, Some(11));
+        assert_eq!(
+            crashes[0].one_line(),
+            "2026-11-27T08:00:00Z container app of pod inventory-1 exited 139 (Error), signal 11 (SIGSEGV)"
+        );
+        assert_eq!(
+            crashes[1].signal, None,
+            "an exit code below 129 is the program's own"
+        );
+        assert_eq!(signal_of_exit(128), None);
+        assert_eq!(signal_of_exit(160), None);
     }
 
     #[test]

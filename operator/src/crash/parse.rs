@@ -93,13 +93,15 @@ fn go(lines: &[&str]) -> Option<(usize, PanicSummary)> {
 }
 
 /// `thread '<name>' panicked at <file:line:col>:` with the message on the next line (Rust
-/// 1.73 and later), or `thread '<name>' panicked at '<msg>', <file:line:col>` (before);
-/// then, with `RUST_BACKTRACE`, numbered frames `  N: path::to::fn` each followed by
-/// `at ./src/file.rs:LINE:COL`.
+/// 1.73 and later; `thread '<name>' (<id>) panicked at ...` since the thread id is printed),
+/// or `thread '<name>' panicked at '<msg>', <file:line:col>` (before); then, with
+/// `RUST_BACKTRACE`, numbered frames `  N: path::to::fn` each followed by
+/// `at ./src/file.rs:LINE:COL`. Frames of the standard library (by name, or by a location
+/// in its sources under `/rustc/`, as inlined generic functions show) are left out.
 fn rust(lines: &[&str]) -> Option<(usize, PanicSummary)> {
     let start = lines
         .iter()
-        .rposition(|l| l.starts_with("thread '") && l.contains("' panicked at "))?;
+        .rposition(|l| l.starts_with("thread '") && l.contains(" panicked at "))?;
     let head = lines[start];
     let message = if head.ends_with(':') {
         let location = head
@@ -110,7 +112,7 @@ fn rust(lines: &[&str]) -> Option<(usize, PanicSummary)> {
         let text = lines.get(start + 1).map(|l| l.trim()).unwrap_or_default();
         format!("panicked at {location}: {text}")
     } else {
-        head.split_once("' panicked at ")
+        head.split_once(" panicked at ")
             .map(|(_, rest)| format!("panicked at {rest}"))
             .unwrap_or_else(|| head.to_owned())
     };
@@ -122,14 +124,15 @@ fn rust(lines: &[&str]) -> Option<(usize, PanicSummary)> {
             && number.chars().all(|c| c.is_ascii_digit())
             && !number.is_empty()
         {
+            let location = lines
+                .get(i + 1)
+                .map(|l| l.trim_start())
+                .and_then(|l| l.strip_prefix("at "));
             let internal = ["std::", "core::", "rust_begin_unwind", "__rust", "<alloc::"]
                 .iter()
-                .any(|p| function.starts_with(p));
+                .any(|p| function.starts_with(p))
+                || location.is_some_and(|l| l.starts_with("/rustc/"));
             if !internal {
-                let location = lines
-                    .get(i + 1)
-                    .map(|l| l.trim_start())
-                    .and_then(|l| l.strip_prefix("at "));
                 frames.push(match location {
                     Some(location) => format!("{function} at {location}"),
                     None => function.to_owned(),
