@@ -53,6 +53,7 @@ fn every_crash_output_is_summarized_as_its_header_says() {
             pod_uid: "u".into(),
             node: None,
             container: "app".into(),
+            container_id: String::new(),
             image: "i".into(),
             exit_code: 2,
             signal: None,

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, ContainerState, Pod};
 use kube::api::{ApiResource, DynamicObject, ListParams, LogParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::core::GroupVersionKind;
@@ -61,6 +61,14 @@ const SEEN_LIMIT: usize = 200;
 const RECENT_LIMIT: usize = 100;
 /// How often an object is looked at without a pod event.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How long after an instance finished its log is read a second time. The kubelet reports
+/// the exit while the runtime may still be copying the last output, the panic itself, into
+/// the log file: on a loaded real node a Python traceback read 1 to 2 s after the exit was
+/// not there yet. The log is read at once too, because a program that crashes within a
+/// second of its start is restarted and crashes again before that, and the kubelet then
+/// deletes the first instance and its log. Finish times have a one-second resolution, so
+/// the second read comes 2 to 3 s after the exit; a crash seen later reads once.
+const LOG_SETTLE: Duration = Duration::from_secs(3);
 
 /// The last status written per object. The reflector store can lag behind a status write
 /// by a moment, and a pod event in that moment must not count a crash twice or act twice.
@@ -276,28 +284,90 @@ async fn pod_selector(
         .then(|| format!("batch.kubernetes.io/job-name in ({})", names.join(","))))
 }
 
-/// Fills in the log tail (the crashed instance: `previous` after a restart) and the panic
-/// summary of a crash. A log that cannot be read says why in the snapshot.
-async fn complete(
+/// Waits until [`LOG_SETTLE`] has passed since the newest of `fresh` finished.
+async fn settle_logs(fresh: &[Snapshot]) {
+    let Some(newest) = fresh.iter().filter_map(|c| parse_time(&c.time)).max() else {
+        return;
+    };
+    let since =
+        Duration::try_from(Timestamp::now().duration_since(newest)).unwrap_or(Duration::ZERO);
+    if let Some(wait) = LOG_SETTLE.checked_sub(since).filter(|w| !w.is_zero()) {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// The last `lines` lines of the crashed instance's log, or why they cannot be read.
+async fn read_log(
     pods: &Api<Pod>,
-    crash: &mut Snapshot,
+    crash: &Snapshot,
     lines: i32,
     max_bytes: i32,
-    restarted: bool,
-) {
+) -> Result<String, String> {
     let params = LogParams {
         container: Some(crash.container.clone()),
-        previous: restarted,
+        previous: crashed_instance_is_previous(pods, crash).await?,
         tail_lines: Some(i64::from(lines)),
         limit_bytes: Some(i64::from(max_bytes)),
         ..LogParams::default()
     };
-    crash.log_tail = match pods.logs(&crash.pod, &params).await {
-        Ok(text) => text,
-        Err(error) => format!("log unavailable: {}", describe_kube_error(&error)),
+    let text = pods
+        .logs(&crash.pod, &params)
+        .await
+        .map_err(|error| describe_kube_error(&error))?;
+    // The kubelet answers 200 with this text when the instance was deleted meanwhile.
+    if text.starts_with("unable to retrieve container logs for ") {
+        return Err(text.trim().to_owned());
+    }
+    Ok(text)
+}
+
+/// Whether the crashed instance is now the container's previous one (it restarted) rather
+/// than its current one (not restarted yet), told by its runtime ID on a fresh read of the
+/// pod. The list the crash was found in can be older than a restart: read with that view, a
+/// real Go service's snapshot once held the first lines of the next instance instead of
+/// its panic. An instance restarted twice since has no log left to read. Without an ID (a
+/// status written by hand), the current state decides.
+async fn crashed_instance_is_previous(pods: &Api<Pod>, crash: &Snapshot) -> Result<bool, String> {
+    let pod = pods
+        .get_opt(&crash.pod)
+        .await
+        .map_err(|error| describe_kube_error(&error))?
+        .ok_or_else(|| "the pod is gone".to_owned())?;
+    let status = pod
+        .status
+        .iter()
+        .flat_map(|s| {
+            s.init_container_statuses
+                .iter()
+                .flatten()
+                .chain(s.container_statuses.iter().flatten())
+        })
+        .find(|c| c.name == crash.container)
+        .ok_or_else(|| format!("container {} has no status", crash.container))?;
+    let id_of = |state: Option<&ContainerState>| {
+        state
+            .and_then(|s| s.terminated.as_ref())
+            .and_then(|t| t.container_id.clone())
     };
-    crash.panic = crate::crash::parse::summarize(&crash.log_tail)
-        .or_else(|| crate::crash::parse::summarize(&crash.termination_message));
+    let current = id_of(status.state.as_ref());
+    let last = id_of(status.last_state.as_ref());
+    if crash.container_id.is_empty() {
+        let terminated = status
+            .state
+            .as_ref()
+            .is_some_and(|s| s.terminated.is_some());
+        return Ok(!terminated);
+    }
+    if current.as_deref() == Some(crash.container_id.as_str()) {
+        Ok(false)
+    } else if last.as_deref() == Some(crash.container_id.as_str()) {
+        Ok(true)
+    } else {
+        Err(format!(
+            "instance {} restarted twice before its log was read",
+            crash.container_id
+        ))
+    }
 }
 
 fn settings(object: &SupervisedWorkload) -> Option<(Settings, BreakerAction)> {
@@ -372,15 +442,6 @@ impl Reconcile for SupervisedWorkload {
                 .await?
                 .items
             {
-                let restarted: HashMap<String, bool> = pod
-                    .status
-                    .iter()
-                    .flat_map(|s| s.container_statuses.iter().flatten())
-                    .map(|c| {
-                        let current = c.state.as_ref().is_some_and(|s| s.terminated.is_some());
-                        (c.name.clone(), !current)
-                    })
-                    .collect();
                 // A pod created after this object: all its restarts are in scope.
                 let pod_is_newer = pod.creation_timestamp() >= self.creation_timestamp();
                 for mut crash in crashes_of(&pod) {
@@ -398,30 +459,37 @@ impl Reconcile for SupervisedWorkload {
                     crash.unseen_restarts =
                         last_seen.map_or(0, |last| (crash.restart_count - last - 1).max(0));
                     seen.insert(crash.id());
-                    let restarted = restarted.get(&crash.container).copied().unwrap_or(true);
-                    fresh.push((crash, restarted));
+                    fresh.push(crash);
                 }
             }
         }
         // A termination without a finish time counts as happening now.
-        for (crash, _) in &mut fresh {
+        for crash in &mut fresh {
             if crash.time.is_empty() {
                 crash.time = now.to_string();
             }
         }
-        fresh.sort_by(|a, b| a.0.time.cmp(&b.0.time));
+        fresh.sort_by(|a, b| a.time.cmp(&b.time));
         let capture = &self.spec.crash_capture;
-        for (crash, restarted) in &mut fresh {
-            complete(
-                &pods,
-                crash,
-                capture.log_tail_lines,
-                capture.max_snapshot_bytes,
-                *restarted,
-            )
-            .await;
+        let (lines, max_bytes) = (capture.log_tail_lines, capture.max_snapshot_bytes);
+        let read_at = Timestamp::now();
+        let mut logs = Vec::with_capacity(fresh.len());
+        for crash in &fresh {
+            logs.push(read_log(&pods, crash, lines, max_bytes).await);
         }
-        let fresh: Vec<Snapshot> = fresh.into_iter().map(|(c, _)| c).collect();
+        settle_logs(&fresh).await;
+        for (crash, log) in fresh.iter_mut().zip(logs) {
+            let unsettled = parse_time(&crash.time)
+                .and_then(|t| t.checked_add(LOG_SETTLE).ok())
+                .is_none_or(|settled| settled > read_at);
+            let log = match log {
+                first if unsettled => read_log(&pods, crash, lines, max_bytes).await.or(first),
+                first => first,
+            };
+            crash.log_tail = log.unwrap_or_else(|why| format!("log unavailable: {why}"));
+            crash.panic = crate::crash::parse::summarize(&crash.log_tail)
+                .or_else(|| crate::crash::parse::summarize(&crash.termination_message));
+        }
 
         // The breaker.
         let window = settings(&self).map_or(DEFAULT_WINDOW, |(s, _)| s.window);

@@ -34,6 +34,10 @@ pub struct Snapshot {
     pub node: Option<String>,
     /// The container.
     pub container: String,
+    /// The runtime's ID of the crashed instance (`containerd://...`): the instance whose log
+    /// is read, and what `crictl inspect` takes on the node.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub container_id: String,
     /// Its image.
     pub image: String,
     /// The exit code.
@@ -204,6 +208,7 @@ pub fn crashes_of(pod: &Pod) -> Vec<Snapshot> {
             pod_uid: pod.metadata.uid.clone().unwrap_or_default(),
             node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
             container: container.name.clone(),
+            container_id: terminated.container_id.clone().unwrap_or_default(),
             image: container.image.clone(),
             exit_code: terminated.exit_code,
             signal: terminated
@@ -339,6 +344,7 @@ mod tests {
             pod_uid: "u".into(),
             node: None,
             container: "c".into(),
+            container_id: String::new(),
             image: "i".into(),
             exit_code: 1,
             signal: None,

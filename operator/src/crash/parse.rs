@@ -97,7 +97,8 @@ fn go(lines: &[&str]) -> Option<(usize, PanicSummary)> {
 /// or `thread '<name>' panicked at '<msg>', <file:line:col>` (before); then, with
 /// `RUST_BACKTRACE`, numbered frames `  N: path::to::fn` each followed by
 /// `at ./src/file.rs:LINE:COL`. Frames of the standard library (by name, or by a location
-/// in its sources under `/rustc/`, as inlined generic functions show) are left out.
+/// in its sources under `/rustc/` or `./rustc/`, as inlined generic functions show) are
+/// left out.
 fn rust(lines: &[&str]) -> Option<(usize, PanicSummary)> {
     let start = lines
         .iter()
@@ -131,7 +132,11 @@ fn rust(lines: &[&str]) -> Option<(usize, PanicSummary)> {
             let internal = ["std::", "core::", "rust_begin_unwind", "__rust", "<alloc::"]
                 .iter()
                 .any(|p| function.starts_with(p))
-                || location.is_some_and(|l| l.starts_with("/rustc/"));
+                || location.is_some_and(|l| {
+                    // Printed relative to the working folder when under it: `./rustc/`
+                    // for a program running in `/`, as in most containers.
+                    l.strip_prefix('.').unwrap_or(l).starts_with("/rustc/")
+                });
             if !internal {
                 frames.push(match location {
                     Some(location) => format!("{function} at {location}"),
