@@ -9,7 +9,11 @@ records no build time but that date.
 
   scripts/oci-image.py --name REF --out FILE.tar --entrypoint /vigil \\
       --file /vigil=target/x86_64-unknown-linux-musl/release/vigil:0755 \\
+      [--tree /usr/lib/python3.11=STAGING/usr/lib/python3.11 ...] \\
       [--user 65532:65532] [--label KEY=VALUE ...] [--env KEY=VALUE ...] [--arch amd64]
+
+`--tree PATH=DIR` adds every file and symbolic link under DIR at PATH (modes kept): a
+runtime assembled from Debian's packages for a program that is not static.
 
 It prints the manifest digest. Used by `make image` (the operator), the e2e tools (the
 pause image of the real node) and the crash programs of the workload tests.
@@ -29,6 +33,22 @@ EPOCH = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
 CREATED = datetime.datetime.fromtimestamp(EPOCH, datetime.timezone.utc).strftime(
     "%Y-%m-%dT%H:%M:%SZ"
 )
+
+
+def tree(path, root):
+    """The files and symbolic links under `root` as (path in image, source, mode) entries;
+    a link's source is ("symlink", its target)."""
+    entries = []
+    for directory, subdirs, names in os.walk(root):
+        subdirs.sort()
+        for name in sorted(subdirs) + sorted(names):
+            source = os.path.join(directory, name)
+            inside = path.rstrip("/") + "/" + os.path.relpath(source, root)
+            if os.path.islink(source):
+                entries.append((inside, ("symlink", os.readlink(source)), 0o777))
+            elif os.path.isfile(source):
+                entries.append((inside, source, os.stat(source).st_mode & 0o7777))
+    return entries
 
 
 def layer(files):
@@ -52,6 +72,10 @@ def layer(files):
             if source is None:
                 info.type = tarfile.DIRTYPE
                 tar.addfile(info)
+            elif isinstance(source, tuple):
+                info.type = tarfile.SYMTYPE
+                info.linkname = source[1]
+                tar.addfile(info)
             else:
                 with open(source, "rb") as f:
                     data = f.read()
@@ -71,6 +95,7 @@ def main():
     parser.add_argument("--name", required=True, help="image reference, e.g. ghcr.io/o/vigil:0.1.0")
     parser.add_argument("--out", required=True, help="the archive to write")
     parser.add_argument("--file", action="append", default=[], help="PATH=SOURCE[:MODE]")
+    parser.add_argument("--tree", action="append", default=[], help="PATH=DIR")
     parser.add_argument("--entrypoint", action="append", default=[])
     parser.add_argument("--cmd", action="append", default=[])
     parser.add_argument("--user", default="")
@@ -89,8 +114,13 @@ def main():
         if not path.startswith("/") or not os.path.isfile(source):
             sys.exit(f"oci-image: --file {spec}: want /PATH=FILE[:MODE] with FILE a file")
         files.append((path, source, int(mode, 8)))
+    for spec in args.tree:
+        path, _, source = spec.partition("=")
+        if not path.startswith("/") or not os.path.isdir(source):
+            sys.exit(f"oci-image: --tree {spec}: want /PATH=DIR with DIR a folder")
+        files.extend(tree(path, source))
     if not files:
-        sys.exit("oci-image: give at least one --file")
+        sys.exit("oci-image: give at least one --file or --tree")
 
     blobs = {}
     tar = layer(files)

@@ -16,6 +16,8 @@
 #   e2e/tools/etcd/go.mod    etcd
 #   e2e/tools/pebble/go.mod  pebble (ACME test server)
 #   e2e/tools/coredns/go.mod coredns (CrossCloudDNS tests)
+#   e2e/tools/registry/go.mod registry (CNCF Distribution: the OCI registry the
+#                            chart is pushed to and installed from)
 #   e2e/tools/otelcol/go.mod ocb, the Collector Builder; the Collectors it
 #                            generates are pinned in otelcol/{vigil,backend}/
 # Every binary has a stamp file .tools/bin/.<name>.version whose first word is
@@ -43,8 +45,10 @@ die() { log "install.sh: error: $*"; exit 1; }
 # The real node: runc (Debian's crun refuses this machine's hybrid cgroups), the CNI
 # bridge/host-local/portmap plugins (in /usr/lib/cni), nftables for the DNAT of pod traffic
 # to loopback services. musl-tools: musl-gcc, for the static operator binary of the image
-# (ring compiles C) and the pause program.
-APT_PACKAGES=(bind9 bind9-dnsutils prometheus runc containernetworking-plugins nftables musl-tools)
+# (ring compiles C) and the pause program. python3.11-minimal and openjdk-17-jdk-headless
+# (javac, jlink): the Python and Java crash programs of the real node and their runtimes.
+APT_PACKAGES=(bind9 bind9-dnsutils prometheus runc containernetworking-plugins nftables musl-tools
+    python3.11-minimal openjdk-17-jdk-headless)
 
 apt_install() {
     local missing=() p
@@ -123,6 +127,7 @@ HELM_CLIENT_GO="$(pinned "$HERE/helm" k8s.io/client-go)"   # v0.37.0
 PEBBLE_VERSION="$(pinned "$HERE/pebble" github.com/letsencrypt/pebble/v2)"  # v2.10.3
 COREDNS_VERSION="$(pinned "$HERE/coredns" github.com/coredns/coredns)"     # v1.15.0
 OCB_VERSION="$(pinned "$HERE/otelcol" go.opentelemetry.io/collector/cmd/builder)"  # v0.161.0
+REGISTRY_VERSION="$(pinned "$HERE/registry" github.com/distribution/distribution/v3)"  # v3.1.2
 
 k8s_minor="${K8S_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
 BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -156,6 +161,8 @@ PEBBLE_LDFLAGS="-X main.version=$PEBBLE_VERSION"
 # Makefile puts `git describe` into coremain.GitCommit, which `coredns -version`
 # prints after the Go version. The module zip has no git data: use the tag.
 COREDNS_LDFLAGS="-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
+# Distribution's Makefile sets its version the same way (`registry --version`).
+REGISTRY_LDFLAGS="-X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION"
 
 # build <name> <version> <module dir> <package> <extra ldflags>
 build() {
@@ -205,6 +212,7 @@ build pebble                  "$PEBBLE_VERSION" "$HERE/pebble" github.com/letsen
 # The module root is CoreDNS's main package (coredns.go), with all the plugins
 # of its plugin.cfg compiled in.
 build coredns                 "$COREDNS_VERSION" "$HERE/coredns" github.com/coredns/coredns            "$COREDNS_LDFLAGS"
+build registry                "$REGISTRY_VERSION" "$HERE/registry" github.com/distribution/distribution/v3/cmd/registry "$REGISTRY_LDFLAGS"
 
 # OpenTelemetry Collectors (TelemetryPipeline tests), built the way their
 # docs describe: the Collector Builder (ocb, pinned in otelcol/go.mod) turns a
@@ -302,10 +310,65 @@ else
     log "pause image $PAUSE_IMAGE -> ${PAUSE_TAR#"$REPO"/} ... done"
 fi
 
-# The operator image is built for the musl target (static): `make image`.
+
+# The operator image is built for the musl target (static): `make image`, and
+# so is the Rust crash program below.
 if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
     log "rust target x86_64-unknown-linux-musl ... installing"
     rustup target add x86_64-unknown-linux-musl >&2 || die "rustup target add x86_64-unknown-linux-musl failed"
+fi
+
+# The crash programs of the workload tests on the real node (e2e/tools/crashers/), packed
+# with scripts/oci-image.py into one image, vigil.test/crashers:1 (.tools/images/): a Go
+# service that panics, runs out of memory, exits 0 or serves (crasher), a C program killed
+# by a real SIGSEGV (segv), a Rust program that panics (rust-panic, static for musl), a
+# Python program that raises (crash.py) and a Java program that throws (Crash.java).
+CRASHERS_IMAGE="vigil.test/crashers:1"
+CRASHERS_TAR="$(dirname "$BIN")/images/crashers.tar"
+CRASHERS_SRC="$HERE/crashers"
+crashers_want="$CRASHERS_IMAGE $gov $(rustc --version | cut -d' ' -f2) $(cat "$CRASHERS_SRC"/* "$REPO/scripts/oci-image.py" | sha256sum | cut -c1-12)"
+if [ "$FORCE" != 1 ] && [ -f "$CRASHERS_TAR" ] && [ "$(cat "$CRASHERS_TAR.version" 2>/dev/null)" = "$crashers_want" ]; then
+    log "crashers image ... up to date"
+else
+    crashers_out="$(dirname "$BIN")/crashers"
+    mkdir -p "$crashers_out" "$(dirname "$CRASHERS_TAR")"
+    (cd "$CRASHERS_SRC" && go build -o "$crashers_out/crasher" .) || die "building crasher failed"
+    musl-gcc -static -O1 -o "$crashers_out/segv" "$CRASHERS_SRC/segv.c" || die "building segv failed"
+    # Line tables only: the backtrace names files and lines, as a release build with
+    # debug = "line-tables-only" does.
+    rustc --edition 2024 --target x86_64-unknown-linux-musl -C opt-level=1 \
+        -C debuginfo=line-tables-only --remap-path-prefix="$CRASHERS_SRC=/src" \
+        -o "$crashers_out/rust-panic" "$CRASHERS_SRC/panic.rs" || die "building rust-panic failed"
+    # Python and Java are not static: their runtimes come from this machine's Debian
+    # packages (python3.11-minimal, openjdk-17-jdk-headless's jlink), with the shared
+    # libraries ldd names and the dynamic loader, into a staging folder.
+    runtime="$crashers_out/runtime"
+    rm -rf "$runtime" && mkdir -p "$runtime/usr/bin" "$runtime/usr/lib" "$runtime/opt" "$runtime/app"
+    cp -L /usr/bin/python3.11 "$runtime/usr/bin/python3"
+    (cd /usr/lib && tar -cf - --exclude=__pycache__ --exclude=test --exclude=tests \
+        --exclude=idlelib --exclude=tkinter --exclude=turtledemo --exclude=ensurepip \
+        --exclude=lib2to3 --exclude=pydoc_data --exclude=dist-packages --exclude=site-packages \
+        python3.11) | tar -xf - -C "$runtime/usr/lib"
+    cp "$CRASHERS_SRC/crash.py" "$runtime/app/crash.py"
+    jlink --add-modules java.base --output "$runtime/opt/java" --strip-debug --no-man-pages \
+        --no-header-files --compress=2 || die "jlink failed"
+    javac -d "$runtime/app" "$CRASHERS_SRC/Crash.java" || die "javac Crash.java failed"
+    find "$runtime/usr/bin" "$runtime/opt/java" \
+        -type f \( -perm -u+x -o -name '*.so*' \) -print0 |
+        { LD_LIBRARY_PATH="$runtime/opt/java/lib:$runtime/opt/java/lib/server" xargs -0 ldd 2>/dev/null || true; } |
+        awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\/lib64\// { print $1 }' |
+        { grep -v "^$runtime" || true; } | sort -u |
+        while read -r library; do
+            mkdir -p "$runtime$(dirname "$library")"
+            cp -L "$library" "$runtime$library"
+        done
+    "$REPO/scripts/oci-image.py" --name "$CRASHERS_IMAGE" --out "$CRASHERS_TAR" --tree "/=$runtime" \
+        --file "/crasher=$crashers_out/crasher:0755" --file "/segv=$crashers_out/segv:0755" \
+        --file "/rust-panic=$crashers_out/rust-panic:0755" --user 65532:65532 >/dev/null ||
+        die "packing the crashers image failed"
+    rm -rf "$runtime"
+    printf '%s\n' "$crashers_want" >"$CRASHERS_TAR.version"
+    log "crashers image $CRASHERS_IMAGE -> ${CRASHERS_TAR#"$REPO"/} ... done"
 fi
 
 log "tools in $BIN ready in $((SECONDS - total_start))s"

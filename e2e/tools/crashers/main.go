@@ -1,0 +1,83 @@
+// Command crasher is the Go program of the end-to-end crash tests: a small service that
+// logs as a real one does, then fails the way the test asks. It runs on the real node of
+// the test clusters, packed into the image vigil.test/crashers:1 by e2e/tools/install.sh.
+//
+//	crasher panic   logs, then dereferences a nil pointer after CRASH_AFTER (default 2s)
+//	crasher oom     logs, then allocates and touches memory until the kernel kills it
+//	crasher exit0   logs, then exits 0 (a job done, not a crash)
+//	crasher serve   logs a heartbeat every second and never fails (the fixed program)
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+// Cart is the checkout's cart; a nil *Cart is the bug.
+type Cart struct {
+	items []int
+}
+
+// Total sums the cart: called on a nil cart it panics with a nil pointer dereference.
+func (c *Cart) Total() int {
+	total := 0
+	for _, item := range c.items {
+		total += item
+	}
+	return total
+}
+
+func lookupCart(id int) *Cart {
+	if id == 42 {
+		return nil
+	}
+	return &Cart{items: []int{id}}
+}
+
+func after() time.Duration {
+	if value := os.Getenv("CRASH_AFTER"); value != "" {
+		if d, err := time.ParseDuration(value); err == nil {
+			return d
+		}
+	}
+	return 2 * time.Second
+}
+
+func main() {
+	mode := "panic"
+	if len(os.Args) > 1 {
+		mode = os.Args[1]
+	}
+	fmt.Printf("checkout: starting (mode %s, pid %d)\n", mode, os.Getpid())
+	fmt.Println("checkout: listening on :8080")
+	switch mode {
+	case "panic":
+		time.Sleep(after())
+		fmt.Println("checkout: order 42 received")
+		fmt.Println(lookupCart(42).Total())
+	case "oom":
+		fmt.Println("checkout: loading the catalogue into memory")
+		var hoard [][]byte
+		for {
+			chunk := make([]byte, 4<<20)
+			for i := range chunk {
+				chunk[i] = byte(i)
+			}
+			hoard = append(hoard, chunk)
+			time.Sleep(10 * time.Millisecond)
+		}
+	case "exit0":
+		time.Sleep(after())
+		fmt.Println("checkout: batch done")
+		os.Exit(0)
+	case "serve":
+		for i := 0; ; i++ {
+			fmt.Printf("checkout: healthy (%d)\n", i)
+			time.Sleep(time.Second)
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "unknown mode %q\n", mode)
+		os.Exit(64)
+	}
+}
