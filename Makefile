@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 VIGIL := target/debug/vigil
 
-.PHONY: all build lint fmt clippy deny test unit chart e2e fuzz fuzz-smoke bench crds demo demo-down tools clean image
+.PHONY: all build lint fmt clippy deny test unit chart e2e fuzz fuzz-smoke bench crds demo demo-down tools clean image dist
 TOOLS := .tools/bin
 
 all: build
@@ -70,19 +70,20 @@ REVISION := $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD
 IMAGE_REPOSITORY := ghcr.io/vigil-operator/vigil
 MUSL := x86_64-unknown-linux-musl
 IMAGE := target/image/vigil-$(VERSION)-amd64.tar
+# Release builds name no path of this machine: the same commit gives the same binary.
+RELEASE_RUSTFLAGS := -C strip=debuginfo --remap-path-prefix=$(CURDIR)=/vigil --remap-path-prefix=$(HOME)/.cargo=/cargo
 image: tools
 	VIGIL_GIT_REVISION=$(REVISION) CC_x86_64_unknown_linux_musl=musl-gcc \
-	  CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C strip=debuginfo --remap-path-prefix=$(CURDIR)=/vigil --remap-path-prefix=$(HOME)/.cargo=/cargo" \
+	  CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$(RELEASE_RUSTFLAGS)" \
 	  $(CARGO) build --locked --release --target $(MUSL) --bin vigil
-	@mkdir -p $(dir $(IMAGE))
-	@scripts/oci-image.py --name $(IMAGE_REPOSITORY):$(VERSION) --out $(IMAGE) \
-	  --file /vigil=target/$(MUSL)/release/vigil:0755 --entrypoint /vigil --cmd run --user 65532:65532 \
-	  --label org.opencontainers.image.source=https://github.com/vigil-operator/vigil \
-	  --label org.opencontainers.image.version=$(VERSION) \
-	  --label org.opencontainers.image.revision=$(REVISION) \
-	  --label org.opencontainers.image.licenses=Apache-2.0 \
-	  --label org.opencontainers.image.title=vigil > $(IMAGE).digest
-	@echo "$(IMAGE): $(IMAGE_REPOSITORY):$(VERSION) $$(cat $(IMAGE).digest), $$(du -k $(IMAGE) | cut -f1) KiB"
+	@VIGIL_GIT_REVISION=$(REVISION) IMAGE_REPOSITORY=$(IMAGE_REPOSITORY) \
+	  scripts/image.sh amd64 target/$(MUSL)/release/vigil $(IMAGE)
+
+## dist: the release artifacts in dist/ (scripts/dist.sh): static vigil for linux amd64 and
+## arm64, their images, the packaged chart, the CRD bundle, SBOMs and SHA256SUMS
+dist: image
+	VIGIL_GIT_REVISION=$(REVISION) IMAGE_REPOSITORY=$(IMAGE_REPOSITORY) \
+	  RELEASE_RUSTFLAGS="$(RELEASE_RUSTFLAGS)" scripts/dist.sh
 
 ## e2e: end-to-end tests on real control planes (two at a time: this machine has 2 cores);
 ## the real-node tests run the image of `make image`
@@ -113,7 +114,7 @@ crds:
 	$(CARGO) run --quiet --bin vigil -- crds --helm -o charts/vigil/templates/crds
 
 ## demo: a local fleet of three clusters, the chart, the operator and the examples; stays up
-demo: tools
+demo: tools image
 	@echo "== vigil validate -f examples/"
 	$(CARGO) run --quiet --bin vigil -- validate -f examples/
 	scripts/demo.sh
@@ -123,4 +124,5 @@ demo-down:
 	scripts/demo-down.sh
 
 clean:
+	rm -rf dist
 	$(CARGO) clean

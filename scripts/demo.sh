@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: a local fleet of three real control planes (aws, aliyun, vmware), the Helm
-# chart installed in `aws`, the operator running as the chart's ServiceAccount, and the
-# examples applied. Leaves everything running; `make demo-down` stops it.
+# chart installed in `aws` with the operator image (`make image`) running in a pod on the
+# cluster's real node, and the examples applied. Leaves everything running; `make demo-down`
+# stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO="$PWD/.demo"
@@ -13,15 +14,20 @@ helm() { "$BIN/helm" "$@"; }
 step() { printf '\n== %s\n' "$*"; }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-step "building vigil and the local fleet"
-cargo build --quiet --bin vigil -p vigil
+VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
+IMAGE="${IMAGE:-$PWD/target/image/vigil-$VERSION-amd64.tar}"
+[ -f "$IMAGE" ] || { echo "$IMAGE is missing: run make image" >&2; exit 1; }
+# Every peer of the fleet is at this address, from the operator's pod and from here.
+HOST=198.18.0.1
+
+step "building the local fleet"
 cargo build --quiet --bin vigil-local -p vigil-e2e
 
 if alive "$DEMO/fleet.pid" && [ -f "$DEMO/ready" ]; then
     step "the local fleet is already running"
 else
-    step "starting the local fleet (etcd, kube-apiserver, controller-manager, scheduler, kwok, CoreDNS per cluster)"
-    nohup target/debug/vigil-local "$DEMO" >"$DEMO/fleet.log" 2>&1 &
+    step "starting the local fleet (etcd, kube-apiserver, controller-manager, scheduler, kwok, CoreDNS per cluster; a real node in aws)"
+    nohup target/debug/vigil-local "$DEMO" "$IMAGE" >"$DEMO/fleet.log" 2>&1 &
     echo $! >"$DEMO/fleet.pid"
     for _ in $(seq 1 180); do
         [ -f "$DEMO/ready" ] && break
@@ -37,36 +43,34 @@ for kc in "$DEMO/aws.kubeconfig" "$DEMO/aliyun.kubeconfig" "$DEMO/vmware.kubecon
     KUBECONFIG="$kc" kubectl create namespace shop --dry-run=client -o yaml | KUBECONFIG="$kc" kubectl apply -f - >/dev/null
 done
 
-step "helm upgrade --install vigil charts/vigil (the operator itself runs as a process below)"
-helm upgrade --install vigil charts/vigil --namespace vigil-system --create-namespace --set replicas=0 \
-    --set 'rbac.secretNamespaces={shop}' --wait >/dev/null
-kubectl get crds -l app.kubernetes.io/name=vigil
-
-step "kubeconfig Secrets of the aliyun and vmware clusters"
+step "kubeconfig Secrets of the aliyun and vmware clusters (their API servers at $HOST, which the operator's pod reaches)"
+kubectl create namespace vigil-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 for member in aliyun vmware; do
     kubectl -n vigil-system create secret generic "$member-kubeconfig" \
         --from-file=kubeconfig="$DEMO/$member.kubeconfig" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 done
 
-step "starting the operator as the chart's ServiceAccount (exactly the chart's RBAC)"
-if alive "$DEMO/operator.pid"; then kill "$(cat "$DEMO/operator.pid")"; sleep 1; fi
-TOKEN="$(kubectl -n vigil-system create token vigil --duration=24h)"
-SERVER="$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')"
-CA="$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
-cat >"$DEMO/operator.kubeconfig" <<KUBECONFIG
-apiVersion: v1
-kind: Config
-clusters: [{name: aws, cluster: {server: "$SERVER", certificate-authority-data: "$CA"}}]
-users: [{name: vigil, user: {token: "$TOKEN"}}]
-contexts: [{name: vigil, context: {cluster: aws, user: vigil}}]
-current-context: vigil
-KUBECONFIG
-KUBECONFIG="$DEMO/operator.kubeconfig" nohup target/debug/vigil run --namespace vigil-system \
-    --admin-addr 127.0.0.1:18080 --identity demo \
-    --prometheus-url http://127.0.0.1:19090 --status-interval-seconds 15 \
-    --acme-http01-addr 127.0.0.1:15002 \
-    --webhook-addr 127.0.0.1:19443 --webhook-url https://127.0.0.1:19443 >"$DEMO/operator.log" 2>&1 &
-echo $! >"$DEMO/operator.pid"
+step "helm upgrade --install vigil charts/vigil: the operator image in a pod on aws's real node"
+cat >"$DEMO/values.yaml" <<VALUES
+rbac:
+  secretNamespaces: [shop]
+prometheusUrl: http://$HOST:19090
+statusIntervalSeconds: 15
+acme:
+  http01Port: 15002
+# The demo's real node is tainted: only the operator runs there, the examples' workloads
+# (images that do not exist here) go to kwok's nodes.
+nodeSelector:
+  vigil.io/node: real
+tolerations:
+  - {key: vigil.io/node, operator: Equal, value: real, effect: NoSchedule}
+VALUES
+helm upgrade --install vigil charts/vigil --namespace vigil-system -f "$DEMO/values.yaml" \
+    --wait --timeout 180s >/dev/null
+kubectl get crds -l app.kubernetes.io/name=vigil
+kubectl -n vigil-system get pods -o wide
+kubectl -n vigil-system wait --for=condition=Ready pod -l app.kubernetes.io/name=vigil --timeout=60s >/dev/null
+POD_IP="$(kubectl -n vigil-system get pods -l app.kubernetes.io/name=vigil -o jsonpath='{.items[0].status.podIP}')"
 
 step "kubectl apply -f examples/ (but examples/certificates, which points at Let's Encrypt: the demo has its own ACME server)"
 for dir in examples/*/; do
@@ -77,6 +81,14 @@ done
 step "a certificate from the demo's Pebble: HTTP-01 for www.demo.test, DNS-01 (RFC 2136 to bind9) for *.shop.demo.test, copied to aliyun and vmware"
 kubectl -n vigil-system create secret generic demo-tsig --from-file=secret="$DEMO/tsig-secret" \
     --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# Pebble validates www.demo.test over HTTP at the operator's pod.
+nsupdate -y "hmac-sha256:vigil-demo:$(cat "$DEMO/tsig-secret")" <<NSUPDATE
+server 127.0.0.1 15356
+zone demo.test
+update delete www.demo.test A
+update add www.demo.test 60 A $POD_IP
+send
+NSUPDATE
 python3 - "$DEMO" <<'PY' | kubectl apply --server-side -f -
 import json, pathlib, sys
 demo = pathlib.Path(sys.argv[1])
@@ -85,7 +97,7 @@ issuer = {"apiVersion": "vigil.io/v1alpha1", "kind": "AcmeIssuer", "metadata": {
     "caBundle": (demo / "pebble-ca.pem").read_text(), "privateKeySecretRef": {"name": "demo-pebble-account"},
     "solvers": [
       {"selector": {"dnsNames": ["www.demo.test"]}, "http01": {}},
-      {"selector": {"dnsZones": ["demo.test"]}, "dns01": {"rfc2136": {"nameserver": "127.0.0.1:15356",
+      {"selector": {"dnsZones": ["demo.test"]}, "dns01": {"rfc2136": {"nameserver": "198.18.0.1:15356",
         "tsigKeyName": "vigil-demo", "tsigSecretRef": {"name": "demo-tsig", "key": "secret"}}}}]}}
 cert = {"apiVersion": "vigil.io/v1alpha1", "kind": "AcmeCertificate", "metadata": {"name": "demo-tls", "namespace": "shop"},
   "spec": {"issuerRef": {"name": "demo-pebble"}, "dnsNames": ["www.demo.test", "shop.demo.test", "*.shop.demo.test"],
@@ -180,8 +192,8 @@ step "kubectl get memberclusters"
 kubectl get memberclusters
 step "why each object is or is not Ready"
 kubectl get vigil -A -o custom-columns='KIND:.kind,NAME:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].status,REASON:.status.conditions[?(@.type=="Ready")].reason'
-step "operator metrics (curl 127.0.0.1:18080/metrics)"
-curl -s 127.0.0.1:18080/metrics | grep -E '^vigil_(reconcile_panics_total|reconcile_errors_total|member_cluster_probe_duration_seconds_count)' | head -12 || true
+step "operator metrics (curl $POD_IP:8080/metrics)"
+curl -s "$POD_IP:8080/metrics" | grep -E '^vigil_(reconcile_panics_total|reconcile_errors_total|member_cluster_probe_duration_seconds_count)' | head -12 || true
 
 cat <<EOT
 
@@ -192,6 +204,6 @@ the demo's checkout fails 0.05% of requests against 99.9%, so 50.00% of the budg
 The fleet keeps running. Use it with:
   export KUBECONFIG=$DEMO/aws.kubeconfig      # also aliyun.kubeconfig, vmware.kubeconfig
   $BIN/kubectl get vigil -A
-Operator log: $DEMO/operator.log   Fleet log: $DEMO/fleet.log
+Operator log: $BIN/kubectl -n vigil-system logs deploy/vigil   Fleet log: $DEMO/fleet.log
 Stop everything with: make demo-down
 EOT

@@ -84,26 +84,42 @@ pub async fn client_for(kubeconfig: &Path) -> anyhow::Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
+/// The nodes of a [`TestCluster`]: kwok's fake nodes always (scale tests need them), and
+/// one real node ([`crate::node::RealNode`]) when asked. A taint decides where pods go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nodes {
+    /// Fake nodes only.
+    Fake,
+    /// A real node for every pod: the fake nodes are tainted
+    /// `kwok.x-k8s.io/node=fake:NoSchedule`, which scale tests tolerate.
+    Real,
+    /// A real node only for pods that tolerate its taint `vigil.io/node=real:NoSchedule`
+    /// ([`crate::node::REAL_NODE_TAINT`]); every other pod goes to a fake node. The demo
+    /// runs the operator for real and the examples' workloads, whose images do not exist
+    /// here, on fake nodes.
+    RealForTolerating,
+}
+
 impl TestCluster {
     /// Starts a whole control plane named `name` and waits until it serves and its fake
     /// nodes are Ready.
     pub async fn start(name: &str) -> anyhow::Result<Self> {
-        Self::start_with(name, false).await
+        Self::start_with_nodes(name, Nodes::Fake).await
     }
 
-    /// As [`TestCluster::start`], with a real node next to the fake ones: containerd, runc
-    /// and a kubelet on this machine ([`crate::node`]). Pods go to the real node: the fake
-    /// nodes are tainted `kwok.x-k8s.io/node=fake:NoSchedule`, which scale tests tolerate.
+    /// As [`TestCluster::start`], with a real node next to the fake ones
+    /// ([`Nodes::Real`]).
     pub async fn start_with_node(name: &str) -> anyhow::Result<Self> {
-        Self::start_with(name, true).await
+        Self::start_with_nodes(name, Nodes::Real).await
     }
 
-    async fn start_with(name: &str, real_node: bool) -> anyhow::Result<Self> {
+    /// Starts a control plane with the given nodes.
+    pub async fn start_with_nodes(name: &str, nodes: Nodes) -> anyhow::Result<Self> {
         // A port `free_port` handed out can be taken by another process before the control
         // plane binds it (tests run side by side): start again on new ports then.
         let mut attempt = 1;
         loop {
-            match Self::start_once(name, real_node).await {
+            match Self::start_once(name, nodes).await {
                 Err(error)
                     if attempt < 3 && format!("{error:#}").contains("address already in use") =>
                 {
@@ -117,7 +133,7 @@ impl TestCluster {
         }
     }
 
-    async fn start_once(name: &str, real_node: bool) -> anyhow::Result<Self> {
+    async fn start_once(name: &str, nodes: Nodes) -> anyhow::Result<Self> {
         let started = Instant::now();
         let dir = tempfile::Builder::new()
             .prefix(&format!("vigil-e2e-{name}-"))
@@ -147,11 +163,12 @@ impl TestCluster {
         };
         cluster.wait_ready().await?;
         cluster.start_controllers()?;
-        cluster.add_fake_nodes(real_node).await?;
-        if real_node {
+        cluster.add_fake_nodes(nodes == Nodes::Real).await?;
+        if nodes != Nodes::Fake {
             cluster.node = Some(
                 crate::node::RealNode::start(
                     name,
+                    nodes == Nodes::RealForTolerating,
                     cluster.dir.path(),
                     &cluster.admin_kubeconfig,
                     &cluster.pki.ca_cert,

@@ -18,14 +18,16 @@ pub mod operator;
 pub mod otelcol;
 pub mod pebble;
 pub mod prometheus;
+pub mod registry;
 
-pub use cluster::{TempNamespace, TestCluster};
+pub use cluster::{Nodes, TempNamespace, TestCluster};
 pub use coredns::CoreDns;
 pub use dns::{DnsOptions, DnsServer, Tsig};
-pub use node::RealNode;
+pub use node::{HostAddressOnHost, RealNode};
 pub use operator::Operator;
 pub use pebble::{Pebble, PebbleOptions};
 pub use prometheus::{Exporter, Prometheus};
+pub use registry::Registry;
 
 use std::path::PathBuf;
 use std::time::Duration;

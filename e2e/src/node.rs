@@ -37,6 +37,10 @@ pub const HOST_ADDRESS: &str = "198.18.0.1";
 /// The label that marks the real node: pods that must run for real select it.
 pub const REAL_NODE_LABEL: (&str, &str) = ("vigil.io/node", "real");
 
+/// The taint of a real node started for tolerating pods only
+/// ([`crate::Nodes::RealForTolerating`]): key, value, effect.
+pub const REAL_NODE_TAINT: (&str, &str, &str) = ("vigil.io/node", "real", "NoSchedule");
+
 /// Port of every real node's kubelet (each on its own address).
 const KUBELET_PORT: u16 = 10250;
 
@@ -57,6 +61,8 @@ pub struct RealNode {
     pub ip: Ipv4Addr,
     /// The pods' subnet.
     pub pod_cidr: String,
+    /// Whether the node carries [`REAL_NODE_TAINT`].
+    pub tainted: bool,
     bridge: String,
     dir: PathBuf,
     cgroup: String,
@@ -151,10 +157,11 @@ fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
 
 impl RealNode {
     /// Starts containerd and a kubelet registering as `<cluster>-real` with the API server
-    /// of `kubeconfig`, whose port (for the DNAT of `10.0.0.1:443`) is `apiserver_port`.
-    /// Waits until the Node is Ready.
+    /// of `kubeconfig`, whose port (for the DNAT of `10.0.0.1:443`) is `apiserver_port`,
+    /// with [`REAL_NODE_TAINT`] when `tainted`. Waits until the Node is Ready.
     pub async fn start(
         cluster: &str,
+        tainted: bool,
         dir: &Path,
         kubeconfig: &Path,
         client_ca: &Path,
@@ -176,6 +183,7 @@ impl RealNode {
             name: format!("{cluster}-real"),
             ip,
             pod_cidr: format!("10.{}.0.0/24", 100 + index),
+            tainted,
             cgroup: format!("vigil-e2e-{bridge}"),
             socket: dir.join("containerd.sock"),
             bridge,
@@ -413,7 +421,7 @@ imports = []
     }
 
     fn start_kubelet(&mut self, kubeconfig: &Path, client_ca: &Path) -> anyhow::Result<()> {
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
             // This machine has cgroup v1 (hybrid): the kubelet runs on it when told to.
@@ -446,6 +454,11 @@ imports = []
             "syncFrequency": "10s",
             "maxPods": 30,
         });
+        if self.tainted {
+            let (key, value, effect) = REAL_NODE_TAINT;
+            config["registerWithTaints"] =
+                serde_json::json!([{"key": key, "value": value, "effect": effect}]);
+        }
         let path = self.dir.join("kubelet.yaml");
         std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
         let (label, value) = REAL_NODE_LABEL;
@@ -613,5 +626,59 @@ fn claim_bridge() -> anyhow::Result<(String, u8)> {
 impl Drop for RealNode {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// [`HOST_ADDRESS`] for this machine's own programs too: the address on `lo` and an nft
+/// table that sends what they send to it to the same port on `127.0.0.1`, as the nodes'
+/// tables do for pods. With it one address works from pods and from the host, so a
+/// kubeconfig, a DNS endpoint or an ACME directory can be written once for both (the
+/// demo's fleet). Released on drop.
+#[derive(Debug)]
+pub struct HostAddressOnHost {
+    released: bool,
+}
+
+impl HostAddressOnHost {
+    const TABLE: &str = "vigil-host-address";
+
+    /// Claims the address; fails when another process holds it (another demo).
+    pub fn claim() -> anyhow::Result<Self> {
+        run(
+            "ip",
+            &["addr", "add", &format!("{HOST_ADDRESS}/32"), "dev", "lo"],
+        )
+        .map_err(|error| anyhow::anyhow!("{HOST_ADDRESS} on lo (is a demo running?): {error}"))?;
+        let claim = Self { released: false };
+        let table = format!(
+            "table ip {table} {{
+  chain output {{
+    type nat hook output priority dstnat; policy accept;
+    ip daddr {HOST_ADDRESS} meta l4proto {{ tcp, udp }} dnat to 127.0.0.1
+  }}
+}}
+",
+            table = Self::TABLE,
+        );
+        run_stdin("nft", &["-f", "-"], &table)?;
+        Ok(claim)
+    }
+
+    /// Removes the nft table and the address. Idempotent; also done on drop.
+    pub fn release(&mut self) {
+        if std::mem::replace(&mut self.released, true) {
+            return;
+        }
+        let _ = run("nft", &["delete", "table", "ip", Self::TABLE]);
+        let _ = run(
+            "ip",
+            &["addr", "del", &format!("{HOST_ADDRESS}/32"), "dev", "lo"],
+        );
+    }
+}
+
+impl Drop for HostAddressOnHost {
+    fn drop(&mut self) {
+        self.release();
     }
 }

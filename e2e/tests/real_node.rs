@@ -1,5 +1,7 @@
 //! Vigil as users run it: the operator image of `make image` on a real node (containerd,
-//! runc, a kubelet), installed with the unchanged chart and Helm's defaults.
+//! runc, a kubelet), installed with the unchanged chart and Helm's defaults, from an OCI
+//! registry (the chart packaged with `helm package` and pushed with `helm push`, as
+//! `make dist` packages it for a release).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -12,7 +14,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use vigil::api::{AcmeCertificate, MemberCluster, ServiceLevelObjective};
-use vigil_e2e::{DnsOptions, DnsServer, Pebble, PebbleOptions, TestCluster, eventually, repo};
+use vigil_e2e::{
+    DnsOptions, DnsServer, Pebble, PebbleOptions, Registry, TestCluster, eventually, repo,
+};
 
 /// The image `make image` writes, and its name.
 fn operator_image() -> anyhow::Result<(PathBuf, String)> {
@@ -226,9 +230,34 @@ async fn chart_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
             .await?;
     }
 
+    // The chart as a release ships it: packaged, pushed to an OCI registry.
+    let version = env!("CARGO_PKG_VERSION");
+    let registry = Registry::start(cluster.dir()).await?;
+    let packages = cluster.dir().join("charts");
+    let source = repo().join("charts/vigil");
+    cluster.run_tool(
+        "helm",
+        &[
+            "package",
+            &source.to_string_lossy(),
+            "--destination",
+            &packages.to_string_lossy(),
+        ],
+    )?;
+    let package = packages.join(format!("vigil-{version}.tgz"));
+    let pushed = cluster.run_tool(
+        "helm",
+        &[
+            "push",
+            &package.to_string_lossy(),
+            &registry.oci("charts"),
+            "--plain-http",
+        ],
+    )?;
+    eprintln!("{}", pushed.trim());
+    let chart = registry.oci("charts/vigil");
+
     // Helm's defaults: one replica of the image, leader election, the webhook.
-    let chart = repo().join("charts/vigil");
-    let chart = chart.to_string_lossy();
     let installing = Instant::now();
     cluster.run_tool(
         "helm",
@@ -236,6 +265,9 @@ async fn chart_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
             "install",
             "vigil",
             &chart,
+            "--version",
+            version,
+            "--plain-http",
             "--namespace",
             "vigil-system",
             "--wait",
@@ -363,6 +395,9 @@ async fn chart_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
             "upgrade",
             "vigil",
             &chart,
+            "--version",
+            version,
+            "--plain-http",
             "--namespace",
             "vigil-system",
             "--reuse-values",

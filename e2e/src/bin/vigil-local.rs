@@ -1,29 +1,38 @@
 //! `vigil-local`: the local fleet of `make demo`. Starts three control planes named `aws`,
-//! `aliyun` and `vmware`, each with kwok nodes and a CoreDNS on a fixed loopback port (its
+//! `aliyun` and `vmware`, each with kwok nodes (and `aws` with a real node, tainted so that
+//! only pods tolerating it run there: the operator's; the image archives given are imported
+//! into it) and a CoreDNS on a fixed loopback port (its
 //! cluster's domain through the `kubernetes` plugin, plus every `*.server` key of the
 //! cluster's `kube-system/coredns-custom`, projected as the kubelet would, so that a
 //! `CrossCloudDNS` works as in a real fleet), a Prometheus on 127.0.0.1:19090 scraping a `checkout` service that fails 0.05% of
 //! its requests (rule files go in `<DIR>/prometheus/rules`), an ACME server (Pebble, its
-//! HTTP-01 validations sent to 127.0.0.1:15002) with a bind9 for `demo.test` on
-//! 127.0.0.1:15356 that takes TSIG-signed updates, writes the kubeconfigs and the ACME
+//! HTTP-01 validations sent to port 15002 of the address bind9 gives the name: the demo
+//! adds the operator pod's) with a bind9 for `demo.test` on port 15356 that takes
+//! TSIG-signed updates, writes the kubeconfigs and the ACME
 //! settings (`pebble-directory`, `pebble-ca.pem`, `tsig-secret`) into the folder, plays the
 //! kubelet of `TelemetryPipeline` validation pods in every cluster (the real Collector built
 //! by `make tools` runs `validate` on each, see `vigil_e2e::otelcol::ValidationKubelet`), and
 //! runs until SIGTERM or Ctrl-C.
 //!
+//! Everything is reached at [`HOST_ADDRESS`] (`198.18.0.1:<port>`), from pods and from this
+//! machine alike ([`HostAddressOnHost`]): the kubeconfigs, the DNS endpoints of
+//! examples/fleet and the ACME directory name it, so the operator in its pod and `kubectl`
+//! on the host use the same files.
+//!
 //! ```text
-//! vigil-local <DIR>
+//! vigil-local <DIR> [IMAGE.tar...]
 //! ```
 
 use std::path::PathBuf;
 
 use vigil_e2e::coredns::{self, CoreDns};
 use vigil_e2e::dns::{DnsOptions, Tsig};
+use vigil_e2e::node::HOST_ADDRESS;
 use vigil_e2e::otelcol::ValidationKubelet;
 use vigil_e2e::pebble::{Pebble, PebbleOptions};
-use vigil_e2e::{DnsServer, Exporter, Prometheus, TestCluster};
+use vigil_e2e::{DnsServer, Exporter, HostAddressOnHost, Nodes, Prometheus, TestCluster};
 
-/// Where Pebble sends HTTP-01 validations: the operator's `--acme-http01-addr` in the demo.
+/// Where Pebble sends HTTP-01 validations: the chart's `acme.http01Port` in the demo.
 const ACME_HTTP01_PORT: u16 = 15002;
 /// The demo's authoritative DNS for `demo.test`, updated over RFC 2136.
 const ACME_DNS_PORT: u16 = 15356;
@@ -37,23 +46,34 @@ const FLEET: [(&str, &str, u16); 3] = [
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let dir = PathBuf::from(
-        std::env::args()
-            .nth(1)
-            .unwrap_or_else(|| ".demo".to_owned()),
-    );
+    let mut args = std::env::args().skip(1);
+    let dir = PathBuf::from(args.next().unwrap_or_else(|| ".demo".to_owned()));
+    let images: Vec<PathBuf> = args.map(PathBuf::from).collect();
     std::fs::create_dir_all(&dir)?;
     let _ = std::fs::remove_file(dir.join("ready"));
+    let mut host_address = HostAddressOnHost::claim()?;
     let (aws, aliyun, vmware) = tokio::join!(
-        TestCluster::start("aws"),
+        TestCluster::start_with_nodes("aws", Nodes::RealForTolerating),
         TestCluster::start("aliyun"),
         TestCluster::start("vmware")
     );
     let clusters = [aws?, aliyun?, vmware?];
+    if let Some(node) = clusters[0].node() {
+        for image in &images {
+            node.import_image(image)?;
+            println!(
+                "aws: image {} imported into node {}",
+                image.display(),
+                node.name
+            );
+        }
+    }
     let mut servers = Vec::new();
     let mut projections = Vec::new();
     for (cluster, (name, domain, port)) in clusters.iter().zip(FLEET) {
-        std::fs::copy(cluster.kubeconfig(), dir.join(format!("{name}.kubeconfig")))?;
+        let kubeconfig = std::fs::read_to_string(cluster.kubeconfig())?
+            .replace("https://127.0.0.1:", &format!("https://{HOST_ADDRESS}:"));
+        std::fs::write(dir.join(format!("{name}.kubeconfig")), kubeconfig)?;
         let custom = cluster.dir().join("coredns-custom");
         std::fs::create_dir_all(&custom)?;
         // `import` needs a file to match before the first key arrives.
@@ -72,8 +92,8 @@ async fn main() -> anyhow::Result<()> {
             &["placeholder.server"],
         ));
         println!(
-            "{name}: API server {} (logs in {}), DNS 127.0.0.1:{port}",
-            cluster.server(),
+            "{name}: API server {} (logs in {}), DNS {HOST_ADDRESS}:{port}",
+            cluster.server().replace("127.0.0.1", HOST_ADDRESS),
             cluster.dir().display()
         );
     }
@@ -116,11 +136,14 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await?;
-    std::fs::write(dir.join("pebble-directory"), pebble.directory_url())?;
+    std::fs::write(
+        dir.join("pebble-directory"),
+        pebble.directory_url().replace("localhost", HOST_ADDRESS),
+    )?;
     std::fs::write(dir.join("pebble-ca.pem"), &pebble.ca_pem)?;
     std::fs::write(dir.join("tsig-secret"), &tsig.secret_base64)?;
     println!(
-        "acme: Pebble at {} (HTTP-01 to 127.0.0.1:{ACME_HTTP01_PORT}), bind9 for demo.test at {} (TSIG key {})",
+        "acme: Pebble at {} (HTTP-01 to port {ACME_HTTP01_PORT}), bind9 for demo.test at {} (TSIG key {})",
         pebble.directory_url(),
         acme_dns.endpoint,
         tsig.name
@@ -143,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
     }
     drop(servers);
     drop(clusters);
+    host_address.release();
     let _ = std::fs::remove_file(dir.join("ready"));
     Ok(())
 }
