@@ -653,7 +653,7 @@ impl HostAddressOnHost {
         let table = format!(
             "table ip {table} {{
   chain output {{
-    type nat hook output priority dstnat; policy accept;
+    type nat hook output priority -100; policy accept;
     ip daddr {HOST_ADDRESS} meta l4proto {{ tcp, udp }} dnat to 127.0.0.1
   }}
 }}
