@@ -5,7 +5,7 @@
 //! into the image `vigil.test/crashers:1`; containerd and runc run them, the kubelet keeps
 //! their logs, and the operator reads the previous instance's log through the API server as
 //! it does in any cluster. Then the circuit breaker, under the kubelet's real
-//! `CrashLoopBackOff` (10 s, doubling): it opens after three crashes, scales the Deployment
+//! `CrashLoopBackOff` (10 s, doubling, after an immediate first restart): it opens after three crashes, scales the Deployment
 //! to zero, half-opens after the cooldown, and closes once the fixed program runs.
 
 use std::collections::BTreeMap;
@@ -399,8 +399,8 @@ async fn breaker_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     let client = cluster.client();
     let workloads: Api<SupervisedWorkload> = Api::namespaced(client.clone(), ns);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    // Three crashes fit in the window under the kubelet's back-off (crash, 10 s, crash,
-    // 20 s, crash: about 35 s on an idle machine).
+    // Three crashes fit in the window under the kubelet's back-off (the first restart at
+    // once, then 10 s, doubling: the breaker opened 20 to 23 s after the Deployment here).
     let breaker = serde_json::json!({"maxCrashes": 3, "window": "75s", "cooldown": "15s",
         "maxCooldown": "30s", "action": "ScaleToZero"});
     apply(&client, ns, supervised("checkout", Some(breaker))).await?;
@@ -472,6 +472,189 @@ async fn breaker_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     eprintln!(
         "breaker Closed {:.0}s after the start: {closed:?}",
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A Deployment that sets no security context and no resources: the webhook's to fill.
+fn bare_deployment(name: &str, image: &str) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "app", "image": image, "imagePullPolicy": "Never",
+                        "command": ["/crasher", "serve"]}]}}}})
+}
+
+#[tokio::test]
+async fn isolation_runs_on_real_pods_and_a_refusal_is_reported() {
+    let mut cluster = TestCluster::start_with_node("isolation")
+        .await
+        .expect("cluster");
+    let result = isolation_scenario(&cluster).await;
+    if result.is_err() {
+        cluster.print_logs();
+    }
+    result.unwrap_or_else(|e| panic!("{e:#}"));
+    let left = cluster.stop_node();
+    assert!(left.is_empty(), "the node left {left:?}");
+}
+
+async fn isolation_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
+    let node = cluster.node().expect("a real node");
+    node.import_image(&repo().join(".tools/images/crashers.tar"))?;
+    // The same program in an image with no USER: it runs as root unless told otherwise.
+    let rooted = cluster.dir().join("rooted.tar");
+    let packed = std::process::Command::new(repo().join("scripts/oci-image.py"))
+        .args(["--name", "vigil.test/rooted:1", "--out"])
+        .arg(&rooted)
+        .arg(format!(
+            "--file=/crasher={}:0755",
+            repo().join(".tools/crashers/crasher").display()
+        ))
+        .output()?;
+    anyhow::ensure!(packed.status.success(), "{packed:?}");
+    node.import_image(&rooted)?;
+    // With the pod webhook, reached by URL: the operator runs outside the cluster.
+    let port = vigil_e2e::free_port()?;
+    let operator = Operator::start_with_chart_rbac(
+        cluster,
+        "vigil-isolation",
+        &[
+            &format!("--webhook-addr=127.0.0.1:{port}"),
+            &format!("--webhook-url=https://127.0.0.1:{port}"),
+        ],
+    )
+    .await?;
+    let namespace = cluster.namespace("isolation").await?;
+    let ns = namespace.name.as_str();
+    let client = cluster.client();
+    let hardened = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "SupervisedWorkload",
+        "metadata": {"name": "hardened"},
+        "spec": {"target": {"kind": "Deployment", "name": "hardened"},
+            "isolation": {"profile": "restricted", "readOnlyRootFilesystem": true}}});
+    apply(&client, ns, hardened).await?;
+    apply(&client, ns, supervised("rooted", None)).await?;
+    let webhooks: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
+        Api::all(client.clone());
+    eventually(
+        "the webhook configuration with its CA",
+        Duration::from_secs(60),
+        || {
+            let webhooks = webhooks.clone();
+            async move {
+                Ok(webhooks
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                    .into_iter()
+                    .find(|w| {
+                        w.webhooks
+                            .iter()
+                            .flatten()
+                            .all(|h| h.client_config.ca_bundle.is_some())
+                    }))
+            }
+        },
+    )
+    .await?;
+    apply(&client, ns, bare_deployment("hardened", IMAGE)).await?;
+    apply(
+        &client,
+        ns,
+        bare_deployment("rooted", "vigil.test/rooted:1"),
+    )
+    .await?;
+
+    // The restricted profile, read-only root included, on a pod that runs for real.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod = eventually("the hardened pod running", Duration::from_secs(90), || {
+        let pods = pods.clone();
+        async move {
+            Ok(pods
+                .list(&ListParams::default().labels("app=hardened"))
+                .await?
+                .items
+                .into_iter()
+                .find(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.container_statuses.as_ref())
+                        .is_some_and(|c| c.iter().all(|c| c.ready))
+                }))
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", operator.log()))?;
+    let spec = pod.spec.clone().unwrap_or_default();
+    let pod_security = spec.security_context.clone().unwrap_or_default();
+    assert_eq!(pod_security.run_as_non_root, Some(true));
+    assert_eq!(
+        pod_security.seccomp_profile.map(|s| s.type_).as_deref(),
+        Some("RuntimeDefault")
+    );
+    let container = &spec.containers[0];
+    let security = container.security_context.clone().unwrap_or_default();
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        security.capabilities.and_then(|c| c.drop),
+        Some(vec!["ALL".to_owned()])
+    );
+    let limits = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.clone())
+        .unwrap_or_default();
+    assert!(limits.contains_key("memory"), "a memory limit: {limits:?}");
+    assert_eq!(spec.node_name.as_deref(), Some(node.name.as_str()));
+
+    // An image that runs as root under runAsNonRoot: the kubelet refuses it, and the
+    // status says so instead of a pod waiting with no word.
+    let workloads: Api<SupervisedWorkload> = Api::namespaced(client.clone(), ns);
+    let refused = eventually(
+        "Isolated=False for the rooted pods",
+        Duration::from_secs(90),
+        || {
+            let workloads = workloads.clone();
+            async move {
+                let status = workloads.get("rooted").await?.status.unwrap_or_default();
+                Ok(status
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Isolated" && c.status == "False"))
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", operator.log()))?;
+    assert_eq!(refused.reason, "KubeletRefused", "{refused:?}");
+    assert!(
+        refused.message.contains("CreateContainerConfigError")
+            && refused.message.contains("runAsNonRoot"),
+        "{refused:?}"
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    eventually("an IsolationRefused Event", Duration::from_secs(30), || {
+        let events = events.clone();
+        async move {
+            Ok(events
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("IsolationRefused")))
+        }
+    })
+    .await?;
+    let hardened_status = workloads.get("hardened").await?.status.unwrap_or_default();
+    assert!(
+        hardened_status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Isolated" && c.status == "True"),
+        "{hardened_status:?}"
     );
     Ok(())
 }

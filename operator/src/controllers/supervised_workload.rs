@@ -149,9 +149,45 @@ fn merge_params() -> PatchParams {
     }
 }
 
+/// Why the kubelet cannot start a container of a pod the webhook isolated: the waiting
+/// reasons of a container that will not start as specified (`CreateContainerConfigError`
+/// for `runAsNonRoot` with an image that runs as root, `CreateContainerError` and
+/// `RunContainerError` for what the runtime refuses), as `pod/container: reason: message`.
+pub fn refused_by_kubelet(pod: &Pod) -> Option<String> {
+    if !pod
+        .annotations()
+        .contains_key(crate::webhook::MUTATED_ANNOTATION)
+    {
+        return None;
+    }
+    let status = pod.status.as_ref()?;
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find_map(|c| {
+            let waiting = c.state.as_ref()?.waiting.as_ref()?;
+            let reason = waiting.reason.as_deref()?;
+            matches!(
+                reason,
+                "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError"
+            )
+            .then(|| {
+                format!(
+                    "{}/{}: {reason}: {}",
+                    pod.name_any(),
+                    c.name,
+                    waiting.message.as_deref().unwrap_or("no message")
+                )
+            })
+        })
+}
+
 /// The `SupervisedWorkload`s to reconcile because of pod events: a pod whose containers
-/// show a crash wakes the objects in its namespace that target its workload. Pods without
-/// a crash wake nothing, so a busy cluster costs a watch, not reconciles.
+/// show a crash, or that the kubelet cannot start with its isolation, wakes the objects in
+/// its namespace that target its workload. Other pods wake nothing, so a busy cluster
+/// costs a watch, not reconciles.
 pub fn crash_triggers(
     client: &kube::Client,
     store: Store<DeserializeGuard<SupervisedWorkload>>,
@@ -164,7 +200,7 @@ pub fn crash_triggers(
             let store = store.clone();
             async move {
                 let pod = pod.ok()?;
-                if crashes_of(&pod).is_empty() {
+                if crashes_of(&pod).is_empty() && refused_by_kubelet(&pod).is_none() {
                     return None;
                 }
                 let namespace = pod.namespace()?;
@@ -436,12 +472,14 @@ impl Reconcile for SupervisedWorkload {
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
         let mut seen: HashSet<String> = previous.seen_crashes.iter().cloned().collect();
         let mut fresh = Vec::new();
+        let mut refused = Vec::new();
         if let Some(selector) = pod_selector(&ctx, &namespace, kind, &workload).await? {
             for pod in pods
                 .list(&ListParams::default().labels(&selector))
                 .await?
                 .items
             {
+                refused.extend(refused_by_kubelet(&pod));
                 // A pod created after this object: all its restarts are in scope.
                 let pod_is_newer = pod.creation_timestamp() >= self.creation_timestamp();
                 for mut crash in crashes_of(&pod) {
@@ -682,7 +720,19 @@ impl Reconcile for SupervisedWorkload {
                 humantime(window),
             ),
         );
-        let isolated = isolation_condition(&self, kind, &workload);
+        let isolated = isolation_condition(&self, kind, &workload, &refused);
+        let was = previous.conditions.iter().find(|c| c.type_ == ISOLATED);
+        if !refused.is_empty()
+            && was.is_none_or(|c| c.reason != isolated.reason || c.message != isolated.message)
+        {
+            ctx.publish(
+                self.as_ref(),
+                EventType::Warning,
+                "IsolationRefused",
+                isolated.message.clone(),
+            )
+            .await;
+        }
         let status = SupervisedWorkloadStatus {
             observed_generation: None,
             conditions: std::iter::once(ready)
@@ -749,12 +799,14 @@ async fn forbid_overlap(
     Ok(())
 }
 
-/// `Isolated`: what the pod webhook does to the workload's pods, and the settings of its
-/// pod template that contradict the profile (reported, not overridden).
+/// `Isolated`: what the pod webhook does to the workload's pods, the settings of its pod
+/// template that contradict the profile (reported, not overridden), and the isolated pods
+/// the kubelet cannot start (`refused`, from [`refused_by_kubelet`]).
 fn isolation_condition(
     object: &SupervisedWorkload,
     kind: WorkloadKind,
     workload: &DynamicObject,
+    refused: &[String],
 ) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
     let template = if kind == WorkloadKind::CronJob {
         &workload.data["spec"]["jobTemplate"]["spec"]["template"]
@@ -762,6 +814,25 @@ fn isolation_condition(
         &workload.data["spec"]["template"]
     };
     let profile = object.spec.isolation.profile;
+    if let Some(first) = refused.first() {
+        let more = match refused.len() {
+            1 => String::new(),
+            n => format!(" (and {} more pods)", n - 1),
+        };
+        return condition(
+            ISOLATED,
+            Some(false),
+            "KubeletRefused",
+            format!(
+                "the kubelet cannot start pods isolated with the {profile:?} profile: {first}{more}{hint}",
+                hint = if first.contains("runAsNonRoot") {
+                    "; give the image a numeric non-root USER or set runAsUser in the pod template"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
     let mutation = crate::webhook::mutate::mutate(template, object, None);
     if !mutation.conflicts.is_empty() {
         return condition(
