@@ -1,12 +1,16 @@
-//! Crash capture from real programs on a real node: a Go service that dereferences nil, a
-//! Rust program that panics with `RUST_BACKTRACE=1`, a Python program that raises, a Java
-//! program that throws, an OOM kill under a memory limit, a C program killed by a real
-//! SIGSEGV, and one that exits 0. They are built by `make tools` (e2e/tools/crashers/)
-//! into the image `vigil.test/crashers:1`; containerd and runc run them, the kubelet keeps
-//! their logs, and the operator reads the previous instance's log through the API server as
-//! it does in any cluster. Then the circuit breaker, under the kubelet's real
-//! `CrashLoopBackOff` (10 s, doubling, after an immediate first restart): it opens after three crashes, scales the Deployment
-//! to zero, half-opens after the cooldown, and closes once the fixed program runs.
+//! `SupervisedWorkload` on a real node, with real programs (built by `make tools` from
+//! e2e/tools/crashers/ into the image `vigil.test/crashers:1`; containerd and runc run
+//! them, the kubelet keeps their logs, and the operator reads the crashed instance's log
+//! through the API server as it does in any cluster):
+//! - crash capture from a Go service that dereferences nil, a Rust program that panics
+//!   with `RUST_BACKTRACE=1`, a Python program that raises, a Java program that throws, an
+//!   OOM kill under a memory limit, a C program killed by a real SIGSEGV, and one that
+//!   exits 0;
+//! - the circuit breaker under the kubelet's real `CrashLoopBackOff` (an immediate first
+//!   restart, then 10 s, doubling): open after three crashes, scaled to zero, half-open
+//!   after the cooldown, closed once the fixed program runs;
+//! - config hot-reload read by a real program, rolled back after its real crashes;
+//! - the webhook's isolation on real pods, and a profile the kubelet refuses, reported.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -655,6 +659,206 @@ async fn isolation_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
             .iter()
             .any(|c| c.type_ == "Isolated" && c.status == "True"),
         "{hardened_status:?}"
+    );
+    Ok(())
+}
+
+/// The ConfigMap the Deployment's `config` volume points at.
+async fn mounted(deployments: &Api<Deployment>) -> anyhow::Result<String> {
+    let deployment = deployments.get("checkout").await?;
+    Ok(deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.volumes)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| v.name == "config")
+        .and_then(|v| v.config_map)
+        .map(|c| c.name)
+        .unwrap_or_default())
+}
+
+/// The log of a ready pod that mounts `revision`, once it has logged `line`.
+async fn reader_says(pods: &Api<Pod>, revision: &str, line: &str) -> anyhow::Result<String> {
+    eventually(
+        &format!("a ready pod of {revision} logging {line:?}"),
+        Duration::from_secs(120),
+        || async {
+            for pod in pods
+                .list(&ListParams::default().labels("app=checkout"))
+                .await?
+                .items
+            {
+                let mounts = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.volumes.as_ref())
+                    .is_some_and(|v| {
+                        v.iter()
+                            .any(|v| v.config_map.as_ref().is_some_and(|c| c.name == revision))
+                    });
+                let ready = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .is_some_and(|c| c.iter().all(|c| c.ready));
+                if !(mounts && ready && pod.metadata.deletion_timestamp.is_none()) {
+                    continue;
+                }
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                let log = pods.logs(&name, &Default::default()).await?;
+                if log.contains(line) {
+                    return Ok(Some(log));
+                }
+            }
+            Ok(None)
+        },
+    )
+    .await
+}
+
+async fn wait_config(
+    workloads: &Api<SupervisedWorkload>,
+    what: &str,
+    reason: &str,
+) -> anyhow::Result<SupervisedWorkloadStatus> {
+    wait_status(workloads, what, Duration::from_secs(120), |s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "ConfigReloaded" && c.reason == reason)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_real_reader_runs_each_valid_config_and_a_crashing_one_is_rolled_back() {
+    let mut cluster = TestCluster::start_with_node("reader")
+        .await
+        .expect("cluster");
+    let result = config_scenario(&cluster).await;
+    if result.is_err() {
+        cluster.print_logs();
+    }
+    result.unwrap_or_else(|e| panic!("{e:#}"));
+    let left = cluster.stop_node();
+    assert!(left.is_empty(), "the node left {left:?}");
+}
+
+async fn config_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
+    let node = cluster.node().expect("a real node");
+    node.import_image(&repo().join(".tools/images/crashers.tar"))?;
+    let operator = Operator::start_with_chart_rbac(cluster, "vigil-reader", &[]).await?;
+    let namespace = cluster.namespace("reader").await?;
+    let ns = namespace.name.as_str();
+    let client = cluster.client();
+    let params = PatchParams::apply("vigil-e2e");
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let workloads: Api<SupervisedWorkload> = Api::namespaced(client.clone(), ns);
+    let source = |app: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "checkout-config"}, "data": {"app.yaml": app}})
+    };
+    let set = |app: &'static str| {
+        let config_maps = config_maps.clone();
+        let params = params.clone();
+        async move {
+            config_maps
+                .patch("checkout-config", &params, &Patch::Apply(&source(app)))
+                .await
+        }
+    };
+    set("port: 8080\nmode: safe\n").await?;
+    let mut reader = deployment(
+        "checkout",
+        &["/crasher", "config"],
+        &[("CRASH_AFTER", "1s")],
+        None,
+    );
+    reader["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+        serde_json::json!([{"name": "config", "mountPath": "/etc/checkout"}]);
+    reader["spec"]["template"]["spec"]["volumes"] =
+        serde_json::json!([{"name": "config", "configMap": {"name": "checkout-config"}}]);
+    apply(&client, ns, reader).await?;
+    let supervised = serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "SupervisedWorkload",
+        "metadata": {"name": "checkout"},
+        "spec": {"target": {"kind": "Deployment", "name": "checkout"},
+            "config": {"configMapName": "checkout-config", "rollbackWithin": "2m",
+                "schema": {"type": "object", "required": ["port"],
+                    "properties": {"port": {"type": "integer", "maximum": 65535},
+                        "mode": {"enum": ["safe", "fast"]}}}}}});
+    apply(&client, ns, supervised).await?;
+
+    // Adopted: the program reads revision 1.
+    let first = wait_config(&workloads, "the first revision", "Switched").await?;
+    let rev1 = first.config_revision.clone().unwrap_or_default();
+    reader_says(&pods, &rev1, "config mode=safe port=8080").await?;
+
+    // A change the schema refuses never reaches the program.
+    set("port: 70000\nmode: safe\n").await?;
+    wait_config(&workloads, "the invalid config rejected", "InvalidConfig").await?;
+    assert_eq!(mounted(&deployments).await?, rev1);
+    let log = reader_says(&pods, &rev1, "serving with mode=safe port=8080").await?;
+    assert!(!log.contains("70000"), "{log}");
+
+    // A valid change: the new revision, and the program runs with it.
+    set("port: 9090\nmode: safe\n").await?;
+    let second = wait_status(
+        &workloads,
+        "the second revision",
+        Duration::from_secs(60),
+        |s| {
+            s.config_revision.as_deref().is_some_and(|r| r != rev1)
+                && s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "ConfigReloaded" && c.reason == "Switched")
+        },
+    )
+    .await?;
+    let rev2 = second.config_revision.clone().unwrap_or_default();
+    reader_says(&pods, &rev2, "config mode=safe port=9090").await?;
+
+    // Valid for the schema, fatal for the program: its pods crash for real, and Vigil
+    // switches back to revision 2.
+    let switching = Instant::now();
+    set("port: 9090\nmode: fast\n").await?;
+    let rolled = wait_config(&workloads, "rolled back after real crashes", "RolledBack")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", operator.log()))?;
+    eprintln!(
+        "rolled back {:.0}s after the fatal config was written",
+        switching.elapsed().as_secs_f64()
+    );
+    assert_eq!(rolled.config_revision.as_deref(), Some(rev2.as_str()));
+    let rev3 = rolled.config_revisions[0].name.clone();
+    assert_eq!(rolled.config_revisions[0].state, "RolledBack", "{rolled:?}");
+    assert_ne!(rev3, rev2);
+    let message = rolled
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ConfigReloaded")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains(&rev3) && message.contains(&rev2),
+        "the condition names both revisions: {message}"
+    );
+    assert!(rolled.crashes_total >= 1, "{rolled:?}");
+    assert_eq!(mounted(&deployments).await?, rev2);
+    reader_says(&pods, &rev2, "serving with mode=safe port=9090").await?;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let note = events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .find(|e| e.reason.as_deref() == Some("ConfigRolledBack"))
+        .and_then(|e| e.note)
+        .ok_or_else(|| anyhow::anyhow!("no ConfigRolledBack Event"))?;
+    assert!(
+        note.contains(&rev3) && note.contains(&rev2),
+        "the Event names both revisions: {note}"
     );
     Ok(())
 }

@@ -6,11 +6,15 @@
 //	crasher oom     logs, then allocates and touches memory until the kernel kills it
 //	crasher exit0   logs, then exits 0 (a job done, not a crash)
 //	crasher serve   logs a heartbeat every second and never fails (the fixed program)
+//	crasher config  reads CONFIG (default /etc/checkout/app.yaml: `port: N`, `mode: M`)
+//	                at start and logs it every second; mode `fast` makes it dereference
+//	                nil after CRASH_AFTER, a config a schema accepts that still crashes it
 package main
 
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -71,6 +75,32 @@ func main() {
 		time.Sleep(after())
 		fmt.Println("checkout: batch done")
 		os.Exit(0)
+	case "config":
+		path := os.Getenv("CONFIG")
+		if path == "" {
+			path = "/etc/checkout/app.yaml"
+		}
+		text, err := os.ReadFile(path)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "checkout: cannot read %s: %v\n", path, err)
+			os.Exit(78)
+		}
+		settings := map[string]string{}
+		for _, line := range strings.Split(string(text), "\n") {
+			if key, value, ok := strings.Cut(line, ":"); ok {
+				settings[strings.TrimSpace(key)] = strings.TrimSpace(value)
+			}
+		}
+		fmt.Printf("checkout: config mode=%s port=%s\n", settings["mode"], settings["port"])
+		if settings["mode"] == "fast" {
+			time.Sleep(after())
+			fmt.Println("checkout: fast mode skips the cart cache")
+			fmt.Println(lookupCart(42).Total())
+		}
+		for i := 0; ; i++ {
+			fmt.Printf("checkout: serving with mode=%s port=%s (%d)\n", settings["mode"], settings["port"], i)
+			time.Sleep(time.Second)
+		}
 	case "serve":
 		for i := 0; ; i++ {
 			fmt.Printf("checkout: healthy (%d)\n", i)
