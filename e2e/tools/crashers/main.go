@@ -9,10 +9,15 @@
 //	crasher config  reads CONFIG (default /etc/checkout/app.yaml: `port: N`, `mode: M`)
 //	                at start and logs it every second; mode `fast` makes it dereference
 //	                nil after CRASH_AFTER, a config a schema accepts that still crashes it
+//	crasher https   serves HTTPS on :8443 with /tls/tls.crt and /tls/tls.key, read again
+//	                at every handshake (a renewed Secret is served once the kubelet
+//	                has refreshed the volume)
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -101,6 +106,23 @@ func main() {
 			fmt.Printf("checkout: serving with mode=%s port=%s (%d)\n", settings["mode"], settings["port"], i)
 			time.Sleep(time.Second)
 		}
+	case "https":
+		server := &http.Server{
+			Addr: ":8443",
+			TLSConfig: &tls.Config{
+				GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+					pair, err := tls.LoadX509KeyPair("/tls/tls.crt", "/tls/tls.key")
+					return &pair, err
+				},
+			},
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				fmt.Fprintln(w, "checkout over TLS")
+			}),
+			ReadHeaderTimeout: 5 * time.Second,
+		}
+		fmt.Println("checkout: serving HTTPS on :8443 with /tls")
+		fmt.Fprintln(os.Stderr, server.ListenAndServeTLS("", ""))
+		os.Exit(1)
 	case "serve":
 		for i := 0; ; i++ {
 			fmt.Printf("checkout: healthy (%d)\n", i)
