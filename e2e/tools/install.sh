@@ -371,4 +371,22 @@ else
     log "crashers image $CRASHERS_IMAGE -> ${CRASHERS_TAR#"$REPO"/} ... done"
 fi
 
+# The CoreDNS image of a Dedicated CrossCloudDNS on the real node: the coredns built above,
+# static, under the name Vigil deploys by default (coredns/coredns:1.15.0, the release it
+# is built from; containerd knows it by its full name, docker.io/...), so the unchanged
+# Deployment runs it without a registry.
+COREDNS_IMAGE="docker.io/coredns/coredns:${COREDNS_VERSION#v}"
+COREDNS_TAR="$(dirname "$BIN")/images/coredns.tar"
+coredns_want="$COREDNS_IMAGE $(cat "$BIN/.coredns.version") $(sha256sum "$REPO/scripts/oci-image.py" | cut -c1-12)"
+if [ "$FORCE" != 1 ] && [ -f "$COREDNS_TAR" ] && [ "$(cat "$COREDNS_TAR.version" 2>/dev/null)" = "$coredns_want" ]; then
+    log "coredns image ... up to date"
+else
+    mkdir -p "$(dirname "$COREDNS_TAR")"
+    "$REPO/scripts/oci-image.py" --name "$COREDNS_IMAGE" --out "$COREDNS_TAR" \
+        --file "/coredns=$BIN/coredns:0755" --entrypoint /coredns --user 65532:65532 >/dev/null ||
+        die "packing the coredns image failed"
+    printf '%s\n' "$coredns_want" >"$COREDNS_TAR.version"
+    log "coredns image $COREDNS_IMAGE -> ${COREDNS_TAR#"$REPO"/} ... done"
+fi
+
 log "tools in $BIN ready in $((SECONDS - total_start))s"
