@@ -389,4 +389,20 @@ else
     log "coredns image $COREDNS_IMAGE -> ${COREDNS_TAR#"$REPO"/} ... done"
 fi
 
+# The Collector image of TelemetryPipelines on the real node (validation Jobs, gateways,
+# sidecars): otelcol-vigil, built above with every component Vigil generates, static.
+OTELCOL_IMAGE="vigil.test/otelcol-vigil:$(awk '$1 == "version:" { print $2; exit }' "$HERE/otelcol/vigil.yaml")"
+OTELCOL_TAR="$(dirname "$BIN")/images/otelcol-vigil.tar"
+otelcol_want="$OTELCOL_IMAGE $(cat "$BIN/.otelcol-vigil.version") $(sha256sum "$REPO/scripts/oci-image.py" | cut -c1-12)"
+if [ "$FORCE" != 1 ] && [ -f "$OTELCOL_TAR" ] && [ "$(cat "$OTELCOL_TAR.version" 2>/dev/null)" = "$otelcol_want" ]; then
+    log "otelcol-vigil image ... up to date"
+else
+    mkdir -p "$(dirname "$OTELCOL_TAR")"
+    "$REPO/scripts/oci-image.py" --name "$OTELCOL_IMAGE" --out "$OTELCOL_TAR" \
+        --file "/otelcol-vigil=$BIN/otelcol-vigil:0755" --entrypoint /otelcol-vigil \
+        --user 65532:65532 >/dev/null || die "packing the otelcol-vigil image failed"
+    printf '%s\n' "$otelcol_want" >"$OTELCOL_TAR.version"
+    log "otelcol-vigil image $OTELCOL_IMAGE -> ${OTELCOL_TAR#"$REPO"/} ... done"
+fi
+
 log "tools in $BIN ready in $((SECONDS - total_start))s"
