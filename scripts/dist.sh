@@ -31,7 +31,7 @@ fi
 mkdir -p "$TOOLS/bin"
 printf '#!/bin/sh\nexec "%s" -m ziglang "$@"\n' "$TOOLS/zig/bin/python" >"$TOOLS/bin/zig"
 chmod 755 "$TOOLS/bin/zig"
-if ! cargo zigbuild --version 2>/dev/null | grep -qw "$ZIGBUILD_VERSION"; then
+if ! cargo-zigbuild --version 2>/dev/null | grep -qw "$ZIGBUILD_VERSION"; then
     cargo install --locked cargo-zigbuild --version "$ZIGBUILD_VERSION"
 fi
 rustup target list --installed | grep -qx "$ARM64" || rustup target add "$ARM64"
