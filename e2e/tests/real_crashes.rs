@@ -652,14 +652,23 @@ async fn isolation_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         }
     })
     .await?;
-    let hardened_status = workloads.get("hardened").await?.status.unwrap_or_default();
-    assert!(
-        hardened_status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Isolated" && c.status == "True"),
-        "{hardened_status:?}"
-    );
+    // The hardened object was applied before its Deployment (the webhook isolates pods at
+    // creation): it said TargetNotFound and looks again within 10 s.
+    eventually(
+        "Isolated=True for the hardened pods",
+        Duration::from_secs(30),
+        || {
+            let workloads = workloads.clone();
+            async move {
+                let status = workloads.get("hardened").await?.status.unwrap_or_default();
+                Ok(status
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Isolated" && c.status == "True"))
+            }
+        },
+    )
+    .await?;
     Ok(())
 }
 
