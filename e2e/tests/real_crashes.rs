@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use vigil::api::{SupervisedWorkload, SupervisedWorkloadStatus};
 use vigil_e2e::{Operator, TestCluster, eventually, repo};
 
@@ -540,29 +540,49 @@ async fn isolation_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
             "isolation": {"profile": "restricted", "readOnlyRootFilesystem": true}}});
     apply(&client, ns, hardened).await?;
     apply(&client, ns, supervised("rooted", None)).await?;
-    let webhooks: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
-        Api::all(client.clone());
+    // The webhook isolates a pod only if it knows the object when the pod is created: wait
+    // until the operator has seen both (their first status, TargetNotFound).
+    let workloads: Api<SupervisedWorkload> = Api::namespaced(client.clone(), ns);
+    for name in ["hardened", "rooted"] {
+        eventually(&format!("{name} seen"), Duration::from_secs(30), || {
+            let workloads = workloads.clone();
+            async move {
+                let status = workloads.get(name).await?.status.unwrap_or_default();
+                Ok((!status.conditions.is_empty()).then_some(()))
+            }
+        })
+        .await?;
+    }
+    // The webhook in effect: the API server has its configuration and the operator knows
+    // the object. A server-side dry run of a pod of `hardened` goes through admission
+    // without creating anything; it comes back isolated once both hold.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let probe: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "hardened-probe-", "labels": {"pod-template-hash": "probe"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "hardened-probe",
+                "uid": "00000000-0000-0000-0000-000000000001", "controller": true}]},
+        "spec": {"containers": [{"name": "app", "image": IMAGE}]}}))?;
     eventually(
-        "the webhook configuration with its CA",
+        "the webhook isolating pods of hardened",
         Duration::from_secs(60),
         || {
-            let webhooks = webhooks.clone();
+            let (pods, probe) = (pods.clone(), probe.clone());
             async move {
-                Ok(webhooks
-                    .list(&ListParams::default())
-                    .await?
-                    .items
-                    .into_iter()
-                    .find(|w| {
-                        w.webhooks
-                            .iter()
-                            .flatten()
-                            .all(|h| h.client_config.ca_bundle.is_some())
-                    }))
+                let params = kube::api::PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                };
+                let admitted = pods.create(&params, &probe).await?;
+                Ok(admitted
+                    .annotations()
+                    .contains_key("vigil.io/isolation")
+                    .then_some(()))
             }
         },
     )
-    .await?;
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", operator.log()))?;
     apply(&client, ns, bare_deployment("hardened", IMAGE)).await?;
     apply(
         &client,
@@ -572,7 +592,6 @@ async fn isolation_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     .await?;
 
     // The restricted profile, read-only root included, on a pod that runs for real.
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let pod = eventually("the hardened pod running", Duration::from_secs(90), || {
         let pods = pods.clone();
         async move {
@@ -616,7 +635,6 @@ async fn isolation_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
 
     // An image that runs as root under runAsNonRoot: the kubelet refuses it, and the
     // status says so instead of a pod waiting with no word.
-    let workloads: Api<SupervisedWorkload> = Api::namespaced(client.clone(), ns);
     let refused = eventually(
         "Isolated=False for the rooted pods",
         Duration::from_secs(90),
