@@ -697,12 +697,15 @@ async fn leader_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         "the standby must not run controllers:\n{}",
         second.log()
     );
+    // Vigil's Events (Kubernetes' own controllers publish some too, e.g. the API server's
+    // ipallocator repair).
     let events: Api<Event> = Api::all(cluster.client());
     let writers: Vec<String> = events
         .list(&ListParams::default())
         .await?
         .items
         .into_iter()
+        .filter(|e| e.reporting_controller.as_deref() == Some("vigil"))
         .filter_map(|e| e.reporting_instance)
         .collect();
     assert!(
