@@ -19,13 +19,7 @@ use crate::{eventually, free_port, http_send, tool};
 /// matches the others at the pinned release (see `e2e/tools/otelcol/vigil.yaml`).
 /// [`with_stand_ins`] replaces exactly these; a test checks that none of them is built,
 /// so that this list can never hide a component that could be validated.
-pub const NOT_BUILT: &[&str] = &[
-    "resource_detection",
-    "awsxray",
-    "awsemf",
-    "sigv4auth",
-    "opensearch",
-];
+pub const NOT_BUILT: &[&str] = &["awsxray", "awsemf", "sigv4auth", "opensearch"];
 
 /// The type of a component id: `otlp_grpc/traces` is an `otlp_grpc`.
 pub fn component_type(id: &str) -> &str {
@@ -112,15 +106,33 @@ fn stand_in(id: &str) -> String {
 }
 
 /// Runs `otelcol-vigil validate` on `yaml` (written to `<dir>/<name>.yaml`), in the
-/// environment of a collector pod: `Ok(Ok(()))` when the Collector accepts it, `Ok(Err(message))` with what it said when not.
+/// environment of a collector pod: `Ok(Ok(()))` when the Collector accepts it,
+/// `Ok(Err(message))` with what it said when not.
+///
+/// `validate` builds the pipelines, and some Kubernetes components open their in-cluster
+/// client while being built (the `eks` and `k8s_api` detectors): they need the pod's
+/// `KUBERNETES_SERVICE_*` variables and a ServiceAccount token at its fixed path, though
+/// they call nothing. The command runs in a mount namespace of its own with a tmpfs on
+/// `/run` (`/var/run`) holding a placeholder token, so this machine's `/run` is untouched
+/// and the configuration is validated exactly as written.
 pub fn validate(dir: &Path, name: &str, yaml: &str) -> anyhow::Result<Result<(), String>> {
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, yaml)?;
-    let output = Command::new(tool("otelcol-vigil")?)
-        // What the agent DaemonSet sets from the downward API; k8s_attributes checks it.
-        .env("K8S_NODE_NAME", "node-0")
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs -o mode=0755 vigil-validate /run && \
+             mkdir -p /run/secrets/kubernetes.io/serviceaccount && \
+             echo placeholder >/run/secrets/kubernetes.io/serviceaccount/token && \
+             exec \"$0\" \"$@\"",
+        )
+        .arg(tool("otelcol-vigil")?)
         .arg("validate")
         .arg(format!("--config=file:{}", path.display()))
+        // What the pod has: the downward API's node name, the API server's Service.
+        .env("K8S_NODE_NAME", "node-0")
+        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .env("KUBERNETES_SERVICE_PORT", "443")
         .output()?;
     if output.status.success() {
         Ok(Ok(()))
@@ -307,11 +319,22 @@ impl Backend {
                 continue;
             };
             for resource in batch["resourceSpans"].as_array().into_iter().flatten() {
+                let attributes: std::collections::BTreeMap<String, String> =
+                    resource["resource"]["attributes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| {
+                            let value = a["value"]["stringValue"].as_str()?;
+                            Some((a["key"].as_str()?.to_owned(), value.to_owned()))
+                        })
+                        .collect();
                 for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
                     for span in scope["spans"].as_array().into_iter().flatten() {
                         spans.push(Span {
                             trace_id: span["traceId"].as_str().unwrap_or_default().to_owned(),
                             name: span["name"].as_str().unwrap_or_default().to_owned(),
+                            resource: attributes.clone(),
                         });
                     }
                 }
@@ -328,6 +351,8 @@ pub struct Span {
     pub trace_id: String,
     /// Span name.
     pub name: String,
+    /// The string attributes of its resource.
+    pub resource: std::collections::BTreeMap<String, String>,
 }
 
 /// A one-span trace in OTLP/JSON: `trace_id` (32 hex digits), lasting `duration_ms`, with
@@ -394,9 +419,25 @@ spec:
 }
 
 /// `config` for a Collector outside any pod: there is no service account, so
-/// `k8s_attributes` reads the API server of `KUBECONFIG` instead (the same processor).
-pub fn outside_a_pod(config: &str) -> String {
-    config.replace("auth_type: serviceAccount", "auth_type: kubeConfig")
+/// `k8s_attributes` and the `k8s_api` resource detector read the API server of
+/// `KUBECONFIG` instead (the same components). The detector reads the node named by
+/// `K8S_NODE_NAME`, which the caller sets as the downward API would.
+pub fn outside_a_pod(config: &str) -> anyhow::Result<String> {
+    let mut config: Value = serde_yaml_ng::from_str(
+        &config.replace("auth_type: serviceAccount", "auth_type: kubeConfig"),
+    )?;
+    if let Some(detection) = config["processors"]
+        .get_mut("resource_detection")
+        .and_then(Value::as_object_mut)
+    {
+        let reads_nodes = detection["detectors"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d == "k8s_api"));
+        if reads_nodes {
+            detection.insert("k8s_api".into(), json!({"auth_type": "kubeConfig"}));
+        }
+    }
+    Ok(serde_yaml_ng::to_string(&config)?)
 }
 
 /// The kubelet of Vigil's Collector validation pods in a test cluster, whose kwok nodes

@@ -139,6 +139,7 @@ fn every_generated_configuration_passes_the_collectors_validate() -> anyhow::Res
         "prometheus",
         "memory_limiter",
         "k8s_attributes",
+        "resource_detection",
         "tail_sampling",
         "batch",
         "otlp_grpc",
@@ -194,15 +195,18 @@ async fn the_gateway_keeps_what_its_sampling_promises() -> anyhow::Result<()> {
     let backend = Backend::start(dir.path(), "backend").await?;
     let yaml = vmware_gateway_config(&format!("http://{}", backend.endpoint), 20.0)?;
     let (config, removed) = with_stand_ins(&yaml)?;
-    assert_eq!(removed, ["resource_detection"], "{yaml}");
-    let config = outside_a_pod(&config);
+    assert_eq!(removed, Vec::<String>::new(), "{yaml}");
+    let config = outside_a_pod(&config)?;
     let kubeconfig = cluster.kubeconfig().display().to_string();
     let gateway = Collector::start(
         dir.path(),
         "gateway",
         "otelcol-vigil",
         &config,
-        &[("KUBECONFIG", &kubeconfig)],
+        &[
+            ("KUBECONFIG", &kubeconfig),
+            ("K8S_NODE_NAME", "otel-node-0"),
+        ],
     )
     .await?;
     let otlp = gateway

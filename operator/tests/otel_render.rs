@@ -7,7 +7,10 @@ use std::fmt::Write as _;
 
 use vigil::inventory::Inventory;
 use vigil::manifest;
-use vigil::render::otel::{CollectorConfig, render_collector_configs};
+use vigil::render::otel::{
+    CollectorConfig, SIDECAR_RESOURCE, SIDECAR_VOLUME, collector_container,
+    render_collector_configs,
+};
 
 const BACKENDS: &str = "  backends:
     aws: {region: eu-west-1, xray: true, emfLogGroup: /shop/metrics,
@@ -154,7 +157,40 @@ fn agent_and_sidecar() {
             value["receivers"].get("prometheus").is_none(),
             "a sidecar does not scrape"
         );
+        assert!(
+            !config.yaml.contains("k8s_api"),
+            "a sidecar runs as its pod's ServiceAccount, which may not read nodes"
+        );
     }
+    // The sidecar gets its pod from the downward API, and holds the app until it is up.
+    let inventory = fixture("  mode: sidecar\n");
+    let pipeline = &inventory.telemetry_pipelines[0];
+    let container = collector_container(pipeline, &[], SIDECAR_VOLUME);
+    let env = container["env"].as_array().expect("env");
+    let attributes = env
+        .iter()
+        .find(|e| e["name"] == "OTEL_RESOURCE_ATTRIBUTES")
+        .expect("OTEL_RESOURCE_ATTRIBUTES");
+    assert_eq!(attributes["value"], SIDECAR_RESOURCE);
+    // Kubernetes expands `$(NAME)` only for variables defined before it.
+    let position = |name: &str| env.iter().position(|e| e["name"] == name);
+    for variable in [
+        "K8S_POD_NAME",
+        "K8S_NAMESPACE_NAME",
+        "K8S_POD_UID",
+        "K8S_NODE_NAME",
+    ] {
+        assert!(SIDECAR_RESOURCE.contains(&format!("$({variable})")));
+        assert!(
+            position(variable) < position("OTEL_RESOURCE_ATTRIBUTES"),
+            "{variable}"
+        );
+    }
+    assert_eq!(container["startupProbe"]["httpGet"]["port"], 13133);
+    let gateway = fixture("  mode: gateway\n");
+    let container = collector_container(&gateway.telemetry_pipelines[0], &[], "config");
+    assert!(container.get("startupProbe").is_none(), "{container}");
+    assert!(!container.to_string().contains("OTEL_RESOURCE_ATTRIBUTES"));
     insta::assert_snapshot!("sidecar-aws", sidecar[0].yaml);
     insta::assert_snapshot!("sidecar-aliyun", sidecar[1].yaml);
     insta::assert_snapshot!("sidecar-vmware", sidecar[2].yaml);

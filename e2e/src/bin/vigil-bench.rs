@@ -974,7 +974,7 @@ async fn otel_throughput(seconds: usize) -> anyhow::Result<()> {
     let backend = Backend::start(dir.path(), "backend").await?;
     let generated = vmware_gateway_config(&format!("http://{}", backend.endpoint), 10.0)?;
     let (generated, _) = with_stand_ins(&generated)?;
-    let generated = outside_a_pod(&generated);
+    let generated = outside_a_pod(&generated)?;
     let passthrough = serde_yaml_ng::to_string(&serde_json::json!({
         "receivers": {"otlp": {"protocols": {"http": {"endpoint": "0.0.0.0:4318"}}}},
         "exporters": {"otlp_grpc": {"endpoint": backend.endpoint, "tls": {"insecure": true}}},
@@ -989,7 +989,10 @@ async fn otel_throughput(seconds: usize) -> anyhow::Result<()> {
             name,
             "otelcol-vigil",
             &config,
-            &[("KUBECONFIG", &kubeconfig)],
+            &[
+                ("KUBECONFIG", &kubeconfig),
+                ("K8S_NODE_NAME", "otel-bench-node-0"),
+            ],
         )
         .await?;
         let url = gateway

@@ -12,9 +12,13 @@
 //	crasher https   serves HTTPS on :8443 with /tls/tls.crt and /tls/tls.key, read again
 //	                at every handshake (a renewed Secret is served once the kubelet
 //	                has refreshed the volume)
+//	crasher otlp    sends one span a second over OTLP/HTTP (JSON) to
+//	                $OTEL_EXPORTER_OTLP_ENDPOINT/v1/traces (default http://localhost:4318)
+//	                and logs each answer: the app beside an injected collector sidecar
 package main
 
 import (
+	"bytes"
 	"crypto/tls"
 	"fmt"
 	"net/http"
@@ -123,6 +127,30 @@ func main() {
 		fmt.Println("checkout: serving HTTPS on :8443 with /tls")
 		fmt.Fprintln(os.Stderr, server.ListenAndServeTLS("", ""))
 		os.Exit(1)
+	case "otlp":
+		endpoint := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+		if endpoint == "" {
+			endpoint = "http://localhost:4318"
+		}
+		client := &http.Client{Timeout: 5 * time.Second}
+		start := time.Now().UnixNano()
+		for i := 1; ; i++ {
+			begin := time.Now().UnixNano()
+			span := fmt.Sprintf(`{"resourceSpans":[{"resource":{"attributes":[`+
+				`{"key":"service.name","value":{"stringValue":"checkout"}}]},`+
+				`"scopeSpans":[{"spans":[{"traceId":"%016x%016x","spanId":"%016x",`+
+				`"name":"GET /cart","kind":2,"startTimeUnixNano":"%d","endTimeUnixNano":"%d",`+
+				`"status":{"code":2}}]}]}]}`,
+				start, i, i, begin, begin+int64(time.Millisecond))
+			response, err := client.Post(endpoint+"/v1/traces", "application/json", bytes.NewBufferString(span))
+			if err != nil {
+				fmt.Printf("checkout: span %d not exported: %v\n", i, err)
+			} else {
+				response.Body.Close()
+				fmt.Printf("checkout: span %d exported: %s\n", i, response.Status)
+			}
+			time.Sleep(time.Second)
+		}
 	case "serve":
 		for i := 0; ; i++ {
 			fmt.Printf("checkout: healthy (%d)\n", i)

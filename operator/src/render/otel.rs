@@ -173,10 +173,14 @@ fn collector(
         }
         processors.insert("k8s_attributes".into(), attributes);
     }
-    let detectors: &[&str] = match provider {
-        Provider::Aws => &["env", "ec2", "eks"],
-        Provider::Aliyun => &["env", "alibaba_ecs", "system"],
-        Provider::Vmware => &["env", "system", "k8s_api"],
+    // `k8s_api` reads the collector's node through the API: collectors of their own hold
+    // that right; a sidecar runs as its pod's ServiceAccount, and gets its pod and node
+    // from the downward API through `env` instead (see `collector_container`).
+    let detectors: &[&str] = match (provider, spec.mode) {
+        (Provider::Aws, _) => &["env", "ec2", "eks"],
+        (Provider::Aliyun, _) => &["env", "alibaba_ecs", "system"],
+        (Provider::Vmware, CollectorMode::Sidecar) => &["env", "system"],
+        (Provider::Vmware, _) => &["env", "system", "k8s_api"],
     };
     processors.insert(
         "resource_detection".into(),
@@ -496,11 +500,23 @@ pub fn collector_container(pipeline: &TelemetryPipeline, env: &[SecretEnv], volu
         .map(|e| json!({"name": e.name, "valueFrom": {"secretKeyRef": {"name": e.secret, "key": e.key}}}))
         .collect();
     variables.push(node_name_env());
+    if spec.mode == CollectorMode::Sidecar {
+        // The pod the sidecar serves, for the `env` detector: every span and metric of the
+        // pod carries it, as `k8s_attributes` adds it in gateways and agents.
+        for (name, field) in [
+            ("K8S_POD_NAME", "metadata.name"),
+            ("K8S_NAMESPACE_NAME", "metadata.namespace"),
+            ("K8S_POD_UID", "metadata.uid"),
+        ] {
+            variables.push(json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": field}}}));
+        }
+        variables.push(json!({"name": "OTEL_RESOURCE_ATTRIBUTES", "value": SIDECAR_RESOURCE}));
+    }
     variables.push(
         json!({"name": "GOMEMLIMIT", "value": format!("{}MiB", spec.memory_limit_mib * 4 / 5)}),
     );
     let memory = format!("{}Mi", spec.memory_limit_mib);
-    json!({
+    let mut container = json!({
         "name": SIDECAR_NAME,
         "image": image(pipeline),
         "args": [format!("--config={CONFIG_PATH}")],
@@ -515,8 +531,18 @@ pub fn collector_container(pipeline: &TelemetryPipeline, env: &[SecretEnv], volu
         "resources": {"requests": {"cpu": "100m", "memory": memory}, "limits": {"memory": memory}},
         "securityContext": restricted(),
         "volumeMounts": [{"name": volume, "mountPath": "/conf", "readOnly": true}],
-    })
+    });
+    if spec.mode == CollectorMode::Sidecar {
+        // A native sidecar's startup probe holds the pod's app containers until the
+        // Collector is healthy: the app's first span finds it listening.
+        container["startupProbe"] = json!({"httpGet": {"path": "/", "port": 13133}, "periodSeconds": 1, "failureThreshold": 60});
+    }
+    container
 }
+
+/// The resource attributes of an injected sidecar, from the downward API variables set
+/// before it (Kubernetes expands `$(NAME)` in a variable's value).
+pub const SIDECAR_RESOURCE: &str = "k8s.pod.name=$(K8S_POD_NAME),k8s.namespace.name=$(K8S_NAMESPACE_NAME),k8s.pod.uid=$(K8S_POD_UID),k8s.node.name=$(K8S_NODE_NAME)";
 
 /// The name of the collector container, in collector pods and as an injected sidecar.
 pub const SIDECAR_NAME: &str = "otelcol";
@@ -526,7 +552,10 @@ pub const SIDECAR_VOLUME: &str = "vigil-otelcol-config";
 /// The Job that runs `validate` of the pipeline's image on the ConfigMap `name` before any
 /// collector uses it. It fails on the Collector's first complaint, which the pod's
 /// termination message carries (`FallbackToLogsOnError`). It needs no Secret: unset
-/// variables expand to nothing, which `validate` accepts.
+/// variables expand to nothing, which `validate` accepts. It runs as the namespace's
+/// `default` ServiceAccount with its token mounted: `validate` builds the pipelines, and
+/// the Kubernetes components (the `k8s_api` detector) open their client from that token
+/// while being built, without calling the API.
 pub fn validation_job(pipeline: &TelemetryPipeline, name: &str) -> Value {
     let labels = labels(pipeline, "collector-validation");
     json!({
@@ -539,7 +568,7 @@ pub fn validation_job(pipeline: &TelemetryPipeline, name: &str) -> Value {
                 "metadata": {"labels": labels},
                 "spec": {
                     "restartPolicy": "Never",
-                    "automountServiceAccountToken": false,
+                    "automountServiceAccountToken": true,
                     "securityContext": pod_security(),
                     "containers": [{
                         "name": "validate",
@@ -571,9 +600,9 @@ pub fn cluster_role_name(pipeline: &TelemetryPipeline) -> String {
 
 /// The collectors of `pipeline` running the ConfigMap `config_map` (holding `config`): a
 /// ServiceAccount with read access to pods, namespaces and ReplicaSets (for
-/// `k8s_attributes` and pod discovery), and a Deployment with a Service (`gateway`) or a
-/// DaemonSet (`agent`). Nothing in `sidecar` mode, where the pod webhook adds the
-/// collector to each pod.
+/// `k8s_attributes` and pod discovery) and to nodes (`get`, for the `k8s_api` detector),
+/// and a Deployment with a Service (`gateway`) or a DaemonSet (`agent`). Nothing in
+/// `sidecar` mode, where the pod webhook adds the collector to each pod.
 pub fn collector_objects(
     pipeline: &TelemetryPipeline,
     config: &CollectorConfig,
@@ -604,6 +633,7 @@ pub fn collector_objects(
         "metadata": {"name": cluster_wide, "labels": labels},
         "rules": [
             {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
             {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
         ]}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",

@@ -1,0 +1,5 @@
+module go.opentelemetry.io/contrib/detectors/azure/azurecontainerapps
+
+go 1.26.0
+
+require go.opentelemetry.io/otel/sdk v1.46.0

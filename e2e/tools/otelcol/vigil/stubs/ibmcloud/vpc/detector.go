@@ -1,0 +1,27 @@
+// Package vpc stands in for go.opentelemetry.io/contrib/detectors/ibmcloud/vpc, which the
+// Go module proxy of the workplace that builds otelcol-vigil does not serve at the
+// version resource_detection v0.161.0 requires. Vigil never generates this detector;
+// the stand-in lets the rest of resource_detection build, and fails if it is used.
+package vpc
+
+import (
+	"context"
+	"errors"
+
+	"go.opentelemetry.io/otel/sdk/resource"
+)
+
+// Option is accepted and ignored: the detector is not built.
+type Option func()
+
+// WithProtocol is accepted and ignored: the detector is not built.
+func WithProtocol(string) Option { return func() {} }
+
+// NewResourceDetector returns a detector that always fails: it is not built.
+func NewResourceDetector(...Option) resource.Detector { return notBuilt{} }
+
+type notBuilt struct{}
+
+func (notBuilt) Detect(context.Context) (*resource.Resource, error) {
+	return nil, errors.New("the ibmcloud/vpc detector is not built into otelcol-vigil")
+}
