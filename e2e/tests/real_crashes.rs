@@ -294,6 +294,10 @@ async fn crashes_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
             "{}: snapshot stored {latency:.1}s after the crash (finishedAt, 1 s resolution)",
             case.name
         );
+        if case.name == "go" {
+            // The one docs/workloads.md shows.
+            eprintln!("the go snapshot: {}", serde_json::to_string_pretty(snapshot)?);
+        }
         assert_eq!(snapshot["exitCode"], case.exit_code, "{what}");
         assert_eq!(snapshot["reason"], case.reason, "{what}");
         assert_eq!(

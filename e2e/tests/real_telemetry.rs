@@ -172,6 +172,8 @@ async fn gateway_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}\n{}", operator.log()))?;
     let active = good.clusters[0].active_config.clone().unwrap_or_default();
+    // The one docs/telemetry.md shows.
+    eprintln!("the validated pipeline's status: {}", serde_json::to_string_pretty(&good)?);
     eprintln!(
         "validated by a real Job in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -251,6 +253,7 @@ async fn gateway_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     let verdict = condition(&status, "Validated")
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("no Validated condition: {status:?}"))?;
+    eprintln!("the refusal: {}", serde_json::to_string_pretty(&verdict)?);
     assert_eq!(verdict.reason, "ValidationFailed");
     assert!(
         verdict.message.contains("unknown type: \"opensearch\""),
