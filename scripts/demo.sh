@@ -27,7 +27,7 @@ if alive "$DEMO/fleet.pid" && [ -f "$DEMO/ready" ]; then
     step "the local fleet is already running"
 else
     step "starting the local fleet (etcd, kube-apiserver, controller-manager, scheduler, kwok, CoreDNS per cluster; a real node in aws)"
-    nohup target/debug/vigil-local "$DEMO" "$IMAGE" >"$DEMO/fleet.log" 2>&1 &
+    nohup target/debug/vigil-local "$DEMO" "$IMAGE" "$PWD/.tools/images/crashers.tar" >"$DEMO/fleet.log" 2>&1 &
     echo $! >"$DEMO/fleet.pid"
     for _ in $(seq 1 180); do
         [ -f "$DEMO/ready" ] && break
@@ -126,34 +126,46 @@ echo "dig @aws orders.shop.svc.clusterset.local -> ${ANSWER:-no answer} (aliyun'
 [ "$ANSWER" = "$ORDERS_IP" ] || { echo "cross-cloud DNS did not resolve orders from aws" >&2; exit 1; }
 echo "dig @vmware orders.shop.svc.aliyun.clusterset.local -> $(dig +short @127.0.0.1 -p 15355 orders.shop.svc.aliyun.clusterset.local A)"
 
-step "a crash loop: checkout's pods panic, the breaker opens (kwok runs no containers: each crash is reported as the kubelet would, in the pod's container status)"
-kubectl -n shop wait --for=condition=Ready supervisedworkload/checkout --timeout=60s
-for i in 1 2 3 4 5; do
-    kubectl -n shop get pods -l app=checkout -o json | python3 -c '
-import json, sys, datetime
-pods = [p for p in json.load(sys.stdin)["items"]
-        if p["status"].get("phase") == "Running" and "deletionTimestamp" not in p["metadata"]]
-pod = pods[0]
-app = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "app")
-now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-panic = ("panic: runtime error: invalid memory address or nil pointer dereference\n\n"
-         "goroutine 1 [running]:\nmain.(*Cart).Total(...)\n\t/src/checkout/cart.go:57\n"
-         "main.main()\n\t/src/checkout/main.go:21 +0x1d\n")
-patch = {"status": {"containerStatuses": [{"name": "app", "image": app["image"], "imageID": app.get("imageID", ""),
-    "ready": True, "started": True, "restartCount": app["restartCount"] + 1,
-    "lastState": {"terminated": {"exitCode": 2, "reason": "Error", "message": panic, "startedAt": now, "finishedAt": now}},
-    "state": {"running": {"startedAt": now}}}]}}
-print(pod["metadata"]["name"])
-json.dump(patch, open(sys.argv[1], "w"))' "$DEMO/crash.json" >"$DEMO/crash.pod"
-    kubectl -n shop patch pod "$(cat "$DEMO/crash.pod")" --subresource=status --type=strategic --patch-file "$DEMO/crash.json" >/dev/null
-    echo "  crash $i: pod $(cat "$DEMO/crash.pod") exited 2 with a Go panic"
-    sleep 1
-done
-kubectl -n shop wait --for=jsonpath='{.status.breaker}'=Open supervisedworkload/checkout --timeout=60s
-kubectl -n shop get supervisedworkload checkout
-kubectl -n shop get deployment checkout
-echo "the sealed snapshot (kubectl -n shop get configmap checkout-crashes -o jsonpath='{.data.sealed\.json}'):"
-kubectl -n shop get configmap checkout-crashes -o jsonpath='{.data.sealed\.json}' | head -24
+step "a real crash loop: checkout in namespace crashlab, a Go service (e2e/tools/crashers) that dereferences nil 1 s after it starts, on aws's real node"
+kubectl create namespace crashlab --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl apply --server-side -f - >/dev/null <<'YAML'
+apiVersion: vigil.io/v1alpha1
+kind: SupervisedWorkload
+metadata: {name: checkout, namespace: crashlab}
+spec:
+  target: {kind: Deployment, name: checkout}
+  isolation: {profile: restricted, readOnlyRootFilesystem: true}
+  crashCapture: {logTailLines: 50}
+  circuitBreaker: {maxCrashes: 3, window: 10m, action: ScaleToZero, cooldown: 5m}
+YAML
+# The webhook isolates the pods only once the operator knows the object.
+kubectl -n crashlab wait --for=jsonpath='{.status.observedGeneration}'=1 supervisedworkload/checkout --timeout=60s >/dev/null
+kubectl apply --server-side -f - >/dev/null <<'YAML'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: checkout, namespace: crashlab}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: checkout}}
+  template:
+    metadata: {labels: {app: checkout}}
+    spec:
+      nodeSelector: {vigil.io/node: real}
+      tolerations: [{key: vigil.io/node, operator: Equal, value: real, effect: NoSchedule}]
+      containers:
+        - name: app
+          image: vigil.test/crashers:1
+          command: ["/crasher", "panic"]
+          env: [{name: CRASH_AFTER, value: 1s}]
+YAML
+echo "the kubelet restarts it (CrashLoopBackOff: at once, then 10 s, doubling); the breaker opens after 3 crashes"
+kubectl -n crashlab wait --for=jsonpath='{.status.breaker}'=Open supervisedworkload/checkout --timeout=120s
+kubectl -n crashlab get supervisedworkload checkout
+kubectl -n crashlab get deployment checkout
+step "kubectl -n crashlab describe supervisedworkload checkout"
+kubectl -n crashlab describe supervisedworkload checkout | sed -n '/^Status:/,$p'
+echo "the sealed snapshot, with the log the kubelet kept (kubectl -n crashlab get configmap checkout-crashes -o jsonpath='{.data.sealed\.json}'):"
+kubectl -n crashlab get configmap checkout-crashes -o jsonpath='{.data.sealed\.json}'; echo
 
 step "loading the SLO rule files the operator wrote into the local Prometheus"
 for _ in $(seq 1 30); do

@@ -296,7 +296,10 @@ async fn crashes_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         );
         if case.name == "go" {
             // The one docs/workloads.md shows.
-            eprintln!("the go snapshot: {}", serde_json::to_string_pretty(snapshot)?);
+            eprintln!(
+                "the go snapshot: {}",
+                serde_json::to_string_pretty(snapshot)?
+            );
         }
         assert_eq!(snapshot["exitCode"], case.exit_code, "{what}");
         assert_eq!(snapshot["reason"], case.reason, "{what}");

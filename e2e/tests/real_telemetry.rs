@@ -173,7 +173,10 @@ async fn gateway_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e:#}\n{}", operator.log()))?;
     let active = good.clusters[0].active_config.clone().unwrap_or_default();
     // The one docs/telemetry.md shows.
-    eprintln!("the validated pipeline's status: {}", serde_json::to_string_pretty(&good)?);
+    eprintln!(
+        "the validated pipeline's status: {}",
+        serde_json::to_string_pretty(&good)?
+    );
     eprintln!(
         "validated by a real Job in {:.1}s",
         started.elapsed().as_secs_f64()

@@ -319,3 +319,84 @@ async fn bad_update_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     assert_eq!(kept, Some(good), "the last good rules are kept");
     Ok(())
 }
+
+/// The rule file is a child Vigil watches: deleted, or edited by someone else, it is
+/// written again at once. Without Prometheus the SLO is requeued only every 5 minutes, so
+/// a repair within 30 s is the watch's doing.
+#[tokio::test]
+async fn a_deleted_or_edited_rule_file_is_repaired_at_once() {
+    let cluster = TestCluster::start("sloheal").await.expect("cluster");
+    heal_scenario(&cluster)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+async fn heal_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
+    cluster.install_crds().await?;
+    cluster.ensure_namespace("vigil-system").await?;
+    let namespace = cluster.namespace("shop").await?;
+    let operator = Operator::start(cluster.kubeconfig(), cluster.dir(), "vigil-sloheal", &[])?;
+    let slos: Api<ServiceLevelObjective> = Api::namespaced(cluster.client(), &namespace.name);
+    let slo = serde_json::json!({
+        "apiVersion": "vigil.io/v1alpha1", "kind": "ServiceLevelObjective", "metadata": {"name": "checkout"},
+        "spec": {"service": "checkout", "objective": 99.9, "output": {"kind": "ConfigMap"},
+            "sli": {"ratio": {"errors": "http_requests_total{code=\"500\"}", "total": "http_requests_total"}}},
+    });
+    slos.patch(
+        "checkout",
+        &PatchParams::apply("vigil-e2e"),
+        &Patch::Apply(&slo),
+    )
+    .await?;
+    let configmaps: Api<ConfigMap> = Api::namespaced(cluster.client(), &namespace.name);
+    let rules = || {
+        let configmaps = configmaps.clone();
+        async move {
+            Ok(configmaps
+                .get_opt("checkout-slo-rules")
+                .await?
+                .and_then(|c| c.data))
+        }
+    };
+    let good = eventually("the rule file", Duration::from_secs(30), rules).await?;
+
+    configmaps
+        .delete("checkout-slo-rules", &Default::default())
+        .await?;
+    let deleted = std::time::Instant::now();
+    let again = eventually(
+        "the rule file written again",
+        Duration::from_secs(30),
+        rules,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", operator.log()))?;
+    eprintln!(
+        "deleted rule file back in {:.2}s",
+        deleted.elapsed().as_secs_f64()
+    );
+    assert_eq!(again, good);
+
+    let edit = serde_json::json!({"data": {"checkout.rules.yaml": "groups: []\n"}});
+    configmaps
+        .patch(
+            "checkout-slo-rules",
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(&edit),
+        )
+        .await?;
+    let edited = std::time::Instant::now();
+    eventually("the edit undone", Duration::from_secs(30), || async {
+        Ok(rules().await?.filter(|data| *data == good).map(|_| ()))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", operator.log()))?;
+    eprintln!(
+        "edited rule file restored in {:.2}s",
+        edited.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -19,6 +19,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 
+use super::children::{ConfigMaps, owner_triggers};
 use super::{Backoff, Context, Stores, Watch};
 use crate::api;
 use crate::metrics::Metrics;
@@ -346,17 +347,22 @@ async fn run_controllers(
     let acme_issuers = Watch::<api::AcmeIssuer>::new(&client);
     let cross_cloud_dns = Watch::<api::CrossCloudDNS>::new(&client);
     let member_clusters = Watch::<api::MemberCluster>::new(&client);
-    let service_level_objectives = Watch::<api::ServiceLevelObjective>::new(&client);
+    let mut service_level_objectives = Watch::<api::ServiceLevelObjective>::new(&client);
     let mut supervised_workloads = Watch::<api::SupervisedWorkload>::new(&client);
     supervised_workloads.trigger_on(super::supervised_workload::crash_triggers(
         &client,
         supervised_workloads.store(),
     ));
+    // One watch of every ConfigMap's metadata: a workload's config source, and the
+    // children Vigil writes (an SLO's rule file, a pipeline's configurations).
+    let config_maps = ConfigMaps::default();
     supervised_workloads.trigger_on(super::supervised_workload::config_triggers(
-        &client,
+        config_maps.subscribe(),
         supervised_workloads.store(),
     ));
-    let telemetry_pipelines = Watch::<api::TelemetryPipeline>::new(&client);
+    service_level_objectives.trigger_on(owner_triggers(config_maps.subscribe()));
+    let mut telemetry_pipelines = Watch::<api::TelemetryPipeline>::new(&client);
+    telemetry_pipelines.trigger_on(owner_triggers(config_maps.subscribe()));
     // Which kinds each kind refers to: a change there validates it again.
     let certificate_refs = vec![acme_issuers.subscribe(), member_clusters.subscribe()];
     let dns_refs = vec![member_clusters.subscribe()];
@@ -425,6 +431,7 @@ async fn run_controllers(
         service_level_objectives.run(ctx.clone(), shutdown(&stop), Vec::new()),
         supervised_workloads.run(ctx.clone(), shutdown(&stop), workload_refs),
         telemetry_pipelines.run(ctx.clone(), shutdown(&stop), pipeline_refs),
+        config_maps.run(ctx.client.clone(), shutdown(&stop)),
     );
     let _ = challenges.await;
 }

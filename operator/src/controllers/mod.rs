@@ -8,6 +8,7 @@
 pub mod acme_certificate;
 pub mod acme_issuer;
 pub mod apply;
+pub mod children;
 pub mod cross_cloud_dns;
 pub mod finalizer;
 mod manager;

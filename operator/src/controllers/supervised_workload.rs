@@ -217,22 +217,19 @@ pub fn crash_triggers(
         .boxed()
 }
 
-/// The `SupervisedWorkload`s to reconcile because their source ConfigMap changed (a
-/// metadata-only watch: the data is read in the reconcile).
+/// The `SupervisedWorkload`s to reconcile because their source ConfigMap changed or went,
+/// from the shared metadata-only watch ([`super::children::ConfigMaps`]): the data is read
+/// in the reconcile.
 pub fn config_triggers(
-    client: &kube::Client,
+    events: BoxStream<'static, super::children::ConfigMapEvent>,
     store: Store<DeserializeGuard<SupervisedWorkload>>,
 ) -> BoxStream<'static, ObjectRef<DeserializeGuard<SupervisedWorkload>>> {
-    let config_maps: Api<kube::core::PartialObjectMeta<ConfigMap>> = Api::all(client.clone());
-    watcher(config_maps, watcher::Config::default())
-        .default_backoff()
-        .applied_objects()
-        .filter_map(move |meta| {
+    events
+        .filter_map(move |event| {
             let store = store.clone();
             async move {
-                let meta = meta.ok()?;
-                let namespace = meta.namespace()?;
-                let name = meta.name_any();
+                let namespace = event.meta.namespace()?;
+                let name = event.meta.name_any();
                 Some(futures::stream::iter(
                     store
                         .state()
