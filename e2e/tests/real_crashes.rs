@@ -825,7 +825,21 @@ async fn config_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     apply(&client, ns, supervised).await?;
 
     // Adopted: the program reads revision 1.
-    let first = wait_config(&workloads, "the first revision", "Switched").await?;
+    // Adopted once a revision runs: `Switched` says so until the next reconcile, which says
+    // `Active` (a poll may see either).
+    let first = wait_status(
+        &workloads,
+        "the first revision",
+        Duration::from_secs(120),
+        |s| s.config_revision.is_some(),
+    )
+    .await?;
+    let reloaded = first
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ConfigReloaded")
+        .map(|c| c.reason.as_str());
+    assert!(matches!(reloaded, Some("Switched" | "Active")), "{first:?}");
     let rev1 = first.config_revision.clone().unwrap_or_default();
     reader_says(&pods, &rev1, "config mode=safe port=8080").await?;
 

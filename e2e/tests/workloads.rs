@@ -132,11 +132,18 @@ async fn wait_status_of(
     what: &str,
     check: impl Fn(&vigil::api::SupervisedWorkloadStatus) -> bool,
 ) -> anyhow::Result<vigil::api::SupervisedWorkloadStatus> {
-    eventually(what, Duration::from_secs(60), || async {
+    let waited = eventually(what, Duration::from_secs(60), || async {
         let status = workloads.get(name).await?.status.unwrap_or_default();
         Ok(check(&status).then_some(status))
     })
-    .await
+    .await;
+    match waited {
+        Ok(status) => Ok(status),
+        Err(error) => {
+            let last = workloads.get(name).await?.status;
+            anyhow::bail!("{error:#}; {name}'s status: {last:#?}")
+        }
+    }
 }
 
 async fn replicas(deployments: &Api<Deployment>) -> anyhow::Result<(i32, Option<String>)> {
@@ -572,7 +579,18 @@ async fn config_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         .await?;
 
     // Adopted: the first revision, immutable, and the template points at it.
-    let first = wait_config(&workloads, "the first revision", "Switched").await?;
+    // Adopted once a revision runs: `Switched` says so until the next reconcile, which says
+    // `Active` (a poll may see either).
+    let first = wait_status(&workloads, "the first revision", |s| {
+        s.config_revision.is_some()
+    })
+    .await?;
+    let reloaded = first
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ConfigReloaded")
+        .map(|c| c.reason.as_str());
+    assert!(matches!(reloaded, Some("Switched" | "Active")), "{first:?}");
     let rev1 = first.config_revision.clone().unwrap_or_default();
     assert!(rev1.starts_with("orders-config-"), "{rev1}");
     assert_eq!(mounted(&deployments).await?, rev1);
