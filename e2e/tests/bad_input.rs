@@ -156,11 +156,17 @@ fn api(
     }
 }
 
+/// The message of `Ready=False` when the operator refused the spec: `InvalidSpec`, or
+/// `ReferenceNotFound` when all it lacks is an object the spec names.
 fn ready_invalid(object: &DynamicObject) -> Option<String> {
     object.data["status"]["conditions"]
         .as_array()?
         .iter()
-        .find(|c| c["type"] == "Ready" && c["status"] == "False" && c["reason"] == "InvalidSpec")
+        .find(|c| {
+            c["type"] == "Ready"
+                && c["status"] == "False"
+                && (c["reason"] == "InvalidSpec" || c["reason"] == "ReferenceNotFound")
+        })
         .and_then(|c| c["message"].as_str())
         .map(str::to_owned)
 }
@@ -254,7 +260,7 @@ async fn run_case(
             if !case.expected.iter().any(|e| e.0 == *index) {
                 continue;
             }
-            let what = format!("document #{index} Ready=False/InvalidSpec");
+            let what = format!("document #{index} Ready=False/InvalidSpec or ReferenceNotFound");
             let message = eventually(&what, Duration::from_secs(30), || {
                 let api = api.clone();
                 async move { Ok(ready_invalid(&api.get(name).await?)) }

@@ -777,13 +777,14 @@ async fn bad_input_scenario(hub: &TestCluster) -> anyhow::Result<()> {
                     .is_some_and(|c| c.status == "False" && c.reason == reason)
             }
         };
+        // An issuer that does not exist (yet): GitOps may apply it later.
         let orphan = wait_certificate(
             &client,
             &ns,
             "orphan",
-            "InvalidSpec",
+            "ReferenceNotFound",
             Duration::from_secs(60),
-            failed_with("InvalidSpec"),
+            failed_with("ReferenceNotFound"),
         )
         .await?;
         let message = orphan
@@ -792,7 +793,7 @@ async fn bad_input_scenario(hub: &TestCluster) -> anyhow::Result<()> {
             .unwrap_or_default();
         assert_eq!(
             message,
-            "invalid spec: spec.issuerRef.name: AcmeIssuer \"missing\" does not exist"
+            "waiting for what the spec names: spec.issuerRef.name: AcmeIssuer \"missing\" does not exist"
         );
         let unserved = wait_certificate(
             &client,
@@ -836,6 +837,7 @@ async fn bad_input_scenario(hub: &TestCluster) -> anyhow::Result<()> {
             .filter_map(|e| e.reason)
             .collect();
         assert!(reasons.iter().any(|r| r == "InvalidSpec"), "{reasons:?}");
+        assert!(reasons.iter().any(|r| r == "ReferenceNotFound"), "{reasons:?}");
         assert!(reasons.iter().any(|r| r == "Issued"), "{reasons:?}");
         operator.check_alive()?;
         assert_eq!(

@@ -809,22 +809,23 @@ async fn references_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         &Patch::Apply(&mesh),
     )
     .await?;
-    // Ready's reason says whether the spec is valid.
+    // Ready's reason says whether the spec waits for the members it names: GitOps may
+    // apply them later.
     let ready = |dns: Api<vigil::api::CrossCloudDNS>, invalid: bool| async move {
         let mesh = dns.get("mesh").await?;
         Ok::<_, anyhow::Error>(
             mesh.status
                 .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
-                .filter(|c| (c.reason == "InvalidSpec") == invalid),
+                .filter(|c| (c.reason == "ReferenceNotFound") == invalid),
         )
     };
     let invalid = eventually(
-        "mesh Ready=False/InvalidSpec",
+        "mesh Ready=False/ReferenceNotFound",
         Duration::from_secs(30),
         || ready(dns.clone(), true),
     )
     .await?;
-    assert_eq!(invalid.reason, "InvalidSpec");
+    assert_eq!(invalid.reason, "ReferenceNotFound");
     assert!(
         invalid
             .message
@@ -833,14 +834,14 @@ async fn references_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         invalid.message
     );
     let events: Api<Event> = Api::all(cluster.client());
-    let warning = eventually("an InvalidSpec Event", Duration::from_secs(30), || {
+    let warning = eventually("a ReferenceNotFound Event", Duration::from_secs(30), || {
         let events = events.clone();
         async move {
             let list = events.list(&ListParams::default()).await?;
             Ok(list
                 .items
                 .into_iter()
-                .find(|e| e.reason.as_deref() == Some("InvalidSpec")))
+                .find(|e| e.reason.as_deref() == Some("ReferenceNotFound")))
         }
     })
     .await?;

@@ -31,6 +31,9 @@ pub struct FieldError {
     pub path: String,
     /// What is wrong, for a person to act on.
     pub message: String,
+    /// The field names an object that does not exist (yet): GitOps applies files in any
+    /// order, so this may resolve by itself, unlike a spec that is wrong.
+    pub missing: bool,
 }
 
 impl FieldError {
@@ -39,6 +42,15 @@ impl FieldError {
         Self {
             path: path.into(),
             message: message.into(),
+            missing: false,
+        }
+    }
+
+    /// `path` names an object that does not exist.
+    pub fn missing(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            missing: true,
+            ..Self::new(path, message)
         }
     }
 }
@@ -453,7 +465,7 @@ fn member_refs<'a>(
         .filter_map(|(i, name)| {
             let found = inventory.member_cluster(name);
             if found.is_none() {
-                errors.push(FieldError::new(
+                errors.push(FieldError::missing(
                     format!("{path}[{i}]"),
                     format!("MemberCluster {name:?} does not exist"),
                 ));
@@ -574,7 +586,7 @@ impl Validate for AcmeCertificate {
         let mut errors = Vec::new();
         let spec = &self.spec;
         match inventory.acme_issuer(&spec.issuer_ref.name) {
-            None => errors.push(FieldError::new(
+            None => errors.push(FieldError::missing(
                 "spec.issuerRef.name",
                 format!("AcmeIssuer {:?} does not exist", spec.issuer_ref.name),
             )),
@@ -786,7 +798,7 @@ impl Validate for TelemetryPipeline {
                 .service_level_objective(&namespace, &boost.slo_ref.name)
                 .is_none()
             {
-                errors.push(FieldError::new(
+                errors.push(FieldError::missing(
                     format!("spec.sampling.sloBoost[{i}].sloRef.name"),
                     format!(
                         "ServiceLevelObjective {namespace}/{} does not exist",
@@ -878,7 +890,7 @@ impl Validate for SupervisedWorkload {
                 .telemetry_pipeline(&namespace, &telemetry.pipeline_ref.name)
                 .is_none()
             {
-                errors.push(FieldError::new(
+                errors.push(FieldError::missing(
                     "spec.telemetry.pipelineRef.name",
                     format!(
                         "TelemetryPipeline {namespace}/{} does not exist",

@@ -86,7 +86,7 @@ impl Reconcile for AcmeCertificate {
         let inventory = ctx.stores.references();
         let errors = self.validate(&inventory);
         if !errors.is_empty() {
-            return Err(Error::InvalidSpec(errors));
+            return Err(Error::from_spec(errors));
         }
         let issuer = inventory
             .acme_issuer(&self.spec.issuer_ref.name)

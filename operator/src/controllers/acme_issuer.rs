@@ -311,7 +311,7 @@ impl Reconcile for AcmeIssuer {
     async fn reconcile(self: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
         let errors = self.validate(&ctx.stores.references());
         if !errors.is_empty() {
-            return Err(Error::InvalidSpec(errors));
+            return Err(Error::from_spec(errors));
         }
         let account = match ctx.acme.account(&ctx, &self).await {
             Ok(account) => account,

@@ -78,7 +78,7 @@ impl Reconcile for CrossCloudDNS {
         let inventory = ctx.stores.references();
         let errors = self.validate(&inventory);
         if !errors.is_empty() {
-            return Err(Error::InvalidSpec(errors));
+            return Err(Error::from_spec(errors));
         }
         let previous = self.status.clone().unwrap_or_default();
         let name = self.name_any();

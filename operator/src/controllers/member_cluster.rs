@@ -50,7 +50,7 @@ impl Reconcile for MemberCluster {
     async fn reconcile(self: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
         let errors = self.validate(&ctx.stores.references());
         if !errors.is_empty() {
-            return Err(Error::InvalidSpec(errors));
+            return Err(Error::from_spec(errors));
         }
         let interval = parse_duration(&self.spec.probe_interval).unwrap_or(Duration::from_secs(30));
         let name = self.name_any();

@@ -55,6 +55,10 @@ pub enum Error {
     /// The spec breaks a rule that only the operator can check.
     #[error("invalid spec: {}", summarize(.0))]
     InvalidSpec(Vec<FieldError>),
+    /// The spec is valid but names objects that do not exist yet (GitOps applies files in
+    /// any order); it is validated again when they appear.
+    #[error("waiting for what the spec names: {}", summarize(.0))]
+    MissingReference(Vec<FieldError>),
     /// A call to the Kubernetes API failed.
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
@@ -85,10 +89,22 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error of a spec that failed validation with `errors`: `MissingReference` when
+    /// every one of them is a reference to an object that does not exist, `InvalidSpec`
+    /// otherwise.
+    pub fn from_spec(errors: Vec<FieldError>) -> Self {
+        if !errors.is_empty() && errors.iter().all(|e| e.missing) {
+            Error::MissingReference(errors)
+        } else {
+            Error::InvalidSpec(errors)
+        }
+    }
+
     /// The CamelCase reason of this error.
     pub fn reason(&self) -> &'static str {
         match self {
             Error::InvalidSpec(_) => "InvalidSpec",
+            Error::MissingReference(_) => "ReferenceNotFound",
             Error::Kube(_) => "KubernetesApiError",
             Error::Secret { .. } => "SecretUnusable",
             Error::Cleanup(_) => "CleanupFailed",
@@ -702,6 +718,25 @@ impl<K: Reconcile> Watch<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spec_that_only_names_missing_objects_waits_and_any_other_problem_is_invalid() {
+        let missing =
+            || FieldError::missing("spec.issuerRef.name", "AcmeIssuer \"le\" does not exist");
+        let wrong = || FieldError::new("spec.dnsNames[0]", "must be a DNS name");
+        let waiting = Error::from_spec(vec![missing(), missing()]);
+        assert_eq!(waiting.reason(), "ReferenceNotFound");
+        assert_eq!(
+            waiting.to_string(),
+            "waiting for what the spec names: spec.issuerRef.name: AcmeIssuer \"le\" does not exist; spec.issuerRef.name: AcmeIssuer \"le\" does not exist"
+        );
+        assert_eq!(
+            Error::from_spec(vec![missing(), wrong()]).reason(),
+            "InvalidSpec"
+        );
+        assert_eq!(Error::from_spec(vec![wrong()]).reason(), "InvalidSpec");
+        assert_eq!(Error::from_spec(Vec::new()).reason(), "InvalidSpec");
+    }
 
     #[tokio::test]
     async fn a_watch_that_never_lists_holds_reconciles_only_up_to_the_limit() {

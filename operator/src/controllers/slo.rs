@@ -25,7 +25,7 @@ impl Reconcile for ServiceLevelObjective {
     async fn reconcile(self: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
         let errors = self.validate(&ctx.stores.references());
         if !errors.is_empty() {
-            return Err(Error::InvalidSpec(errors));
+            return Err(Error::from_spec(errors));
         }
         let (kind, why) = output_kind(&ctx, self.spec.output.kind).await?;
         let rendered = render_slo(&self, kind)

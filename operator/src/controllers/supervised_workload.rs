@@ -430,7 +430,7 @@ impl Reconcile for SupervisedWorkload {
     async fn reconcile(self: Arc<Self>, ctx: Arc<Context>) -> Result<Action, Error> {
         let errors = self.validate(&ctx.stores.references());
         if !errors.is_empty() {
-            return Err(Error::InvalidSpec(errors));
+            return Err(Error::from_spec(errors));
         }
         let namespace = self.namespace().unwrap_or_default();
         // By UID: an object deleted and created again starts afresh.

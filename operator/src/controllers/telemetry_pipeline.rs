@@ -72,7 +72,7 @@ impl Reconcile for TelemetryPipeline {
             .references_and_slos(&namespace, boosts.map(|b| b.slo_ref.name.as_str()));
         let errors = self.validate(&inventory);
         if !errors.is_empty() {
-            return Err(Error::InvalidSpec(errors));
+            return Err(Error::from_spec(errors));
         }
         finalizer::ensure(self.as_ref(), &api, FINALIZER).await?;
         let sampling = decide_sampling(&ctx, &self, &inventory).await;
