@@ -200,6 +200,9 @@ kubectl -n shop wait --for=condition=Ready telemetrypipeline/shop --timeout=120s
 echo "fixed: Ready again"
 step "kubectl get vigil -A"
 kubectl get vigil -A
+step "vigil status -A: the fleet at a glance, worst first (also kubectl vigil status -A)"
+# The binary of the image (make image built it).
+target/x86_64-unknown-linux-musl/release/vigil status -A
 step "kubectl get memberclusters"
 kubectl get memberclusters
 step "why each object is or is not Ready"

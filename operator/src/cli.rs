@@ -1,4 +1,4 @@
-//! The `vigil` command line: `run`, `crds`, `validate` and `render`.
+//! The `vigil` command line: `run`, `crds`, `validate`, `render` and `status`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -46,6 +46,139 @@ pub enum Command {
     Validate(InputArgs),
     /// Print what the operator would apply for the manifests, or write peer files with -o.
     Render(RenderArgs),
+    /// The fleet at a glance, worst first: every Vigil object of the cluster, judged.
+    Status(StatusArgs),
+}
+
+/// How to reach a cluster, as kubectl takes it.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// The kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// The namespace (default: the context's namespace, then `default`).
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
+    /// Every namespace.
+    #[arg(short = 'A', long, global = true, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+}
+
+impl ClusterArgs {
+    /// A client for the chosen cluster and context, and the namespace to look in (`None`
+    /// for every namespace).
+    pub async fn connect(&self) -> anyhow::Result<(kube::Client, Option<String>)> {
+        use anyhow::Context as _;
+        let options = kube::config::KubeConfigOptions {
+            context: self.context.clone(),
+            ..Default::default()
+        };
+        let config = match &self.kubeconfig {
+            Some(path) => {
+                let file = kube::config::Kubeconfig::read_from(path)
+                    .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(file, &options).await?
+            }
+            None if self.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
+            None => kube::Config::infer().await?,
+        };
+        let namespace = if self.all_namespaces {
+            None
+        } else {
+            Some(
+                self.namespace
+                    .clone()
+                    .unwrap_or_else(|| config.default_namespace.clone()),
+            )
+        };
+        Ok((kube::Client::try_from(config)?, namespace))
+    }
+}
+
+/// Output formats of the commands that read the cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// A table for people: colour on a terminal, cut to its width.
+    #[default]
+    Table,
+    /// JSON, for scripts.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// Options of `vigil status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Which cluster and namespace.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// `vigil status`: lists every kind and prints the rows, worst first. Exit code 2 when the
+/// cluster cannot be read (the message names what was refused).
+pub fn status(args: &StatusArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    use std::io::IsTerminal as _;
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = writeln!(err, "error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let fleet = runtime.block_on(async {
+        let (client, namespace) = args.cluster.connect().await?;
+        crate::fleet::Fleet::fetch(&client, namespace.as_deref()).await
+    });
+    let fleet = match fleet {
+        Ok(fleet) => fleet,
+        Err(error) => {
+            let _ = writeln!(err, "error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let rows = fleet.rows(jiff::Timestamp::now());
+    let printed = match args.output {
+        Output::Json => serde_json::to_string_pretty(&rows)
+            .map_err(std::io::Error::other)
+            .and_then(|json| writeln!(out, "{json}")),
+        Output::Yaml => serde_yaml_ng::to_string(&rows)
+            .map_err(std::io::Error::other)
+            .and_then(|yaml| write!(out, "{yaml}")),
+        Output::Table => {
+            let terminal = std::io::stdout().is_terminal();
+            // On a terminal: its width (COLUMNS) and colour unless NO_COLOR; in a pipe:
+            // whole lines, no colour.
+            let width = if terminal {
+                std::env::var("COLUMNS")
+                    .ok()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(100)
+            } else {
+                usize::MAX
+            };
+            let colour = terminal && std::env::var_os("NO_COLOR").is_none();
+            if rows.is_empty() {
+                writeln!(out, "no Vigil objects")
+            } else {
+                write!(out, "{}", crate::fleet::table(&rows, width, colour))
+            }
+        }
+    };
+    match printed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            let _ = writeln!(err, "error: {error}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Options of `vigil crds`.

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod controllers;
 pub mod crash;
 pub mod dns;
+pub mod fleet;
 pub mod hash;
 pub mod inventory;
 pub mod manifest;

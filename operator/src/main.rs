@@ -20,6 +20,7 @@ fn main() -> ExitCode {
             cli::validate(&input, &mut std::io::stdout(), &mut std::io::stderr())
         }
         Command::Render(args) => cli::render(&args, &mut std::io::stdout(), &mut std::io::stderr()),
+        Command::Status(args) => cli::status(&args, &mut std::io::stdout(), &mut std::io::stderr()),
         Command::Run(args) => run(*args),
     }
 }

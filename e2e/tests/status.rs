@@ -1,0 +1,194 @@
+//! `vigil status` against a real control plane: objects of every kind in known states
+//! (their status written through the status subresource, as the operator would), read
+//! back by the command as a user runs it, in JSON and as a table; and a user whose RBAC
+//! lacks `list` gets a message naming the verb and the resource.
+
+use std::process::Command;
+
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::{Api, Client};
+use vigil_e2e::{TestCluster, repo};
+
+fn vigil() -> std::path::PathBuf {
+    std::env::var_os("VIGIL_BIN").map_or_else(|| repo().join("target/debug/vigil"), Into::into)
+}
+
+/// Applies `object` and then its `status`.
+async fn put(client: &Client, object: serde_json::Value) -> anyhow::Result<()> {
+    let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+    let plural = format!("{}s", kind.to_lowercase()).replace("crossclouddnss", "crossclouddnses");
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("vigil.io", "v1alpha1", &kind),
+        &plural,
+    );
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+        Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    let mut spec_only = object.clone();
+    let status = spec_only
+        .as_object_mut()
+        .and_then(|o| o.remove("status"))
+        .unwrap_or_default();
+    let params = PatchParams::apply("vigil-e2e").force();
+    api.patch(&name, &params, &Patch::Apply(&spec_only)).await?;
+    let patch =
+        serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": kind, "status": status});
+    api.patch_status(&name, &params, &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
+
+fn ready(status: &str, reason: &str, message: &str) -> serde_json::Value {
+    serde_json::json!([{"type": "Ready", "status": status, "reason": reason, "message": message,
+        "lastTransitionTime": "2026-12-01T00:00:00Z"}])
+}
+
+fn run(kubeconfig: &std::path::Path, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    let output = Command::new(vigil())
+        .arg("status")
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env_remove("KUBECONFIG")
+        .output()?;
+    Ok((
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
+#[tokio::test]
+async fn status_reads_the_fleet_worst_first_and_names_a_missing_right() {
+    let cluster = TestCluster::start("status").await.expect("cluster");
+    scenario(&cluster).await.unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+async fn scenario(cluster: &TestCluster) -> anyhow::Result<()> {
+    cluster.install_crds().await?;
+    for namespace in ["shop", "crashlab"] {
+        cluster.ensure_namespace(namespace).await?;
+    }
+    let client = cluster.client();
+    let soon = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(60)).to_string();
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 80)).to_string();
+    let objects = [
+        serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "MemberCluster",
+            "metadata": {"name": "aliyun"}, "spec": {"provider": "aliyun", "region": "cn-hangzhou",
+                "apiServer": {"kubeconfigSecretRef": {"namespace": "shop", "name": "aliyun-kubeconfig", "key": "kubeconfig"}}},
+            "status": {"conditions": ready("False", "Unreachable", "API server https://10.0.0.1:6443: connection refused")}}),
+        serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "MemberCluster",
+            "metadata": {"name": "aws"}, "spec": {"provider": "aws", "region": "eu-west-1", "local": true},
+            "status": {"conditions": ready("True", "Reachable", "API and DNS answer"), "kubernetesVersion": "v1.36.3"}}),
+        serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "ServiceLevelObjective",
+            "metadata": {"name": "checkout-availability", "namespace": "shop"},
+            "spec": {"service": "checkout", "objective": 99.9, "window": "30d",
+                "sli": {"ratio": {"errors": "e", "total": "t"}}},
+            "status": {"conditions": ready("True", "RulesApplied", "42 rules"),
+                "errorBudgetRemaining": "40.00%", "burnRate": "6.00"}}),
+        serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "AcmeCertificate",
+            "metadata": {"name": "shop-tls", "namespace": "shop"},
+            "spec": {"issuerRef": {"name": "letsencrypt"}, "dnsNames": ["shop.example.com"], "secretName": "shop-tls"},
+            "status": {"conditions": ready("True", "Issued", "issued"), "notAfter": soon, "revision": 3}}),
+        serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "AcmeCertificate",
+            "metadata": {"name": "api-tls", "namespace": "shop"},
+            "spec": {"issuerRef": {"name": "letsencrypt"}, "dnsNames": ["api.example.com"], "secretName": "api-tls"},
+            "status": {"conditions": ready("True", "Issued", "issued"), "notAfter": later, "revision": 1}}),
+        serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "SupervisedWorkload",
+            "metadata": {"name": "checkout", "namespace": "crashlab"},
+            "spec": {"target": {"kind": "Deployment", "name": "checkout"}},
+            "status": {"conditions": ready("True", "Supervising", "capturing crashes"),
+                "breaker": "Open", "breakerSince": "2026-12-07T16:07:35Z", "crashesInWindow": 3, "crashesTotal": 3,
+                "lastCrash": "2026-12-07T16:07:34Z container app of pod checkout-5bffc69bd-dcdm5 exited 2 (Error): panic: runtime error"}}),
+    ];
+    for object in objects {
+        put(&client, object).await?;
+    }
+    let kubeconfig = cluster.kubeconfig();
+
+    // JSON, every namespace, worst first.
+    let (code, out, err) = run(kubeconfig, &["-A", "-o", "json"])?;
+    anyhow::ensure!(code == 0, "exit {code}: {err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out)?;
+    let seen: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["severity"].as_str().unwrap_or_default().to_owned(),
+                r["name"].as_str().unwrap_or_default().to_owned(),
+                r["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let want = [
+        ("Failing", "aliyun", "Unreachable"),
+        ("Failing", "checkout", "BreakerOpen"),
+        ("Warning", "checkout-availability", "Burning"),
+        ("Warning", "shop-tls", "Expiring"),
+        ("Ok", "aws", "Reachable"),
+        ("Ok", "api-tls", "Valid"),
+    ];
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned()))
+        .collect();
+    assert_eq!(seen, want, "{out}");
+
+    // The table in a pipe: whole lines, no colour, the header first.
+    let (code, table, err) = run(kubeconfig, &["-A"])?;
+    anyhow::ensure!(code == 0, "exit {code}: {err}");
+    assert!(!table.contains('\x1b'), "no colour in a pipe:\n{table}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("      NAMESPACE  OBJECT"), "{table}");
+    assert!(
+        lines[1].starts_with("FAIL  -          mc/aliyun"),
+        "{table}"
+    );
+    assert!(
+        lines[2].contains("sw/checkout") && lines[2].contains("panic: runtime error"),
+        "{table}"
+    );
+
+    // One namespace: its objects and the cluster-scoped ones.
+    let (code, out, err) = run(kubeconfig, &["-n", "crashlab", "-o", "json"])?;
+    anyhow::ensure!(code == 0, "exit {code}: {err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out)?;
+    assert!(
+        rows.iter()
+            .all(|r| r.get("namespace").is_none() || r["namespace"] == "crashlab"),
+        "{out}"
+    );
+    assert!(rows.iter().any(|r| r["name"] == "checkout"), "{out}");
+
+    // A user who may read nothing of Vigil's.
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "shop");
+    let account: ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "nobody"}}))?;
+    accounts.create(&PostParams::default(), &account).await?;
+    let request: TokenRequest = serde_json::from_value(
+        serde_json::json!({"spec": {"audiences": [], "expirationSeconds": 3600}}),
+    )?;
+    let token = accounts
+        .create_token_request("nobody", &PostParams::default(), &request)
+        .await?
+        .status
+        .and_then(|s| s.token)
+        .unwrap_or_default();
+    let nobody = cluster.dir().join("nobody.kubeconfig");
+    std::fs::write(&nobody, cluster.token_kubeconfig(&token))?;
+    let (code, out, err) = run(&nobody, &["-A"])?;
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(
+        err.trim(),
+        "error: not allowed to list memberclusters.vigil.io cluster-wide: your RBAC needs verb \"list\" on resource \"memberclusters.vigil.io\""
+    );
+    Ok(())
+}

@@ -1,0 +1,755 @@
+//! `vigil status`: the fleet at a glance, worst first. Reading the objects is
+//! [`Fleet::fetch`]; everything after it is pure ([`Fleet::rows`], [`table`]) so that the
+//! judgement of each object and the table are tested without a cluster.
+
+use std::fmt::Write as _;
+
+use jiff::{Span, SpanRound, Timestamp, Unit};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, ListParams};
+use kube::{Client, Resource};
+use serde::Serialize;
+
+use crate::api::{
+    AcmeCertificate, AcmeIssuer, CrossCloudDNS, HasConditions, MemberCluster,
+    ServiceLevelObjective, SupervisedWorkload, TelemetryPipeline,
+};
+
+/// How much an object needs a person: the table's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Severity {
+    /// Broken, or about to break: someone should act.
+    Failing,
+    /// Degraded, waiting or on its way somewhere: worth a look.
+    Warning,
+    /// As declared.
+    Ok,
+}
+
+impl Severity {
+    fn label(self) -> &'static str {
+        match self {
+            Severity::Failing => "FAIL",
+            Severity::Warning => "WARN",
+            Severity::Ok => "ok",
+        }
+    }
+
+    fn colour(self) -> &'static str {
+        match self {
+            Severity::Failing => "\x1b[31m",
+            Severity::Warning => "\x1b[33m",
+            Severity::Ok => "\x1b[32m",
+        }
+    }
+}
+
+/// One object, judged.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Row {
+    /// How much it needs a person.
+    pub severity: Severity,
+    /// Its kind.
+    pub kind: &'static str,
+    /// The kind's short name, as kubectl takes it (`slo`, `sw`, ...).
+    #[serde(skip)]
+    pub short: &'static str,
+    /// Its namespace; none for cluster-scoped kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Its name.
+    pub name: String,
+    /// One word: the state (`Ready`, `Open`, `Burning`, a condition reason, ...).
+    pub state: String,
+    /// One line for a person: what it is doing, or what is wrong.
+    pub detail: String,
+}
+
+/// Every object of every kind that `vigil status` shows.
+#[derive(Clone, Debug, Default)]
+pub struct Fleet {
+    /// MemberClusters (cluster-scoped).
+    pub member_clusters: Vec<MemberCluster>,
+    /// ServiceLevelObjectives.
+    pub slos: Vec<ServiceLevelObjective>,
+    /// AcmeIssuers (cluster-scoped).
+    pub acme_issuers: Vec<AcmeIssuer>,
+    /// AcmeCertificates.
+    pub certificates: Vec<AcmeCertificate>,
+    /// CrossCloudDNSes (cluster-scoped).
+    pub cross_cloud_dns: Vec<CrossCloudDNS>,
+    /// TelemetryPipelines.
+    pub pipelines: Vec<TelemetryPipeline>,
+    /// SupervisedWorkloads.
+    pub workloads: Vec<SupervisedWorkload>,
+}
+
+/// A certificate that expires within this is a warning.
+const EXPIRY_WARNING_DAYS: i64 = 7;
+
+impl Fleet {
+    /// Lists every kind, in `namespace` (all namespaces when `None`; cluster-scoped kinds are
+    /// always listed whole). A refusal names the verb and the resource that were refused.
+    pub async fn fetch(client: &Client, namespace: Option<&str>) -> anyhow::Result<Self> {
+        Ok(Self {
+            member_clusters: list(Api::all(client.clone()), CLUSTER_WIDE).await?,
+            slos: list(scoped(client, namespace), &place(namespace)).await?,
+            acme_issuers: list(Api::all(client.clone()), CLUSTER_WIDE).await?,
+            certificates: list(scoped(client, namespace), &place(namespace)).await?,
+            cross_cloud_dns: list(Api::all(client.clone()), CLUSTER_WIDE).await?,
+            pipelines: list(scoped(client, namespace), &place(namespace)).await?,
+            workloads: list(scoped(client, namespace), &place(namespace)).await?,
+        })
+    }
+
+    /// Every object judged at `now`, worst first, then by kind, namespace and name.
+    pub fn rows(&self, now: Timestamp) -> Vec<Row> {
+        let mut rows = Vec::new();
+        rows.extend(self.member_clusters.iter().map(member_cluster));
+        rows.extend(self.slos.iter().map(slo));
+        rows.extend(self.acme_issuers.iter().map(acme_issuer));
+        rows.extend(self.certificates.iter().map(|c| certificate(c, now)));
+        rows.extend(self.cross_cloud_dns.iter().map(cross_cloud_dns));
+        rows.extend(self.pipelines.iter().map(pipeline));
+        rows.extend(self.workloads.iter().map(workload));
+        rows.sort_by(|a, b| {
+            (a.severity, kind_order(a.kind), &a.namespace, &a.name).cmp(&(
+                b.severity,
+                kind_order(b.kind),
+                &b.namespace,
+                &b.name,
+            ))
+        });
+        rows
+    }
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+const CLUSTER_WIDE: &str = "cluster-wide";
+
+fn place(namespace: Option<&str>) -> String {
+    match namespace {
+        Some(namespace) => format!("in namespace {namespace}"),
+        None => "in all namespaces".to_owned(),
+    }
+}
+
+/// Every object of `api`, listed `place` (for the message when that is refused).
+async fn list<K>(api: Api<K>, place: &str) -> anyhow::Result<Vec<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    api.list(&ListParams::default())
+        .await
+        .map(|list| list.items)
+        .map_err(|error| {
+            let resource = format!("{}.{}", K::plural(&()), K::group(&()));
+            match &error {
+                kube::Error::Api(status) if status.code == 403 => anyhow::anyhow!(
+                    "not allowed to list {resource} {place}: your RBAC needs verb \"list\" on resource \"{resource}\""
+                ),
+                kube::Error::Api(status) if status.code == 404 => anyhow::anyhow!(
+                    "the API server does not serve {resource}: are Vigil's CRDs installed? (helm install vigil charts/vigil)"
+                ),
+                _ => anyhow::anyhow!("listing {resource} {place}: {error}"),
+            }
+        })
+}
+
+const KINDS: [&str; 7] = [
+    "MemberCluster",
+    "ServiceLevelObjective",
+    "AcmeIssuer",
+    "AcmeCertificate",
+    "CrossCloudDNS",
+    "TelemetryPipeline",
+    "SupervisedWorkload",
+];
+
+fn kind_order(kind: &str) -> usize {
+    KINDS.iter().position(|k| *k == kind).unwrap_or(KINDS.len())
+}
+
+fn ready<S: HasConditions>(status: Option<&S>) -> Option<&Condition> {
+    status?.conditions().iter().find(|c| c.type_ == "Ready")
+}
+
+/// A row from the `Ready` condition alone: not reconciled yet, Ready, or its reason.
+fn base<K, S>(object: &K, status: Option<&S>) -> Row
+where
+    K: Resource<DynamicType = ()> + kube::CustomResourceExt,
+    S: HasConditions,
+{
+    let kind: &'static str = KINDS
+        .iter()
+        .find(|k| **k == K::kind(&()))
+        .copied()
+        .unwrap_or("Unknown");
+    let (severity, state, detail) = match ready(status) {
+        None => (
+            Severity::Warning,
+            "Pending".to_owned(),
+            "not reconciled yet: is the operator running?".to_owned(),
+        ),
+        Some(c) if c.status == "True" => (Severity::Ok, "Ready".to_owned(), c.message.clone()),
+        Some(c) => (
+            // Waiting for what GitOps has not applied yet is not broken.
+            if c.reason == "ReferenceNotFound" {
+                Severity::Warning
+            } else {
+                Severity::Failing
+            },
+            c.reason.clone(),
+            c.message.clone(),
+        ),
+    };
+    Row {
+        severity,
+        kind,
+        short: K::shortnames().first().copied().unwrap_or(kind),
+        namespace: object.meta().namespace.clone(),
+        name: object.meta().name.clone().unwrap_or_default(),
+        state,
+        detail,
+    }
+}
+
+fn member_cluster(member: &MemberCluster) -> Row {
+    let mut row = base(member, member.status.as_ref());
+    let version = member
+        .status
+        .as_ref()
+        .and_then(|s| s.kubernetes_version.clone());
+    if row.severity == Severity::Ok {
+        row.state = "Reachable".to_owned();
+        row.detail = format!(
+            "{} {} {}",
+            member.spec.provider.as_str(),
+            member.spec.region,
+            version.as_deref().unwrap_or("(version unknown)")
+        );
+    }
+    row
+}
+
+fn slo(slo: &ServiceLevelObjective) -> Row {
+    let mut row = base(slo, slo.status.as_ref());
+    let Some(status) = slo.status.as_ref() else {
+        return row;
+    };
+    if row.severity != Severity::Ok {
+        return row;
+    }
+    let remaining = status
+        .error_budget_remaining
+        .as_deref()
+        .and_then(|r| r.trim_end_matches('%').parse::<f64>().ok());
+    let burn = status
+        .burn_rate
+        .as_deref()
+        .and_then(|b| b.parse::<f64>().ok());
+    let Some(remaining) = remaining else {
+        row.state = "NoBudget".to_owned();
+        row.severity = Severity::Warning;
+        row.detail = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "BudgetKnown")
+            .map(|c| c.message.clone())
+            .unwrap_or_else(|| "the budget is not known yet".to_owned());
+        return row;
+    };
+    let mut detail = format!("budget {remaining:.2}% left");
+    if let Some(burn) = burn {
+        let _ = write!(detail, ", burn rate {burn:.2}×");
+        let window = crate::render::slo::parse_window(&slo.spec.window).ok();
+        if let Some(window) = window.filter(|_| burn > 0.0 && remaining > 0.0) {
+            // At burn rate b the budget of a window W lasts W / b; what is left lasts
+            // its share of that.
+            let seconds = window.as_secs_f64() / burn * remaining / 100.0;
+            let _ = write!(
+                detail,
+                ", exhausted in {} at this rate",
+                span(seconds as i64)
+            );
+        }
+    }
+    let objective = slo.spec.objective;
+    let _ = write!(detail, " (objective {objective}% over {})", slo.spec.window);
+    row.detail = detail;
+    (row.severity, row.state) = match burn {
+        _ if remaining <= 0.0 => (Severity::Failing, "Exhausted".to_owned()),
+        Some(b) if b >= 1.0 => (Severity::Warning, "Burning".to_owned()),
+        _ => (Severity::Ok, "Healthy".to_owned()),
+    };
+    row
+}
+
+fn acme_issuer(issuer: &AcmeIssuer) -> Row {
+    let mut row = base(issuer, issuer.status.as_ref());
+    if row.severity == Severity::Ok {
+        row.detail = issuer.spec.server.clone();
+    }
+    row
+}
+
+fn certificate(certificate: &AcmeCertificate, now: Timestamp) -> Row {
+    let mut row = base(certificate, certificate.status.as_ref());
+    let Some(status) = certificate.status.as_ref() else {
+        return row;
+    };
+    let not_after = status
+        .not_after
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    let mut detail = Vec::new();
+    if let Some(not_after) = not_after {
+        let left = not_after.as_second() - now.as_second();
+        if left <= 0 {
+            row.severity = Severity::Failing;
+            row.state = "Expired".to_owned();
+            detail.push(format!("expired {} ago", span(-left)));
+        } else {
+            detail.push(format!("expires in {}", span(left)));
+            if left < EXPIRY_WARNING_DAYS * 86_400 && row.severity == Severity::Ok {
+                row.severity = Severity::Warning;
+                row.state = "Expiring".to_owned();
+            }
+        }
+    }
+    if let Some(renewal) = status
+        .renewal_time
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok())
+    {
+        let due = renewal.as_second() - now.as_second();
+        detail.push(if due > 0 {
+            format!("renews in {}", span(due))
+        } else {
+            "renewal due".to_owned()
+        });
+    }
+    if let Some(failures) = status.failed_issuance_attempts.filter(|n| *n > 0) {
+        if row.severity == Severity::Ok {
+            row.severity = Severity::Warning;
+            row.state = "Retrying".to_owned();
+        }
+        let when = status.last_failure_time.as_deref().unwrap_or("?");
+        detail.push(format!("{failures} failed attempts, last at {when}"));
+    }
+    if row.severity == Severity::Ok {
+        row.state = "Valid".to_owned();
+    }
+    if let Some(revision) = status.revision {
+        detail.push(format!("revision {revision}"));
+    }
+    if row.severity == Severity::Ok || row.state == "Expiring" || row.state == "Expired" {
+        row.detail = detail.join(", ");
+    } else if !detail.is_empty() {
+        row.detail = format!("{}; {}", row.detail, detail.join(", "));
+    }
+    row
+}
+
+fn cross_cloud_dns(dns: &CrossCloudDNS) -> Row {
+    let mut row = base(dns, dns.status.as_ref());
+    let Some(status) = dns.status.as_ref() else {
+        return row;
+    };
+    let out: Vec<String> = status
+        .clusters
+        .iter()
+        .filter(|c| !c.resolver_healthy || !c.applied || c.in_failover)
+        .map(|c| {
+            let why = if !c.applied {
+                "not applied"
+            } else if !c.resolver_healthy {
+                "resolver unhealthy"
+            } else {
+                "in failover"
+            };
+            format!("{} ({why})", c.cluster)
+        })
+        .collect();
+    if !out.is_empty() {
+        if row.severity == Severity::Ok {
+            row.severity = Severity::Warning;
+            row.state = "Degraded".to_owned();
+        }
+        row.detail = format!("out of the chain: {}", out.join(", "));
+    } else if row.severity == Severity::Ok {
+        row.detail = format!("{} clusters resolve each other", status.clusters.len());
+    }
+    row
+}
+
+fn pipeline(pipeline: &TelemetryPipeline) -> Row {
+    let mut row = base(pipeline, pipeline.status.as_ref());
+    let Some(status) = pipeline.status.as_ref() else {
+        return row;
+    };
+    let refused = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Validated" && c.status == "False");
+    let sampling = status
+        .sampling
+        .as_ref()
+        .map(|s| format!("sampling {}% ({})", s.percentage, s.reason));
+    let running: Vec<String> = status
+        .clusters
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c.cluster,
+                c.active_config
+                    .as_deref()
+                    .unwrap_or("nothing validated yet")
+            )
+        })
+        .collect();
+    if let Some(refused) = refused {
+        row.severity = Severity::Warning;
+        row.state = "Refused".to_owned();
+        row.detail = refused.message.clone();
+    } else if row.severity == Severity::Ok {
+        row.detail = sampling
+            .into_iter()
+            .chain([running.join(", ")])
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
+    row
+}
+
+fn workload(workload: &SupervisedWorkload) -> Row {
+    let mut row = base(workload, workload.status.as_ref());
+    let Some(status) = workload.status.as_ref() else {
+        return row;
+    };
+    let last = status.last_crash.as_deref();
+    match status.breaker.as_deref() {
+        Some("Open") => {
+            row.severity = Severity::Failing;
+            row.state = "BreakerOpen".to_owned();
+            row.detail = format!(
+                "since {}; last crash: {}",
+                status.breaker_since.as_deref().unwrap_or("?"),
+                last.unwrap_or("?")
+            );
+        }
+        Some(phase @ ("HalfOpen" | "Probation")) => {
+            row.severity = row.severity.min(Severity::Warning);
+            row.state = phase.to_owned();
+            row.detail = format!("last crash: {}", last.unwrap_or("?"));
+        }
+        _ if row.severity == Severity::Ok && status.crashes_in_window > 0 => {
+            row.severity = Severity::Warning;
+            row.state = "Crashing".to_owned();
+            row.detail = format!(
+                "{} crashes in the window; last: {}",
+                status.crashes_in_window,
+                last.unwrap_or("?")
+            );
+        }
+        _ if row.severity == Severity::Ok => {
+            row.state = "Supervising".to_owned();
+            row.detail = match (&status.config_revision, status.crashes_total) {
+                (Some(revision), total) => format!("config {revision}; {total} crashes in all"),
+                (None, total) => format!("{total} crashes in all"),
+            };
+        }
+        _ => {}
+    }
+    row
+}
+
+/// `seconds` as `3d 4h`, `5h 12m` or `40s`: at most two units, days of 24 hours.
+fn span(seconds: i64) -> String {
+    let rounding = SpanRound::new()
+        .largest(Unit::Day)
+        .smallest(if seconds >= 86_400 {
+            Unit::Hour
+        } else if seconds >= 3600 {
+            Unit::Minute
+        } else {
+            Unit::Second
+        })
+        .days_are_24_hours();
+    match Span::new().seconds(seconds).round(rounding) {
+        Ok(span) => format!("{span:#}"),
+        Err(_) => format!("{seconds}s"),
+    }
+}
+
+/// The table of `rows`, within `width` columns (the detail is cut to fit), with the
+/// severity in colour when `colour`.
+pub fn table(rows: &[Row], width: usize, colour: bool) -> String {
+    let headers = ["", "NAMESPACE", "OBJECT", "STATE"];
+    let cells: Vec<[String; 4]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.severity.label().to_owned(),
+                r.namespace.clone().unwrap_or_else(|| "-".to_owned()),
+                format!("{}/{}", r.short, r.name),
+                r.state.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = headers.map(str::len);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let used: usize = widths.iter().map(|w| w + 2).sum();
+    let detail_width = width.saturating_sub(used).max(20);
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[String; 4], detail: &str, paint: Option<&str>| {
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            match (i, paint) {
+                (0, Some(code)) => {
+                    let _ = write!(out, "{code}{cell:<w$}\x1b[0m  ");
+                }
+                _ => {
+                    let _ = write!(out, "{cell:<w$}  ");
+                }
+            }
+        }
+        out.push_str(&cut(detail, detail_width));
+        out.push('\n');
+    };
+    line(&mut out, &headers.map(str::to_owned), "DETAIL", None);
+    for (row, cells) in rows.iter().zip(&cells) {
+        line(
+            &mut out,
+            cells,
+            &row.detail.replace('\n', " "),
+            colour.then(|| row.severity.colour()),
+        );
+    }
+    out
+}
+
+fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object<K: serde::de::DeserializeOwned>(value: serde_json::Value) -> K {
+        serde_json::from_value(value).expect("a valid object")
+    }
+
+    fn ready(status: &str, reason: &str, message: &str) -> serde_json::Value {
+        serde_json::json!([{"type": "Ready", "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": "2026-12-01T00:00:00Z"}])
+    }
+
+    /// One object of each kind in a known state, as `vigil status -A` reads them.
+    fn fleet() -> Fleet {
+        Fleet {
+            member_clusters: vec![
+                object(
+                    serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "MemberCluster",
+                    "metadata": {"name": "aws"}, "spec": {"provider": "aws", "region": "eu-west-1", "local": true},
+                    "status": {"conditions": ready("True", "Reachable", "API and DNS answer"), "kubernetesVersion": "v1.36.3"}}),
+                ),
+                object(
+                    serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "MemberCluster",
+                    "metadata": {"name": "aliyun"}, "spec": {"provider": "aliyun", "region": "cn-hangzhou",
+                        "apiServer": {"kubeconfigSecretRef": {"namespace": "vigil-system", "name": "aliyun", "key": "kubeconfig"}}},
+                    "status": {"conditions": ready("False", "Unreachable", "API server https://10.0.0.1:6443: connection refused")}}),
+                ),
+            ],
+            slos: vec![
+                object(
+                    serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "ServiceLevelObjective",
+                    "metadata": {"name": "checkout-availability", "namespace": "shop"},
+                    "spec": {"service": "checkout", "objective": 99.9, "window": "30d",
+                        "sli": {"ratio": {"errors": "e", "total": "t"}}},
+                    "status": {"conditions": ready("True", "RulesApplied", "42 rules"),
+                        "errorBudgetRemaining": "40.00%", "burnRate": "6.00"}}),
+                ),
+                object(
+                    serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "ServiceLevelObjective",
+                    "metadata": {"name": "search-latency", "namespace": "shop"},
+                    "spec": {"service": "search", "objective": 99.0, "window": "28d",
+                        "sli": {"ratio": {"errors": "e", "total": "t"}}},
+                    "status": {"conditions": ready("True", "RulesApplied", "42 rules"),
+                        "errorBudgetRemaining": "97.50%", "burnRate": "0.10"}}),
+                ),
+            ],
+            acme_issuers: vec![object(
+                serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "AcmeIssuer",
+                "metadata": {"name": "letsencrypt"},
+                "spec": {"server": "https://acme-v02.api.letsencrypt.org/directory", "email": "ops@example.com",
+                    "privateKeySecretRef": {"name": "le"}, "solvers": [{"http01": {}}]},
+                "status": {"conditions": ready("True", "Registered", "account registered")}}),
+            )],
+            certificates: vec![
+                object(
+                    serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "AcmeCertificate",
+                    "metadata": {"name": "shop-tls", "namespace": "shop"},
+                    "spec": {"issuerRef": {"name": "letsencrypt"}, "dnsNames": ["shop.example.com"], "secretName": "shop-tls"},
+                    "status": {"conditions": ready("True", "Issued", "issued"),
+                        "notAfter": "2026-12-10T00:00:00Z", "renewalTime": "2026-12-06T00:00:00Z", "revision": 3,
+                        "failedIssuanceAttempts": 2, "lastFailureTime": "2026-12-07T09:00:00Z"}}),
+                ),
+                object(
+                    serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "AcmeCertificate",
+                    "metadata": {"name": "api-tls", "namespace": "shop"},
+                    "spec": {"issuerRef": {"name": "letsencrypt"}, "dnsNames": ["api.example.com"], "secretName": "api-tls"},
+                    "status": {"conditions": ready("True", "Issued", "issued"),
+                        "notAfter": "2027-03-01T00:00:00Z", "renewalTime": "2027-01-30T00:00:00Z", "revision": 1}}),
+                ),
+                object(
+                    serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "AcmeCertificate",
+                    "metadata": {"name": "orphan", "namespace": "web"},
+                    "spec": {"issuerRef": {"name": "missing"}, "dnsNames": ["web.example.com"], "secretName": "orphan"},
+                    "status": {"conditions": ready("False", "ReferenceNotFound",
+                        "waiting for what the spec names: spec.issuerRef.name: AcmeIssuer \"missing\" does not exist")}}),
+                ),
+            ],
+            cross_cloud_dns: vec![object(
+                serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "CrossCloudDNS",
+                "metadata": {"name": "clusterset"}, "spec": {"clusters": ["aws", "aliyun"]},
+                "status": {"conditions": ready("True", "Applied", "2 clusters"),
+                    "clusters": [{"cluster": "aws", "resolverHealthy": true, "inFailover": false, "applied": true},
+                        {"cluster": "aliyun", "resolverHealthy": false, "inFailover": true, "applied": true}]}}),
+            )],
+            pipelines: vec![object(
+                serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "TelemetryPipeline",
+                "metadata": {"name": "shop", "namespace": "shop"},
+                "spec": {"clusters": ["aws"], "backends": {}},
+                "status": {"conditions": ready("True", "RolledOut", "every cluster runs it"),
+                    "clusters": [{"cluster": "aws", "activeConfig": "vigil-otel-shop-7d91a62b6d"}],
+                    "sampling": {"percentage": 50.0, "reason": "SLO checkout-availability is burning", "boostedBy": "checkout-availability"}}}),
+            )],
+            workloads: vec![
+                object(
+                    serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "SupervisedWorkload",
+                    "metadata": {"name": "checkout", "namespace": "crashlab"},
+                    "spec": {"target": {"kind": "Deployment", "name": "checkout"}},
+                    "status": {"conditions": ready("True", "Supervising", "capturing crashes"),
+                        "breaker": "Open", "breakerSince": "2026-12-07T16:07:35Z", "crashesInWindow": 3, "crashesTotal": 3,
+                        "lastCrash": "2026-12-07T16:07:34Z container app of pod checkout-5bffc69bd-dcdm5 exited 2 (Error): panic: runtime error: invalid memory address or nil pointer dereference"}}),
+                ),
+                object(
+                    serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "SupervisedWorkload",
+                    "metadata": {"name": "orders", "namespace": "shop"},
+                    "spec": {"target": {"kind": "Deployment", "name": "orders"}}}),
+                ),
+            ],
+        }
+    }
+
+    fn now() -> Timestamp {
+        "2026-12-07T12:00:00Z".parse().expect("a timestamp")
+    }
+
+    #[test]
+    fn each_kind_is_judged_and_the_worst_come_first() {
+        let rows = fleet().rows(now());
+        let summary: Vec<(Severity, &str, &str, &str)> = rows
+            .iter()
+            .map(|r| (r.severity, r.kind, r.name.as_str(), r.state.as_str()))
+            .collect();
+        use Severity::{Failing, Ok, Warning};
+        assert_eq!(
+            summary,
+            [
+                (Failing, "MemberCluster", "aliyun", "Unreachable"),
+                (Failing, "SupervisedWorkload", "checkout", "BreakerOpen"),
+                (
+                    Warning,
+                    "ServiceLevelObjective",
+                    "checkout-availability",
+                    "Burning"
+                ),
+                (Warning, "AcmeCertificate", "shop-tls", "Expiring"),
+                (Warning, "AcmeCertificate", "orphan", "ReferenceNotFound"),
+                (Warning, "CrossCloudDNS", "clusterset", "Degraded"),
+                (Warning, "SupervisedWorkload", "orders", "Pending"),
+                (Ok, "MemberCluster", "aws", "Reachable"),
+                (Ok, "ServiceLevelObjective", "search-latency", "Healthy"),
+                (Ok, "AcmeIssuer", "letsencrypt", "Ready"),
+                (Ok, "AcmeCertificate", "api-tls", "Valid"),
+                (Ok, "TelemetryPipeline", "shop", "Ready"),
+            ]
+        );
+        let detail = |name: &str| {
+            rows.iter()
+                .find(|r| r.name == name)
+                .map(|r| r.detail.clone())
+                .unwrap_or_default()
+        };
+        // 40% of a 30-day budget at 6× lasts 30d / 6 × 0.4 = 2 days.
+        assert_eq!(
+            detail("checkout-availability"),
+            "budget 40.00% left, burn rate 6.00×, exhausted in 2d at this rate (objective 99.9% over 30d)"
+        );
+        assert_eq!(
+            detail("shop-tls"),
+            "expires in 2d 12h, renewal due, 2 failed attempts, last at 2026-12-07T09:00:00Z, revision 3"
+        );
+        assert_eq!(
+            detail("clusterset"),
+            "out of the chain: aliyun (resolver unhealthy)"
+        );
+        assert_eq!(
+            detail("shop"),
+            "sampling 50% (SLO checkout-availability is burning); aws: vigil-otel-shop-7d91a62b6d"
+        );
+    }
+
+    #[test]
+    fn the_table_has_stable_columns_and_fits_100_columns() {
+        let table = table(&fleet().rows(now()), 100, false);
+        for line in table.lines() {
+            assert!(line.chars().count() <= 100, "{line}");
+        }
+        insta::assert_snapshot!("status-table", table);
+        // In a pipe, whole lines.
+        let whole = super::table(&fleet().rows(now()), usize::MAX, false);
+        insta::assert_snapshot!("status-table-whole", whole);
+    }
+
+    #[test]
+    fn json_output_parses_back() {
+        let rows = fleet().rows(now());
+        let json = serde_json::to_string(&rows).expect("JSON");
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect("parses");
+        assert_eq!(parsed[0]["severity"], "Failing");
+        assert_eq!(parsed[0]["kind"], "MemberCluster");
+        assert!(parsed[0].get("namespace").is_none(), "cluster-scoped");
+        assert_eq!(parsed[1]["namespace"], "crashlab");
+    }
+
+    #[test]
+    fn spans_read_as_people_say_them() {
+        assert_eq!(span(40), "40s");
+        assert_eq!(span(5 * 3600 + 12 * 60), "5h 12m");
+        assert_eq!(span(3 * 86_400 + 4 * 3600 + 59), "3d 4h");
+    }
+}
