@@ -168,6 +168,88 @@ async fn scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     );
     assert!(rows.iter().any(|r| r["name"] == "checkout"), "{out}");
 
+    // One object: the workload with its crash snapshot ConfigMap (owned by it, as the
+    // operator writes it) and an Event.
+    let workloads: Api<vigil::api::SupervisedWorkload> =
+        Api::namespaced(client.clone(), "crashlab");
+    let uid = workloads
+        .get("checkout")
+        .await?
+        .metadata
+        .uid
+        .unwrap_or_default();
+    let snapshot = serde_json::json!({"time": "2026-12-07T16:07:34Z", "pod": "checkout-5bffc69bd-dcdm5",
+        "podUid": "u", "node": "aws-real", "container": "app", "image": "vigil.test/crashers:1",
+        "exitCode": 2, "reason": "Error", "restartCount": 3,
+        "logTail": "checkout: order 42 received\npanic: runtime error: invalid memory address or nil pointer dereference\n",
+        "panic": {"language": "go", "message": "panic: runtime error: invalid memory address or nil pointer dereference",
+            "frames": ["main.(*Cart).Total at vigil.io/e2e-tools/crashers/main.go:38"]}});
+    let crashes = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "checkout-crashes", "namespace": "crashlab",
+            "ownerReferences": [{"apiVersion": "vigil.io/v1alpha1", "kind": "SupervisedWorkload",
+                "name": "checkout", "uid": uid, "controller": true}]},
+        "data": {"crash-1.json": snapshot.to_string(), "sealed.json": snapshot.to_string()}});
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), "crashlab")
+        .patch(
+            "checkout-crashes",
+            &PatchParams::apply("vigil-e2e"),
+            &Patch::Apply(&crashes),
+        )
+        .await?;
+    let event = serde_json::json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "checkout.opened", "namespace": "crashlab"},
+        "eventTime": "2026-12-07T16:07:36.000000Z", "reportingController": "vigil", "reportingInstance": "vigil-0",
+        "action": "Reconcile", "reason": "CircuitOpened", "type": "Warning",
+        "note": "3 crashes within 10m; scaled Deployment checkout to 0 (from 1)",
+        "regarding": {"apiVersion": "vigil.io/v1alpha1", "kind": "SupervisedWorkload",
+            "name": "checkout", "namespace": "crashlab", "uid": uid}});
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), "crashlab")
+        .create(&PostParams::default(), &serde_json::from_value(event)?)
+        .await?;
+    let (code, text, err) = run(kubeconfig, &["sw/checkout", "-n", "crashlab"])?;
+    anyhow::ensure!(code == 0, "exit {code}: {err}");
+    eprintln!("vigil status sw/checkout -n crashlab:\n{text}");
+    for want in [
+        "SupervisedWorkload crashlab/checkout",
+        "FAIL BreakerOpen: since 2026-12-07T16:07:35Z",
+        "Ready           True   Supervising",
+        "ConfigMap checkout-crashes",
+        "supervises Deployment checkout",
+        "Warning CircuitOpened: 3 crashes within 10m",
+        "exit 2 (Error), restart 3",
+        "go panic: panic: runtime error: invalid memory address or nil pointer dereference",
+        "at main.(*Cart).Total at vigil.io/e2e-tools/crashers/main.go:38",
+        "    checkout: order 42 received",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+    let (code, json, err) = run(
+        kubeconfig,
+        &[
+            "SupervisedWorkload/checkout",
+            "-n",
+            "crashlab",
+            "-o",
+            "json",
+        ],
+    )?;
+    anyhow::ensure!(code == 0, "exit {code}: {err}");
+    let described: serde_json::Value = serde_json::from_str(&json)?;
+    assert_eq!(described["row"]["state"], "BreakerOpen", "{json}");
+    assert_eq!(described["snapshot"]["exitCode"], 2, "{json}");
+    let (code, _, err) = run(kubeconfig, &["sw/nothing", "-n", "crashlab"])?;
+    assert_eq!(code, 2);
+    assert_eq!(
+        err.trim(),
+        "error: SupervisedWorkload nothing not found in namespace crashlab"
+    );
+    let (code, _, err) = run(kubeconfig, &["pod/checkout"])?;
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("unknown kind \"pod\": one of mc, slo, acmeiss, acmecert, ccdns, telp, sw"),
+        "{err}"
+    );
+
     // A user who may read nothing of Vigil's.
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "shop");
     let account: ServiceAccount =

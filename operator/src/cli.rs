@@ -113,6 +113,9 @@ pub enum Output {
 /// Options of `vigil status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// One object, `KIND/NAME` (kind, plural or short name: `sw/checkout`): its conditions,
+    /// what Vigil wrote for it, its Events and, for a workload, its last crash.
+    pub object: Option<String>,
     /// Which cluster and namespace.
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -132,52 +135,73 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write, err: &mut dyn Write) -> Ex
             return ExitCode::from(2);
         }
     };
-    let fleet = runtime.block_on(async {
-        let (client, namespace) = args.cluster.connect().await?;
-        crate::fleet::Fleet::fetch(&client, namespace.as_deref()).await
-    });
-    let fleet = match fleet {
-        Ok(fleet) => fleet,
-        Err(error) => {
-            let _ = writeln!(err, "error: {error:#}");
-            return ExitCode::from(2);
+    let printed = match &args.object {
+        Some(object) => {
+            let described = runtime.block_on(async {
+                let (client, namespace) = args.cluster.connect().await?;
+                let namespace = namespace.unwrap_or_else(|| "default".to_owned());
+                crate::fleet::describe(&client, object, &namespace).await
+            });
+            described.map(|d| emit(&d, args.output, out, crate::fleet::render_description))
         }
-    };
-    let rows = fleet.rows(jiff::Timestamp::now());
-    let printed = match args.output {
-        Output::Json => serde_json::to_string_pretty(&rows)
-            .map_err(std::io::Error::other)
-            .and_then(|json| writeln!(out, "{json}")),
-        Output::Yaml => serde_yaml_ng::to_string(&rows)
-            .map_err(std::io::Error::other)
-            .and_then(|yaml| write!(out, "{yaml}")),
-        Output::Table => {
-            let terminal = std::io::stdout().is_terminal();
-            // On a terminal: its width (COLUMNS) and colour unless NO_COLOR; in a pipe:
-            // whole lines, no colour.
-            let width = if terminal {
-                std::env::var("COLUMNS")
-                    .ok()
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(100)
-            } else {
-                usize::MAX
-            };
-            let colour = terminal && std::env::var_os("NO_COLOR").is_none();
-            if rows.is_empty() {
-                writeln!(out, "no Vigil objects")
-            } else {
-                write!(out, "{}", crate::fleet::table(&rows, width, colour))
-            }
+        None => {
+            let fleet = runtime.block_on(async {
+                let (client, namespace) = args.cluster.connect().await?;
+                crate::fleet::Fleet::fetch(&client, namespace.as_deref()).await
+            });
+            fleet.map(|fleet| {
+                let rows = fleet.rows(jiff::Timestamp::now());
+                emit(&rows, args.output, out, |rows: &Vec<crate::fleet::Row>| {
+                    let terminal = std::io::stdout().is_terminal();
+                    // On a terminal: its width (COLUMNS) and colour unless NO_COLOR; in a
+                    // pipe: whole lines, no colour.
+                    let width = if terminal {
+                        std::env::var("COLUMNS")
+                            .ok()
+                            .and_then(|c| c.parse().ok())
+                            .unwrap_or(100)
+                    } else {
+                        usize::MAX
+                    };
+                    let colour = terminal && std::env::var_os("NO_COLOR").is_none();
+                    if rows.is_empty() {
+                        "no Vigil objects\n".to_owned()
+                    } else {
+                        crate::fleet::table(rows, width, colour)
+                    }
+                })
+            })
         }
     };
     match printed {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(error) => {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Ok(Err(error)) => {
             let _ = writeln!(err, "error: {error}");
             ExitCode::from(2)
         }
+        Err(error) => {
+            let _ = writeln!(err, "error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Writes `value` as `output` asks: JSON, YAML, or the text `table` makes of it.
+fn emit<T: serde::Serialize>(
+    value: &T,
+    output: Output,
+    out: &mut dyn Write,
+    table: impl FnOnce(&T) -> String,
+) -> std::io::Result<()> {
+    match output {
+        Output::Json => serde_json::to_string_pretty(value)
+            .map_err(std::io::Error::other)
+            .and_then(|json| writeln!(out, "{json}")),
+        Output::Yaml => serde_yaml_ng::to_string(value)
+            .map_err(std::io::Error::other)
+            .and_then(|yaml| write!(out, "{yaml}")),
+        Output::Table => write!(out, "{}", table(value)),
     }
 }
 

@@ -476,6 +476,386 @@ fn workload(workload: &SupervisedWorkload) -> Row {
     row
 }
 
+/// The kinds `vigil status KIND/NAME` takes: kind, plural, short name, namespaced.
+const RESOURCES: [(&str, &str, &str, bool); 7] = [
+    ("MemberCluster", "memberclusters", "mc", false),
+    (
+        "ServiceLevelObjective",
+        "servicelevelobjectives",
+        "slo",
+        true,
+    ),
+    ("AcmeIssuer", "acmeissuers", "acmeiss", false),
+    ("AcmeCertificate", "acmecertificates", "acmecert", true),
+    ("CrossCloudDNS", "crossclouddnses", "ccdns", false),
+    ("TelemetryPipeline", "telemetrypipelines", "telp", true),
+    ("SupervisedWorkload", "supervisedworkloads", "sw", true),
+];
+
+/// One object the way `vigil status KIND/NAME` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Description {
+    /// Its line in `vigil status`.
+    pub row: Row,
+    /// Its conditions, as the controller wrote them.
+    pub conditions: Vec<Condition>,
+    /// What Vigil wrote for it (owned objects, the workload it supervises, the Secret),
+    /// one line each; or why they could not be read.
+    pub children: Vec<String>,
+    /// Its Events, newest first (at most 10): `time type reason: note`.
+    pub events: Vec<String>,
+    /// A SupervisedWorkload's last crash snapshot (the sealed one while the breaker is
+    /// open), as stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<serde_json::Value>,
+}
+
+/// Reads `object` (`KIND/NAME`: a kind, its plural or short name, any case) in
+/// `namespace` with what Vigil wrote for it and its Events.
+pub async fn describe(
+    client: &Client,
+    object: &str,
+    namespace: &str,
+) -> anyhow::Result<Description> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{ApiResource, DynamicObject};
+    let (kind, name) = object
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("{object:?}: expected KIND/NAME, e.g. sw/checkout"))?;
+    let lower = kind.to_ascii_lowercase();
+    let (kind, plural, _, namespaced) = RESOURCES
+        .iter()
+        .find(|(k, p, s, _)| k.to_ascii_lowercase() == lower || *p == lower || *s == lower)
+        .copied()
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown kind {kind:?}: one of {}",
+                RESOURCES.map(|r| r.2).join(", ")
+            )
+        })?;
+    let resource = ApiResource {
+        group: "vigil.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "vigil.io/v1alpha1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    let api: Api<DynamicObject> = if namespaced {
+        Api::namespaced_with(client.clone(), namespace, &resource)
+    } else {
+        Api::all_with(client.clone(), &resource)
+    };
+    let place = if namespaced {
+        format!("in namespace {namespace}")
+    } else {
+        CLUSTER_WIDE.to_owned()
+    };
+    let found = api
+        .get_opt(name)
+        .await
+        .map_err(|error| refused(&error, "get", &resource_name(plural), &place))?;
+    let found = found.ok_or_else(|| anyhow::anyhow!("{kind} {name} not found {place}"))?;
+    let value = serde_json::to_value(&found)?;
+    let row = judge(kind, value.clone())?;
+    let conditions: Vec<Condition> =
+        serde_json::from_value(value["status"]["conditions"].clone()).unwrap_or_default();
+    let uid = found.metadata.uid.clone().unwrap_or_default();
+    let namespace = namespaced.then_some(namespace);
+
+    let mut children = Vec::new();
+    if let Some(namespace) = namespace {
+        owned(client, namespace, &uid, &mut children).await;
+    }
+    let mut snapshot = None;
+    match kind {
+        "SupervisedWorkload" => {
+            let target = &value["spec"]["target"];
+            children.push(format!(
+                "supervises {} {}",
+                target["kind"].as_str().unwrap_or_default(),
+                target["name"].as_str().unwrap_or_default()
+            ));
+            if let Some(namespace) = namespace {
+                let crashes: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+                if let Ok(Some(map)) = crashes.get_opt(&format!("{name}-crashes")).await {
+                    snapshot = last_snapshot(&map.data.unwrap_or_default());
+                }
+            }
+        }
+        "AcmeCertificate" => {
+            let secret = value["spec"]["secretName"].as_str().unwrap_or_default();
+            children.push(format!("Secret {secret} (kubernetes.io/tls)"));
+            for copy in value["status"]["distribution"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                children.push(format!(
+                    "copy in cluster {} namespace {}: revision {}{}",
+                    copy["cluster"].as_str().unwrap_or_default(),
+                    copy["namespace"].as_str().unwrap_or_default(),
+                    copy["revision"]
+                        .as_i64()
+                        .map_or("none".to_owned(), |r| r.to_string()),
+                    copy["lastError"]
+                        .as_str()
+                        .map(|e| format!(", last error: {e}"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        "CrossCloudDNS" | "TelemetryPipeline" => {
+            for cluster in value["status"]["clusters"].as_array().into_iter().flatten() {
+                children.push(format!("cluster {}", compact(cluster)));
+            }
+        }
+        _ => {}
+    }
+    let events = events(client, namespace, kind, name).await;
+    Ok(Description {
+        row,
+        conditions,
+        children,
+        events,
+        snapshot,
+    })
+}
+
+fn resource_name(plural: &str) -> String {
+    format!("{plural}.vigil.io")
+}
+
+/// A refusal as a person reads it: which verb on which resource.
+fn refused(error: &kube::Error, verb: &str, resource: &str, place: &str) -> anyhow::Error {
+    match error {
+        kube::Error::Api(status) if status.code == 403 => anyhow::anyhow!(
+            "not allowed to {verb} {resource} {place}: your RBAC needs verb \"{verb}\" on resource \"{resource}\""
+        ),
+        kube::Error::Api(status) if status.code == 404 => anyhow::anyhow!(
+            "the API server does not serve {resource}: are Vigil's CRDs installed? (helm install vigil charts/vigil)"
+        ),
+        _ => anyhow::anyhow!("{verb} {resource} {place}: {error}"),
+    }
+}
+
+/// The row of an object of `kind` given as JSON.
+fn judge(kind: &str, value: serde_json::Value) -> anyhow::Result<Row> {
+    Ok(match kind {
+        "MemberCluster" => member_cluster(&serde_json::from_value(value)?),
+        "ServiceLevelObjective" => slo(&serde_json::from_value(value)?),
+        "AcmeIssuer" => acme_issuer(&serde_json::from_value(value)?),
+        "AcmeCertificate" => certificate(&serde_json::from_value(value)?, Timestamp::now()),
+        "CrossCloudDNS" => cross_cloud_dns(&serde_json::from_value(value)?),
+        "TelemetryPipeline" => pipeline(&serde_json::from_value(value)?),
+        _ => workload(&serde_json::from_value(value)?),
+    })
+}
+
+/// A status entry as `key=value` pairs on one line.
+fn compact(value: &serde_json::Value) -> String {
+    value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The objects of `namespace` whose owner is `uid`: ConfigMaps, Jobs, Deployments,
+/// DaemonSets and Services (metadata only). A kind the user may not list says so.
+async fn owned(client: &Client, namespace: &str, uid: &str, children: &mut Vec<String>) {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::{ConfigMap, Service};
+    async fn of<K>(client: &Client, namespace: &str, uid: &str, children: &mut Vec<String>)
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned,
+    {
+        let api: Api<K> = Api::namespaced(client.clone(), namespace);
+        match api.list_metadata(&ListParams::default()).await {
+            Ok(list) => {
+                for item in list.items {
+                    let owned = item
+                        .metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| o.uid == uid);
+                    if owned {
+                        children.push(format!(
+                            "{} {}",
+                            K::kind(&()),
+                            item.metadata.name.unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+            Err(error) => children.push(format!(
+                "({})",
+                refused(
+                    &error,
+                    "list",
+                    format!("{}.{}", K::plural(&()), K::group(&())).trim_end_matches('.'),
+                    &format!("in namespace {namespace}")
+                )
+            )),
+        }
+    }
+    of::<ConfigMap>(client, namespace, uid, children).await;
+    of::<Job>(client, namespace, uid, children).await;
+    of::<Deployment>(client, namespace, uid, children).await;
+    of::<DaemonSet>(client, namespace, uid, children).await;
+    of::<Service>(client, namespace, uid, children).await;
+}
+
+/// The newest crash snapshot of a `<name>-crashes` ConfigMap: the sealed one if any
+/// (it opened the breaker), else the ring entry with the latest time.
+fn last_snapshot(data: &std::collections::BTreeMap<String, String>) -> Option<serde_json::Value> {
+    if let Some(sealed) = data.get(crate::crash::SEALED_KEY) {
+        return serde_json::from_str(sealed).ok();
+    }
+    data.values()
+        .filter_map(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+        .max_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()))
+}
+
+/// The Events about `kind` `name`, newest first, at most 10; or why they cannot be read.
+async fn events(client: &Client, namespace: Option<&str>, kind: &str, name: &str) -> Vec<String> {
+    use k8s_openapi::api::events::v1::Event;
+    let api: Api<Event> = match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    let params =
+        ListParams::default().fields(&format!("regarding.kind={kind},regarding.name={name}"));
+    let mut events = match api.list(&params).await {
+        Ok(list) => list.items,
+        Err(error) => {
+            let place = namespace.map_or_else(
+                || "in all namespaces".to_owned(),
+                |n| format!("in namespace {n}"),
+            );
+            return vec![format!(
+                "({})",
+                refused(&error, "list", "events.events.k8s.io", &place)
+            )];
+        }
+    };
+    let time = |e: &Event| {
+        e.series
+            .as_ref()
+            .map(|s| s.last_observed_time.0)
+            .or(e.event_time.as_ref().map(|t| t.0))
+            .or(e.deprecated_last_timestamp.as_ref().map(|t| t.0))
+            .or(e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+    };
+    events.sort_by_key(|e| std::cmp::Reverse(time(e)));
+    events
+        .iter()
+        .take(10)
+        .map(|e| {
+            let count = e
+                .series
+                .as_ref()
+                .map_or(String::new(), |s| format!(" (x{})", s.count));
+            format!(
+                "{} {} {}{count}: {}",
+                time(e).map(|t| t.to_string()).unwrap_or_default(),
+                e.type_.as_deref().unwrap_or_default(),
+                e.reason.as_deref().unwrap_or_default(),
+                e.note.as_deref().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// `description` for a person.
+pub fn render_description(description: &Description) -> String {
+    let row = &description.row;
+    let mut out = String::new();
+    let place = row
+        .namespace
+        .as_deref()
+        .map_or(String::new(), |n| format!("{n}/"));
+    let _ = writeln!(out, "{} {place}{}", row.kind, row.name);
+    let _ = writeln!(
+        out,
+        "  {} {}: {}",
+        row.severity.label(),
+        row.state,
+        row.detail
+    );
+    out.push_str("Conditions:\n");
+    for c in &description.conditions {
+        let _ = writeln!(
+            out,
+            "  {:<15} {:<6} {:<20} {} (since {})",
+            c.type_, c.status, c.reason, c.message, c.last_transition_time.0
+        );
+    }
+    out.push_str("Children:\n");
+    if description.children.is_empty() {
+        out.push_str("  none\n");
+    }
+    for child in &description.children {
+        let _ = writeln!(out, "  {child}");
+    }
+    out.push_str("Events (newest first):\n");
+    if description.events.is_empty() {
+        out.push_str("  none\n");
+    }
+    for event in &description.events {
+        let _ = writeln!(out, "  {event}");
+    }
+    if let Some(snapshot) = &description.snapshot {
+        let _ = writeln!(
+            out,
+            "Last crash: {} pod {} container {} on {}",
+            snapshot["time"].as_str().unwrap_or("?"),
+            snapshot["pod"].as_str().unwrap_or("?"),
+            snapshot["container"].as_str().unwrap_or("?"),
+            snapshot["node"].as_str().unwrap_or("?"),
+        );
+        let signal = snapshot["signal"]
+            .as_i64()
+            .map_or(String::new(), |s| format!(", signal {s}"));
+        let _ = writeln!(
+            out,
+            "  exit {} ({}){signal}, restart {}",
+            snapshot["exitCode"],
+            snapshot["reason"].as_str().unwrap_or("?"),
+            snapshot["restartCount"]
+        );
+        if let Some(panic) = snapshot.get("panic") {
+            let _ = writeln!(
+                out,
+                "  {} panic: {}",
+                panic["language"].as_str().unwrap_or("?"),
+                panic["message"].as_str().unwrap_or("?")
+            );
+            for frame in panic["frames"].as_array().into_iter().flatten() {
+                let _ = writeln!(out, "    at {}", frame.as_str().unwrap_or_default());
+            }
+        }
+        let tail = snapshot["logTail"].as_str().unwrap_or_default();
+        if !tail.is_empty() {
+            out.push_str("  log tail:\n");
+            let lines: Vec<&str> = tail.lines().collect();
+            for line in &lines[lines.len().saturating_sub(20)..] {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+    }
+    out
+}
+
 /// `seconds` as `3d 4h`, `5h 12m` or `40s`: at most two units, days of 24 hours.
 fn span(seconds: i64) -> String {
     let rounding = SpanRound::new()
