@@ -1,7 +1,8 @@
 //! `vigil status` against a real control plane: objects of every kind in known states
 //! (their status written through the status subresource, as the operator would), read
 //! back by the command as a user runs it, in JSON and as a table; and a user whose RBAC
-//! lacks `list` gets a message naming the verb and the resource.
+//! lacks `list` gets a message naming the verb and the resource. `vigil check` before
+//! the operator runs, once it runs, and once it stopped.
 
 use std::process::Command;
 
@@ -10,11 +11,8 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::{Api, Client};
-use vigil_e2e::{TestCluster, repo};
-
-fn vigil() -> std::path::PathBuf {
-    std::env::var_os("VIGIL_BIN").map_or_else(|| repo().join("target/debug/vigil"), Into::into)
-}
+use vigil_e2e::operator::vigil_binary;
+use vigil_e2e::{Operator, TestCluster};
 
 /// Applies `object` and then its `status`.
 async fn put(client: &Client, object: serde_json::Value) -> anyhow::Result<()> {
@@ -52,8 +50,17 @@ fn ready(status: &str, reason: &str, message: &str) -> serde_json::Value {
 }
 
 fn run(kubeconfig: &std::path::Path, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
-    let output = Command::new(vigil())
-        .arg("status")
+    vigil(kubeconfig, "status", args)
+}
+
+/// `vigil COMMAND ARGS --kubeconfig KUBECONFIG`: exit code, stdout, stderr.
+fn vigil(
+    kubeconfig: &std::path::Path,
+    command: &str,
+    args: &[&str],
+) -> anyhow::Result<(i32, String, String)> {
+    let output = Command::new(vigil_binary()?)
+        .arg(command)
         .args(args)
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -271,6 +278,67 @@ async fn scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     assert_eq!(
         err.trim(),
         "error: not allowed to list memberclusters.vigil.io cluster-wide: your RBAC needs verb \"list\" on resource \"memberclusters.vigil.io\""
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn check_says_whether_vigil_runs_and_fails_clearly_once_it_stopped() {
+    let cluster = TestCluster::start("check").await.expect("cluster");
+    check_scenario(&cluster)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+async fn check_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
+    let kubeconfig = cluster.kubeconfig();
+    // Nothing installed.
+    let (code, out, err) = vigil(kubeconfig, "check", &[])?;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("FAIL  CRDs: memberclusters.vigil.io is not installed")
+            || out.contains("FAIL  CRDs: acmecertificates.vigil.io is not installed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL  operator: no Lease vigil-system/vigil-leader"),
+        "{out}"
+    );
+
+    // The chart and a running operator (outside the cluster, its webhook by URL).
+    let port = vigil_e2e::free_port()?;
+    let mut operator = Operator::start_with_chart_rbac(
+        cluster,
+        "vigil-check",
+        &[
+            &format!("--webhook-addr=127.0.0.1:{port}"),
+            &format!("--webhook-url=https://127.0.0.1:{port}"),
+        ],
+    )
+    .await?;
+    let (code, out, err) = vigil(kubeconfig, "check", &["--wait", "60s"])?;
+    assert_eq!(code, 0, "{out}{err}\n{}", operator.log());
+    for want in [
+        "ok    CRDs: 7 installed, established, as this binary knows them",
+        "ok    operator: vigil-check leads",
+        "ok    webhook: ",
+        "ok    your rights: vigil status may read every kind and its Events",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    let (code, json, _) = vigil(kubeconfig, "check", &["-o", "json"])?;
+    assert_eq!(code, 0);
+    let outcomes: Vec<serde_json::Value> = serde_json::from_str(&json)?;
+    assert!(outcomes.iter().all(|o| o["passed"] == true), "{json}");
+
+    // Stopped (SIGTERM: it gives the Lease up).
+    operator.terminate();
+    let (code, out, err) = vigil(kubeconfig, "check", &[])?;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("FAIL  operator: Lease vigil-leader has no holder")
+            || out.contains("but has not renewed it"),
+        "{out}"
     );
     Ok(())
 }

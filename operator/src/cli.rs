@@ -1,4 +1,4 @@
-//! The `vigil` command line: `run`, `crds`, `validate`, `render` and `status`.
+//! The `vigil` command line: `run`, `crds`, `validate`, `render`, `status` and `check`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -48,6 +48,97 @@ pub enum Command {
     Render(RenderArgs),
     /// The fleet at a glance, worst first: every Vigil object of the cluster, judged.
     Status(StatusArgs),
+    /// Is Vigil installed and running, and may you use it? Exit 0 when every check passes.
+    Check(CheckArgs),
+}
+
+/// Options of `vigil check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Which cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The operator's namespace.
+    #[arg(long, default_value = "vigil-system")]
+    pub operator_namespace: String,
+    /// The Helm release (its Lease is `<release>-leader`, its webhook configuration
+    /// `<release>`).
+    #[arg(long, default_value = "vigil")]
+    pub release: String,
+    /// Check again every 2 s until all pass or this long has passed (`90s`, `2m`).
+    #[arg(long)]
+    pub wait: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// `vigil check`: exit 0 when every check passes, 1 when one fails (after `--wait`), 2
+/// when the checks cannot run (no cluster, a bad flag).
+pub fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    let wait = match args.wait.as_deref().map(crate::validate::parse_duration) {
+        None => Duration::ZERO,
+        Some(Ok(wait)) => wait,
+        Some(Err(message)) => {
+            let _ = writeln!(err, "error: --wait: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = writeln!(err, "error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let target = crate::check::Target {
+        namespace: args.operator_namespace.clone(),
+        release: args.release.clone(),
+    };
+    let outcomes = runtime.block_on(async {
+        let (client, _) = args.cluster.connect().await?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let outcomes = crate::check::run(&client, &target).await;
+            if outcomes.iter().all(|o| o.passed) || tokio::time::Instant::now() >= deadline {
+                return anyhow::Ok(outcomes);
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    let outcomes = match outcomes {
+        Ok(outcomes) => outcomes,
+        Err(error) => {
+            let _ = writeln!(err, "error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let printed = emit(
+        &outcomes,
+        args.output,
+        out,
+        |outcomes: &Vec<crate::check::Outcome>| {
+            outcomes
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{:<4}  {}: {}\n",
+                        if o.passed { "ok" } else { "FAIL" },
+                        o.check,
+                        o.detail
+                    )
+                })
+                .collect()
+        },
+    );
+    match printed {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            let _ = writeln!(err, "error: {error}");
+            ExitCode::from(2)
+        }
+        _ if outcomes.iter().all(|o| o.passed) => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
 }
 
 /// How to reach a cluster, as kubectl takes it.

@@ -8,6 +8,7 @@
 
 pub mod acme;
 pub mod api;
+pub mod check;
 pub mod cli;
 pub mod controllers;
 pub mod crash;
