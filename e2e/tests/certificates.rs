@@ -822,6 +822,39 @@ async fn bad_input_scenario(hub: &TestCluster) -> anyhow::Result<()> {
             ready,
         )
         .await?;
+        // `vigil renew`: a new certificate now (this one is valid for years), the request
+        // answered in status and named in the Event.
+        let output = std::process::Command::new(vigil_e2e::operator::vigil_binary()?)
+            .args(["renew", "good", "-n", &ns, "--kubeconfig"])
+            .arg(hub.kubeconfig())
+            .output()?;
+        let said = String::from_utf8_lossy(&output.stdout).into_owned();
+        anyhow::ensure!(output.status.success(), "{output:?}");
+        assert!(said.contains(&format!("{ns}/good: renewal requested at ")), "{said}");
+        let renewed = wait_certificate(
+            &client,
+            &ns,
+            "good",
+            "renewed on request",
+            Duration::from_secs(90),
+            |c| revision(c) >= 2,
+        )
+        .await?;
+        let requested = renewed
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("vigil.io/renew-requested-at"))
+            .cloned();
+        assert!(requested.is_some());
+        assert_eq!(renewed.status.as_ref().and_then(|s| s.renew_request.clone()), requested);
+        let issuing = renewed
+            .status
+            .as_ref()
+            .and_then(|s| condition(&s.conditions, "Issuing"))
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        assert!(issuing.contains("(vigil renew)"), "{issuing}");
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
         assert!(secrets.get_opt("orphan-tls").await?.is_none());
         assert!(secrets.get_opt("unserved-tls").await?.is_none());

@@ -1,4 +1,5 @@
-//! The `vigil` command line: `run`, `crds`, `validate`, `render`, `status` and `check`.
+//! The `vigil` command line: `run`, `crds`, `validate`, `render`, `status`, `check` and
+//! `renew`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -50,6 +51,52 @@ pub enum Command {
     Status(StatusArgs),
     /// Is Vigil installed and running, and may you use it? Exit 0 when every check passes.
     Check(CheckArgs),
+    /// Ask for new certificates now (the controller issues them, under its backoff).
+    Renew(RenewArgs),
+}
+
+/// Options of `vigil renew`.
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    /// The AcmeCertificates to renew.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub certificates: Vec<String>,
+    /// Every AcmeCertificate of the namespace (of every namespace with -A).
+    #[arg(long)]
+    pub all: bool,
+    /// Which cluster and namespace.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// `vigil renew`: one line for each request made; exit 2 on the first refusal.
+pub fn renew(args: &RenewArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = writeln!(err, "error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let requested = runtime.block_on(async {
+        let (client, namespace) = args.cluster.connect().await?;
+        if namespace.is_none() && !args.all {
+            anyhow::bail!("-A needs --all: name certificates in one namespace");
+        }
+        crate::fleet::request_renewal(&client, namespace.as_deref(), &args.certificates).await
+    });
+    match requested {
+        Ok(lines) => {
+            for line in lines {
+                let _ = writeln!(out, "{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            let _ = writeln!(err, "error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Options of `vigil check`.

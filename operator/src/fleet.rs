@@ -154,15 +154,7 @@ where
         .map(|list| list.items)
         .map_err(|error| {
             let resource = format!("{}.{}", K::plural(&()), K::group(&()));
-            match &error {
-                kube::Error::Api(status) if status.code == 403 => anyhow::anyhow!(
-                    "not allowed to list {resource} {place}: your RBAC needs verb \"list\" on resource \"{resource}\""
-                ),
-                kube::Error::Api(status) if status.code == 404 => anyhow::anyhow!(
-                    "the API server does not serve {resource}: are Vigil's CRDs installed? (helm install vigil charts/vigil)"
-                ),
-                _ => anyhow::anyhow!("listing {resource} {place}: {error}"),
-            }
+            refused(&error, "list", &resource, place)
         })
 }
 
@@ -626,7 +618,12 @@ fn resource_name(plural: &str) -> String {
 }
 
 /// A refusal as a person reads it: which verb on which resource.
-fn refused(error: &kube::Error, verb: &str, resource: &str, place: &str) -> anyhow::Error {
+pub(crate) fn refused(
+    error: &kube::Error,
+    verb: &str,
+    resource: &str,
+    place: &str,
+) -> anyhow::Error {
     match error {
         kube::Error::Api(status) if status.code == 403 => anyhow::anyhow!(
             "not allowed to {verb} {resource} {place}: your RBAC needs verb \"{verb}\" on resource \"{resource}\""
@@ -931,6 +928,58 @@ fn cut(text: &str, width: usize) -> String {
     let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
     cut.push('…');
     cut
+}
+
+/// `vigil renew`: asks the controller to issue `names` (every certificate of the namespace
+/// when empty and `all`) now, through the annotation it honours. Returns one line each.
+pub async fn request_renewal(
+    client: &Client,
+    namespace: Option<&str>,
+    names: &[String],
+) -> anyhow::Result<Vec<String>> {
+    use kube::api::{Patch, PatchParams};
+    let now = Timestamp::now().to_string();
+    let targets: Vec<(String, String)> = if names.is_empty() {
+        list::<AcmeCertificate>(scoped(client, namespace), &place(namespace))
+            .await?
+            .into_iter()
+            .map(|c| {
+                (
+                    c.meta().namespace.clone().unwrap_or_default(),
+                    c.meta().name.clone().unwrap_or_default(),
+                )
+            })
+            .collect()
+    } else {
+        let namespace = namespace.unwrap_or("default");
+        names
+            .iter()
+            .map(|n| (namespace.to_owned(), n.clone()))
+            .collect()
+    };
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        crate::api::acme_certificate::RENEW_ANNOTATION: now}}});
+    let mut lines = Vec::new();
+    for (namespace, name) in targets {
+        let api: Api<AcmeCertificate> = Api::namespaced(client.clone(), &namespace);
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|error| match &error {
+                kube::Error::Api(status) if status.code == 404 => {
+                    anyhow::anyhow!("AcmeCertificate {name} not found in namespace {namespace}")
+                }
+                _ => refused(
+                    &error,
+                    "patch",
+                    "acmecertificates.vigil.io",
+                    &format!("in namespace {namespace}"),
+                ),
+            })?;
+        lines.push(format!(
+            "{namespace}/{name}: renewal requested at {now}; watch it with vigil status acmecert/{name} -n {namespace}"
+        ));
+    }
+    Ok(lines)
 }
 
 #[cfg(test)]

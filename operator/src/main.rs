@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Render(args) => cli::render(&args, &mut std::io::stdout(), &mut std::io::stderr()),
         Command::Status(args) => cli::status(&args, &mut std::io::stdout(), &mut std::io::stderr()),
         Command::Check(args) => cli::check(&args, &mut std::io::stdout(), &mut std::io::stderr()),
+        Command::Renew(args) => cli::renew(&args, &mut std::io::stdout(), &mut std::io::stderr()),
         Command::Run(args) => run(*args),
     }
 }

@@ -146,10 +146,18 @@ pub struct AcmeCertificateStatus {
     /// When the last issuance failed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure_time: Option<String>,
+    /// The last renewal request (`vigil renew`, the annotation `vigil.io/renew-requested-at`)
+    /// that a new certificate answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_request: Option<String>,
     /// The copies in member clusters, one entry per cluster.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub distribution: Vec<ClusterCopy>,
 }
+
+/// The annotation `vigil renew` sets (an RFC 3339 time): a request to issue now. Each new
+/// value is answered by one issuance, under the usual failure backoff.
+pub const RENEW_ANNOTATION: &str = "vigil.io/renew-requested-at";
 
 /// The copy of the Secret in one member cluster.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -112,6 +112,11 @@ impl Reconcile for AcmeCertificate {
             Ok(current) => Some(planned_renewal(&ctx, &self, &issuer, &current.info).await),
             Err(_) => None,
         };
+        let requested = self
+            .annotations()
+            .get(crate::api::acme_certificate::RENEW_ANNOTATION)
+            .filter(|at| status.renew_request.as_ref() != Some(*at))
+            .cloned();
         let why = match (&current, renewal) {
             (Err(why), _) => Some(why.clone()),
             (Ok(c), _) if c.issuer.as_deref() != Some(issuer.name_any().as_str()) => {
@@ -121,7 +126,9 @@ impl Reconcile for AcmeCertificate {
                 Some("the private key policy changed".to_owned())
             }
             (Ok(_), Some(at)) if now >= at => Some("the renewal time has come".to_owned()),
-            _ => None,
+            _ => requested
+                .as_ref()
+                .map(|at| format!("renewal requested at {at} (vigil renew)")),
         };
         let mut requeue = RECHECK;
         let mut current = current.ok();
@@ -145,6 +152,10 @@ impl Reconcile for AcmeCertificate {
                         Ok(issued) => {
                             renewal = None;
                             current = Some(issued);
+                            // Any new certificate answers the request made before it.
+                            if requested.is_some() {
+                                status.renew_request = requested.clone();
+                            }
                         }
                         Err(error) => {
                             requeue = retry_wait(
@@ -395,7 +406,7 @@ async fn run_issuance(
             status.failed_issuance_attempts = None;
             status.last_failure_time = None;
             let message = format!(
-                "revision {} issued, valid until {}",
+                "revision {} issued because {why}, valid until {}",
                 issued.revision,
                 rfc3339(issued.info.not_after)
             );

@@ -443,6 +443,23 @@ fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
     format!("{}/{}", K::kind(&()), ObjectRef::from_obj(object))
 }
 
+/// Annotations through which a user asks a controller to act now (`vigil renew`): a new
+/// value wakes the object although its generation did not change.
+pub const REQUEST_ANNOTATIONS: &[&str] = &[crate::api::acme_certificate::RENEW_ANNOTATION];
+
+/// What the trigger stream lets through: a new generation (a spec change, not a status
+/// write), or a new value of a request annotation.
+fn spec_or_request<K: Resource>(object: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    predicates::generation(object).hash(&mut hasher);
+    let annotations = object.meta().annotations.as_ref();
+    for key in REQUEST_ANNOTATIONS {
+        annotations.and_then(|a| a.get(*key)).hash(&mut hasher);
+    }
+    Some(hasher.finish())
+}
+
 /// Runs one reconcile with everything around it: a panic caught and counted, the duration
 /// observed, the error counted, reported in the `Ready` condition and as an Event.
 async fn drive<K: Reconcile>(
@@ -638,7 +655,7 @@ impl<K: Reconcile> Watch<K> {
                 }
             });
         let stream = stored_objects(events, store.clone())
-            .predicate_filter(predicates::generation, Default::default())
+            .predicate_filter(spec_or_request, Default::default())
             .inspect(move |object| {
                 if object.is_ok() {
                     let _ = changed.send(());
