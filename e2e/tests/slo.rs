@@ -254,40 +254,12 @@ async fn a_bad_update_is_reported_and_the_last_good_rules_stay() {
 
 async fn bad_update_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     use k8s_openapi::api::events::v1::Event;
-    cluster.install_crds().await?;
-    cluster.ensure_namespace("vigil-system").await?;
-    let namespace = cluster.namespace("shop").await?;
-    let _operator = Operator::start(cluster.kubeconfig(), cluster.dir(), "vigil-badslo", &[])?;
-    let slos: Api<ServiceLevelObjective> = Api::namespaced(cluster.client(), &namespace.name);
-    let apply = |errors: &str| {
-        serde_json::json!({
-            "apiVersion": "vigil.io/v1alpha1", "kind": "ServiceLevelObjective", "metadata": {"name": "checkout"},
-            "spec": {"service": "checkout", "objective": 99.9, "output": {"kind": "ConfigMap"},
-                "sli": {"ratio": {"errors": errors, "total": "http_requests_total"}}},
-        })
-    };
+    let (_operator, namespace, slos, configmaps, good) =
+        with_rule_file(cluster, "vigil-badslo").await?;
     slos.patch(
         "checkout",
         &PatchParams::apply("vigil-e2e"),
-        &Patch::Apply(&apply("http_requests_total{code=\"500\"}")),
-    )
-    .await?;
-    let configmaps: Api<ConfigMap> = Api::namespaced(cluster.client(), &namespace.name);
-    let good = eventually("the rules ConfigMap", Duration::from_secs(30), || {
-        let configmaps = configmaps.clone();
-        async move {
-            Ok(configmaps
-                .get_opt("checkout-slo-rules")
-                .await?
-                .and_then(|c| c.data))
-        }
-    })
-    .await?;
-
-    slos.patch(
-        "checkout",
-        &PatchParams::apply("vigil-e2e"),
-        &Patch::Apply(&apply("http_requests_total{code=\"500\"")),
+        &Patch::Apply(&checkout_slo("http_requests_total{code=\"500\"")),
     )
     .await?;
     let (reason, message) = eventually("Ready=False", Duration::from_secs(30), || {
@@ -332,23 +304,8 @@ async fn a_deleted_or_edited_rule_file_is_repaired_at_once() {
 }
 
 async fn heal_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
-    cluster.install_crds().await?;
-    cluster.ensure_namespace("vigil-system").await?;
-    let namespace = cluster.namespace("shop").await?;
-    let operator = Operator::start(cluster.kubeconfig(), cluster.dir(), "vigil-sloheal", &[])?;
-    let slos: Api<ServiceLevelObjective> = Api::namespaced(cluster.client(), &namespace.name);
-    let slo = serde_json::json!({
-        "apiVersion": "vigil.io/v1alpha1", "kind": "ServiceLevelObjective", "metadata": {"name": "checkout"},
-        "spec": {"service": "checkout", "objective": 99.9, "output": {"kind": "ConfigMap"},
-            "sli": {"ratio": {"errors": "http_requests_total{code=\"500\"}", "total": "http_requests_total"}}},
-    });
-    slos.patch(
-        "checkout",
-        &PatchParams::apply("vigil-e2e"),
-        &Patch::Apply(&slo),
-    )
-    .await?;
-    let configmaps: Api<ConfigMap> = Api::namespaced(cluster.client(), &namespace.name);
+    let (operator, _namespace, _, configmaps, good) =
+        with_rule_file(cluster, "vigil-sloheal").await?;
     let rules = || {
         let configmaps = configmaps.clone();
         async move {
@@ -358,7 +315,6 @@ async fn heal_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
                 .and_then(|c| c.data))
         }
     };
-    let good = eventually("the rule file", Duration::from_secs(30), rules).await?;
 
     configmaps
         .delete("checkout-slo-rules", &Default::default())
@@ -399,4 +355,50 @@ async fn heal_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         edited.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The SLO `checkout` (rule file output) with `errors` as its error series.
+fn checkout_slo(errors: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "vigil.io/v1alpha1", "kind": "ServiceLevelObjective", "metadata": {"name": "checkout"},
+        "spec": {"service": "checkout", "objective": 99.9, "output": {"kind": "ConfigMap"},
+            "sli": {"ratio": {"errors": errors, "total": "http_requests_total"}}},
+    })
+}
+
+/// The CRDs, an operator named `identity`, a namespace, and in it the SLO `checkout`
+/// with its rule file written: the operator, the namespace, the APIs and the rule file.
+async fn with_rule_file(
+    cluster: &TestCluster,
+    identity: &str,
+) -> anyhow::Result<(
+    Operator,
+    vigil_e2e::TempNamespace,
+    Api<ServiceLevelObjective>,
+    Api<ConfigMap>,
+    std::collections::BTreeMap<String, String>,
+)> {
+    cluster.install_crds().await?;
+    cluster.ensure_namespace("vigil-system").await?;
+    let namespace = cluster.namespace("shop").await?;
+    let operator = Operator::start(cluster.kubeconfig(), cluster.dir(), identity, &[])?;
+    let slos: Api<ServiceLevelObjective> = Api::namespaced(cluster.client(), &namespace.name);
+    slos.patch(
+        "checkout",
+        &PatchParams::apply("vigil-e2e"),
+        &Patch::Apply(&checkout_slo("http_requests_total{code=\"500\"}")),
+    )
+    .await?;
+    let configmaps: Api<ConfigMap> = Api::namespaced(cluster.client(), &namespace.name);
+    let good = eventually("the rules ConfigMap", Duration::from_secs(30), || {
+        let configmaps = configmaps.clone();
+        async move {
+            Ok(configmaps
+                .get_opt("checkout-slo-rules")
+                .await?
+                .and_then(|c| c.data))
+        }
+    })
+    .await?;
+    Ok((operator, namespace, slos, configmaps, good))
 }

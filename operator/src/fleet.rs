@@ -158,18 +158,12 @@ where
         })
 }
 
-const KINDS: [&str; 7] = [
-    "MemberCluster",
-    "ServiceLevelObjective",
-    "AcmeIssuer",
-    "AcmeCertificate",
-    "CrossCloudDNS",
-    "TelemetryPipeline",
-    "SupervisedWorkload",
-];
-
+/// A kind's place in the table, among rows of the same severity.
 fn kind_order(kind: &str) -> usize {
-    KINDS.iter().position(|k| *k == kind).unwrap_or(KINDS.len())
+    RESOURCES
+        .iter()
+        .position(|r| r.0 == kind)
+        .unwrap_or(RESOURCES.len())
 }
 
 fn ready<S: HasConditions>(status: Option<&S>) -> Option<&Condition> {
@@ -182,11 +176,10 @@ where
     K: Resource<DynamicType = ()> + kube::CustomResourceExt,
     S: HasConditions,
 {
-    let kind: &'static str = KINDS
+    let kind: &'static str = RESOURCES
         .iter()
-        .find(|k| **k == K::kind(&()))
-        .copied()
-        .unwrap_or("Unknown");
+        .find(|r| r.0 == K::kind(&()))
+        .map_or("Unknown", |r| r.0);
     let (severity, state, detail) = match ready(status) {
         None => (
             Severity::Warning,
@@ -468,7 +461,7 @@ fn workload(workload: &SupervisedWorkload) -> Row {
     row
 }
 
-/// The kinds `vigil status KIND/NAME` takes: kind, plural, short name, namespaced.
+/// The kinds `vigil status` shows, in its order: kind, plural, short name, namespaced.
 const RESOURCES: [(&str, &str, &str, bool); 7] = [
     ("MemberCluster", "memberclusters", "mc", false),
     (
