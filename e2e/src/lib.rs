@@ -155,3 +155,43 @@ pub async fn http_send(
         .unwrap_or_default();
     Some((status, body))
 }
+
+/// Waits until the pod webhook isolates the pods of Deployment `deployment` in the
+/// namespace of `pods`: the API server has the webhook's configuration (it may lag behind
+/// its creation by seconds on a loaded machine, and the webhook fails open) and the
+/// operator knows the `SupervisedWorkload`. A server-side dry run of a pod of one of the
+/// Deployment's ReplicaSets goes through admission without creating anything.
+pub async fn wait_webhook_isolates(
+    pods: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    deployment: &str,
+    image: &str,
+) -> anyhow::Result<()> {
+    use kube::ResourceExt as _;
+    let probe: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": format!("{deployment}-probe-"),
+            "labels": {"pod-template-hash": "probe"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": format!("{deployment}-probe"),
+                "uid": "00000000-0000-0000-0000-000000000001", "controller": true}]},
+        "spec": {"containers": [{"name": "app", "image": image}]}}))?;
+    eventually(
+        &format!("the webhook isolating pods of {deployment}"),
+        Duration::from_secs(60),
+        || {
+            let (pods, probe) = (pods.clone(), probe.clone());
+            async move {
+                let params = kube::api::PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                };
+                let admitted = pods.create(&params, &probe).await?;
+                Ok(admitted
+                    .annotations()
+                    .contains_key("vigil.io/isolation")
+                    .then_some(()))
+            }
+        },
+    )
+    .await
+}

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use vigil::api::{SupervisedWorkload, SupervisedWorkloadStatus};
 use vigil_e2e::{Operator, TestCluster, eventually, repo};
 
@@ -564,32 +564,9 @@ async fn isolation_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     // the object. A server-side dry run of a pod of `hardened` goes through admission
     // without creating anything; it comes back isolated once both hold.
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let probe: Pod = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"generateName": "hardened-probe-", "labels": {"pod-template-hash": "probe"},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "hardened-probe",
-                "uid": "00000000-0000-0000-0000-000000000001", "controller": true}]},
-        "spec": {"containers": [{"name": "app", "image": IMAGE}]}}))?;
-    eventually(
-        "the webhook isolating pods of hardened",
-        Duration::from_secs(60),
-        || {
-            let (pods, probe) = (pods.clone(), probe.clone());
-            async move {
-                let params = kube::api::PostParams {
-                    dry_run: true,
-                    ..Default::default()
-                };
-                let admitted = pods.create(&params, &probe).await?;
-                Ok(admitted
-                    .annotations()
-                    .contains_key("vigil.io/isolation")
-                    .then_some(()))
-            }
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", operator.log()))?;
+    vigil_e2e::wait_webhook_isolates(&pods, "hardened", IMAGE)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", operator.log()))?;
     apply(&client, ns, bare_deployment("hardened", IMAGE)).await?;
     apply(
         &client,

@@ -577,6 +577,12 @@ async fn config_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     workloads
         .patch("orders", &params, &Patch::Apply(&supervised))
         .await?;
+    // The pods of the revisions below must go through the webhook: wait until it is in
+    // effect (the API server learns of its configuration some time after the operator
+    // wrote it, and admits pods unchanged until then).
+    vigil_e2e::wait_webhook_isolates(&pods, "orders", "registry.example/orders:1.4.2")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", operator.log()))?;
 
     // Adopted: the first revision, immutable, and the template points at it.
     // Adopted once a revision runs: `Switched` says so until the next reconcile, which says
