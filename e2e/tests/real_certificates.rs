@@ -240,6 +240,13 @@ async fn scenario(hub: &TestCluster, member: &TestCluster) -> anyhow::Result<()>
     revision(1)
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}\n{}", operator.log()))?;
+    // The one docs/certificates.md shows.
+    if let Some(status) = certificates.get("web").await?.status {
+        eprintln!(
+            "the issued certificate's status: {}",
+            serde_json::to_string_pretty(&status)?
+        );
+    }
 
     // The Secret, mounted: each pod serves the certificate Vigil issued or copied.
     for cluster in [hub, member] {

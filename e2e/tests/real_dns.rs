@@ -210,6 +210,13 @@ async fn scenario(a: &TestCluster, b: &TestCluster) -> anyhow::Result<()> {
         took.push(start.elapsed().as_secs_f64() * 1000.0);
     }
     took.sort_by(f64::total_cmp);
+    // The one docs/dns.md shows.
+    if let Some(status) = dns.get("clusterset").await?.status {
+        eprintln!(
+            "the dedicated object's status: {}",
+            serde_json::to_string_pretty(&status)?
+        );
+    }
     eprintln!(
         "{remote} through the dedicated CoreDNS: p50 {:.2} ms, p99 {:.2} ms over {} lookups",
         took[took.len() / 2],

@@ -354,14 +354,14 @@ fn cross_cloud_dns(dns: &CrossCloudDNS) -> Row {
     let out: Vec<String> = status
         .clusters
         .iter()
-        .filter(|c| !c.resolver_healthy || !c.applied || c.in_failover)
+        .filter(|c| !c.resolver_healthy || !c.applied || !c.in_failover)
         .map(|c| {
             let why = if !c.applied {
                 "not applied"
             } else if !c.resolver_healthy {
                 "resolver unhealthy"
             } else {
-                "in failover"
+                "out of the failover chain"
             };
             format!("{} ({why})", c.cluster)
         })
@@ -1057,8 +1057,8 @@ mod tests {
                 serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "CrossCloudDNS",
                 "metadata": {"name": "clusterset"}, "spec": {"clusters": ["aws", "aliyun"]},
                 "status": {"conditions": ready("True", "Applied", "2 clusters"),
-                    "clusters": [{"cluster": "aws", "resolverHealthy": true, "inFailover": false, "applied": true},
-                        {"cluster": "aliyun", "resolverHealthy": false, "inFailover": true, "applied": true}]}}),
+                    "clusters": [{"cluster": "aws", "resolverHealthy": true, "inFailover": true, "applied": true},
+                        {"cluster": "aliyun", "resolverHealthy": false, "inFailover": false, "applied": true}]}}),
             )],
             pipelines: vec![object(
                 serde_json::json!({"apiVersion": "vigil.io/v1alpha1", "kind": "TelemetryPipeline",
