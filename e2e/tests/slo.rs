@@ -306,15 +306,7 @@ async fn a_deleted_or_edited_rule_file_is_repaired_at_once() {
 async fn heal_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     let (operator, _namespace, _, configmaps, good) =
         with_rule_file(cluster, "vigil-sloheal").await?;
-    let rules = || {
-        let configmaps = configmaps.clone();
-        async move {
-            Ok(configmaps
-                .get_opt("checkout-slo-rules")
-                .await?
-                .and_then(|c| c.data))
-        }
-    };
+    let rules = || rule_file(configmaps.clone());
 
     configmaps
         .delete("checkout-slo-rules", &Default::default())
@@ -391,14 +383,18 @@ async fn with_rule_file(
     .await?;
     let configmaps: Api<ConfigMap> = Api::namespaced(cluster.client(), &namespace.name);
     let good = eventually("the rules ConfigMap", Duration::from_secs(30), || {
-        let configmaps = configmaps.clone();
-        async move {
-            Ok(configmaps
-                .get_opt("checkout-slo-rules")
-                .await?
-                .and_then(|c| c.data))
-        }
+        rule_file(configmaps.clone())
     })
     .await?;
     Ok((operator, namespace, slos, configmaps, good))
+}
+
+/// The data of the rule file `checkout-slo-rules`, if it exists.
+async fn rule_file(
+    configmaps: Api<ConfigMap>,
+) -> anyhow::Result<Option<std::collections::BTreeMap<String, String>>> {
+    Ok(configmaps
+        .get_opt("checkout-slo-rules")
+        .await?
+        .and_then(|c| c.data))
 }

@@ -531,7 +531,7 @@ pub async fn describe(
         Api::all_with(client.clone(), &resource)
     };
     let place = if namespaced {
-        format!("in namespace {namespace}")
+        place(Some(namespace))
     } else {
         CLUSTER_WIDE.to_owned()
     };
@@ -693,7 +693,7 @@ async fn owned(client: &Client, namespace: &str, uid: &str, children: &mut Vec<S
                     &error,
                     "list",
                     format!("{}.{}", K::plural(&()), K::group(&())).trim_end_matches('.'),
-                    &format!("in namespace {namespace}")
+                    &place(Some(namespace))
                 )
             )),
         }
@@ -728,10 +728,7 @@ async fn events(client: &Client, namespace: Option<&str>, kind: &str, name: &str
     let mut events = match api.list(&params).await {
         Ok(list) => list.items,
         Err(error) => {
-            let place = namespace.map_or_else(
-                || "in all namespaces".to_owned(),
-                |n| format!("in namespace {n}"),
-            );
+            let place = place(namespace);
             return vec![format!(
                 "({})",
                 refused(&error, "list", "events.events.k8s.io", &place)
@@ -965,7 +962,7 @@ pub async fn request_renewal(
                     &error,
                     "patch",
                     "acmecertificates.vigil.io",
-                    &format!("in namespace {namespace}"),
+                    &place(Some(&namespace)),
                 ),
             })?;
         lines.push(format!(
