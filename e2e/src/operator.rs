@@ -22,6 +22,27 @@ pub fn vigil_binary() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Runs `vigil COMMAND ARGS --kubeconfig KUBECONFIG` as a user does: exit code, stdout,
+/// stderr.
+pub fn vigil_cli(
+    kubeconfig: &Path,
+    command: &str,
+    args: &[&str],
+) -> anyhow::Result<(i32, String, String)> {
+    let output = std::process::Command::new(vigil_binary()?)
+        .arg(command)
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env_remove("KUBECONFIG")
+        .output()?;
+    Ok((
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
 /// A running `vigil run`.
 #[derive(Debug)]
 pub struct Operator {

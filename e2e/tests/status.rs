@@ -4,14 +4,12 @@
 //! lacks `list` gets a message naming the verb and the resource. `vigil check` before
 //! the operator runs, once it runs, and once it stopped.
 
-use std::process::Command;
-
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::{Api, Client};
-use vigil_e2e::operator::vigil_binary;
+use vigil_e2e::operator::vigil_cli as vigil;
 use vigil_e2e::{Operator, TestCluster};
 
 /// Applies `object` and then its `status`.
@@ -51,26 +49,6 @@ fn ready(status: &str, reason: &str, message: &str) -> serde_json::Value {
 
 fn run(kubeconfig: &std::path::Path, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
     vigil(kubeconfig, "status", args)
-}
-
-/// `vigil COMMAND ARGS --kubeconfig KUBECONFIG`: exit code, stdout, stderr.
-fn vigil(
-    kubeconfig: &std::path::Path,
-    command: &str,
-    args: &[&str],
-) -> anyhow::Result<(i32, String, String)> {
-    let output = Command::new(vigil_binary()?)
-        .arg(command)
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .env_remove("KUBECONFIG")
-        .output()?;
-    Ok((
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    ))
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use vigil::api::SupervisedWorkload;
+use vigil_e2e::operator::vigil_cli;
 use vigil_e2e::{Operator, TestCluster, eventually};
 
 const GO_PANIC: &str = "panic: runtime error: invalid memory address or nil pointer dereference\n\
@@ -164,6 +165,102 @@ stack backtrace:\n\
    0: rust_begin_unwind\n\
    1: payments::ledger::debit\n\
              at ./src/ledger.rs:91:14\n";
+
+/// `vigil breaker open|close|clear` on the closed breaker of `orders`: opened by hand, it
+/// stays open past its cooldown; closed by hand, the replicas come back and the crashes
+/// before are forgotten while new ones count; cleared, the breaker runs by itself.
+async fn by_hand(
+    cluster: &TestCluster,
+    ns: &str,
+    workloads: &Api<SupervisedWorkload>,
+    deployments: &Api<Deployment>,
+    pods: &Api<Pod>,
+) -> anyhow::Result<()> {
+    let kubeconfig = cluster.kubeconfig();
+    let breaker = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["-n", ns]);
+        vigil_cli(kubeconfig, "breaker", &all)
+    };
+    let (code, out, err) = breaker(&["open", "orders", "--reason", "database migration"])?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("{ns}/orders: breaker open requested at ")),
+        "{out}"
+    );
+    let held = wait_status(workloads, "opened by hand", |s| {
+        s.breaker.as_deref() == Some("Open")
+    })
+    .await?;
+    assert_eq!(replicas(deployments).await?, (0, Some("2".to_owned())));
+    let applied = held
+        .breaker_override
+        .clone()
+        .unwrap_or_else(|| panic!("no override in {held:?}"));
+    assert_eq!(applied.reason, "database migration");
+    assert!(applied.applied_at.is_some());
+    let circuit = held
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "CircuitOpen")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        circuit.contains("opened by hand at")
+            && circuit.contains("database migration; held open until vigil breaker close or clear"),
+        "{circuit}"
+    );
+    // Past the cooldown (4 s, at most 6 s): still open, the override holds it.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let still = workloads.get("orders").await?.status.unwrap_or_default();
+    assert_eq!(still.breaker.as_deref(), Some("Open"), "{still:?}");
+    let (code, table, _) = vigil_cli(kubeconfig, "status", &["-n", ns])?;
+    assert_eq!(code, 0);
+    let row = table
+        .lines()
+        .find(|l| l.contains("sw/orders"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("HeldOpen") && row.contains("database migration"),
+        "{table}"
+    );
+
+    // Closed by hand: restored, the crashes before forgotten; new ones count again.
+    let (code, out, err) = breaker(&["close", "orders", "--reason", "migration done"])?;
+    assert_eq!(code, 0, "{out}{err}");
+    let closed = wait_status(workloads, "closed by hand", |s| {
+        s.breaker.as_deref() == Some("Closed")
+    })
+    .await?;
+    assert_eq!(closed.crashes_in_window, 0, "{closed:?}");
+    assert_eq!(replicas(deployments).await?, (2, None));
+    let running = wait_pods(pods, 2).await?;
+    crash(pods, &running[0]).await?;
+    let counted = wait_status(workloads, "a crash after the override", |s| {
+        s.crashes_in_window == 1
+    })
+    .await?;
+    assert_eq!(counted.breaker.as_deref(), Some("Closed"));
+
+    // Cleared: no override in status.
+    let (code, out, err) = breaker(&["clear", "orders"])?;
+    assert_eq!(code, 0, "{out}{err}");
+    wait_status(workloads, "the override cleared", |s| {
+        s.breaker_override.is_none()
+    })
+    .await?;
+
+    // A workload without a breaker: the command says so, nothing is written.
+    let (code, _, err) = breaker(&["open", "nobody", "--reason", "x"])?;
+    assert_eq!(
+        (code, err.trim()),
+        (
+            2,
+            format!("error: SupervisedWorkload nobody not found in namespace {ns}").as_str()
+        )
+    );
+    Ok(())
+}
 
 /// A Rust panic, an OOM kill and a signal each make the right snapshot.
 async fn crash_kinds(cluster: &TestCluster, ns: &str) -> anyhow::Result<()> {
@@ -441,6 +538,7 @@ async fn scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     assert_eq!(replicas(&deployments).await?, (2, None));
     wait_pods(&pods, 2).await?;
 
+    by_hand(cluster, ns, &workloads, &deployments, &pods).await?;
     crash_kinds(cluster, ns).await?;
 
     let events: Api<Event> = Api::namespaced(cluster.client(), ns);
@@ -457,6 +555,8 @@ async fn scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         "CircuitHalfOpen",
         "CircuitReopened",
         "CircuitClosed",
+        "CircuitOverridden",
+        "CircuitOverrideCleared",
     ] {
         assert!(
             reasons.iter().any(|r| r == reason),
@@ -792,6 +892,103 @@ async fn config_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(mounted(&deployments).await?, rev1);
 
+    // By hand: a third revision, its history and diff, and a rollback to revision 1.
+    config_maps
+        .patch(
+            "orders-config",
+            &params,
+            &Patch::Apply(&source("port: 8081\nmode: fast\n")),
+        )
+        .await?;
+    let third = wait_status(&workloads, "the third revision", |s| {
+        s.config_revisions.len() == 3 && s.config_revision != Some(rev1.clone())
+    })
+    .await?;
+    let rev3 = third.config_revision.clone().unwrap_or_default();
+    let kubeconfig = cluster.kubeconfig();
+    let config = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["-n", ns]);
+        vigil_cli(kubeconfig, "config", &all)
+    };
+    let (code, json, err) = config(&["history", "orders", "-o", "json"])?;
+    assert_eq!(code, 0, "{err}");
+    let history: serde_json::Value = serde_json::from_str(&json)?;
+    assert_eq!(history["active"], rev3.as_str());
+    let states: Vec<(&str, &str)> = history["revisions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or_default(),
+                r["state"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (rev3.as_str(), "Active"),
+            (rev2.as_str(), "RolledBack"),
+            (rev1.as_str(), "Superseded")
+        ]
+    );
+    // The diff shows what a rollback would undo: revision 1 against the active one.
+    let (code, diff, err) = config(&["diff", "orders"])?;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        diff,
+        format!(
+            "--- {rev1}/app.yaml\n+++ {rev3}/app.yaml\n@@ -1,2 +1,2 @@\n-port: 8080\n-mode: safe\n+port: 8081\n+mode: fast\n"
+        )
+    );
+    let (code, _, err) = config(&["rollback", "orders", "--to", "ffff", "--reason", "x"])?;
+    assert_eq!(code, 2);
+    assert!(err.contains("revision ffff is not kept; kept: "), "{err}");
+    let (code, out, err) = config(&["rollback", "orders", "--reason", "8081 is firewalled"])?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("rollback to {rev1} requested at")),
+        "{out}"
+    );
+    let back = wait_config(&workloads, "rolled back by hand", "RolledBackByHand").await?;
+    assert_eq!(back.config_revision.as_deref(), Some(rev1.as_str()));
+    assert_eq!(
+        back.config_rollback
+            .as_ref()
+            .and_then(|r| r.outcome.as_deref()),
+        Some("Switched")
+    );
+    assert_eq!(back.config_revisions[0].state, "RolledBack", "{back:?}");
+    assert_eq!(mounted(&deployments).await?, rev1);
+    // The source holds revision 3: not switched to again until it changes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(mounted(&deployments).await?, rev1);
+    // A request for a revision that is not kept, written by hand: refused in status, an
+    // Event says why, nothing switched.
+    let request = serde_json::json!({"revision": "orders-config-gone", "reason": "by hand",
+        "requestedAt": k8s_openapi::jiff::Timestamp::now().to_string()});
+    let patch = serde_json::json!({"metadata": {"annotations": {"vigil.io/config-rollback": request.to_string()}}});
+    workloads
+        .patch("orders", &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    let refused = wait_status(&workloads, "the request refused", |s| {
+        s.config_rollback
+            .as_ref()
+            .is_some_and(|r| r.revision == "orders-config-gone")
+    })
+    .await?;
+    let outcome = refused
+        .config_rollback
+        .and_then(|r| r.outcome)
+        .unwrap_or_default();
+    assert!(
+        outcome.starts_with("Refused: revision orders-config-gone is not kept (kept: "),
+        "{outcome}"
+    );
+    assert_eq!(mounted(&deployments).await?, rev1);
+
     let events: Api<Event> = Api::namespaced(cluster.client(), ns);
     let reasons: Vec<String> = events
         .list(&ListParams::default())
@@ -800,7 +997,12 @@ async fn config_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         .into_iter()
         .filter_map(|e| e.reason)
         .collect();
-    for reason in ["ConfigSwitched", "ConfigRejected", "ConfigRolledBack"] {
+    for reason in [
+        "ConfigSwitched",
+        "ConfigRejected",
+        "ConfigRolledBack",
+        "ConfigRollbackRefused",
+    ] {
         assert!(
             reasons.iter().any(|r| r == reason),
             "no {reason} Event: {reasons:?}"

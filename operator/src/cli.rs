@@ -1,5 +1,5 @@
-//! The `vigil` command line: `run`, `crds`, `validate`, `render`, `status`, `check` and
-//! `renew`.
+//! The `vigil` command line: `run`, `crds`, `validate`, `render`, `status`, `check`,
+//! `renew`, `breaker` and `config`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -53,6 +53,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Ask for new certificates now (the controller issues them, under its backoff).
     Renew(RenewArgs),
+    /// Open or close a workload's circuit breaker by hand, or clear the override.
+    Breaker(BreakerArgs),
+    /// A workload's config revisions: history, diff, rollback.
+    Config(ConfigArgs),
 }
 
 /// Options of `vigil renew`.
@@ -71,6 +75,161 @@ pub struct RenewArgs {
 
 /// `vigil renew`: one line for each request made; exit 2 on the first refusal.
 pub fn renew(args: &RenewArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    let all = args.all;
+    on_cluster(&args.cluster, out, err, async |client, namespace| {
+        if namespace.is_none() && !all {
+            anyhow::bail!("-A needs --all: name certificates in one namespace");
+        }
+        let lines =
+            crate::day2::request_renewal(&client, namespace.as_deref(), &args.certificates).await?;
+        Ok(lines.join("\n"))
+    })
+}
+
+/// Options of `vigil breaker`.
+#[derive(Debug, Args)]
+pub struct BreakerArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: BreakerAction,
+    /// Which cluster and namespace.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// `vigil breaker` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BreakerAction {
+    /// Open the breaker now and hold it open (the workload is stopped) until `close` or
+    /// `clear`.
+    Open(OverrideArgs),
+    /// Close the breaker now: the workload is restored and the crashes before it are
+    /// forgotten; the breaker then counts again as usual.
+    Close(OverrideArgs),
+    /// Remove the override: the breaker runs by itself again from where it is.
+    Clear {
+        /// The SupervisedWorkload.
+        workload: String,
+    },
+}
+
+/// A manual override.
+#[derive(Debug, Args)]
+pub struct OverrideArgs {
+    /// The SupervisedWorkload.
+    pub workload: String,
+    /// Why; kept in status and the Event.
+    #[arg(long)]
+    pub reason: String,
+}
+
+/// `vigil breaker open|close|clear`: writes the request; the controller applies it.
+pub fn breaker(args: &BreakerArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    use crate::api::supervised_workload::OverrideAction;
+    let (workload, action, reason) = match &args.action {
+        BreakerAction::Open(o) => (&o.workload, Some(OverrideAction::Open), o.reason.as_str()),
+        BreakerAction::Close(o) => (&o.workload, Some(OverrideAction::Close), o.reason.as_str()),
+        BreakerAction::Clear { workload } => (workload, None, ""),
+    };
+    on_cluster(&args.cluster, out, err, async |client, namespace| {
+        let namespace = one_namespace(namespace)?;
+        crate::day2::override_breaker(&client, &namespace, workload, action, reason).await
+    })
+}
+
+/// Options of `vigil config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ConfigAction,
+    /// Which cluster and namespace.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// `vigil config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// The config revisions Vigil keeps for a workload, newest first.
+    History {
+        /// The SupervisedWorkload.
+        workload: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// A unified diff between two kept revisions (by name or hash; default: the one a
+    /// rollback would go back to, and the active one).
+    Diff {
+        /// The SupervisedWorkload.
+        workload: String,
+        /// The older revision.
+        from: Option<String>,
+        /// The newer revision.
+        to: Option<String>,
+    },
+    /// Switch back to a kept revision through the same validated, atomic switch; the
+    /// revision left is not used again until the source ConfigMap changes.
+    Rollback {
+        /// The SupervisedWorkload.
+        workload: String,
+        /// The revision (name or hash); default: the newest Superseded one, as the
+        /// automatic rollback picks.
+        #[arg(long)]
+        to: Option<String>,
+        /// Why; kept in status and the Event.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// `vigil config history|diff|rollback`.
+pub fn config(args: &ConfigArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    on_cluster(&args.cluster, out, err, async |client, namespace| {
+        let namespace = one_namespace(namespace)?;
+        match &args.action {
+            ConfigAction::History { workload, output } => {
+                let history = crate::day2::config_history(&client, &namespace, workload).await?;
+                let mut text = Vec::new();
+                emit(&history, *output, &mut text, crate::day2::render_history)?;
+                Ok(String::from_utf8_lossy(&text).trim_end().to_owned())
+            }
+            ConfigAction::Diff { workload, from, to } => {
+                let diff = crate::day2::config_diff(
+                    &client,
+                    &namespace,
+                    workload,
+                    from.as_deref(),
+                    to.as_deref(),
+                )
+                .await?;
+                Ok(diff.trim_end().to_owned())
+            }
+            ConfigAction::Rollback {
+                workload,
+                to,
+                reason,
+            } => {
+                crate::day2::request_rollback(&client, &namespace, workload, to.as_deref(), reason)
+                    .await
+            }
+        }
+    })
+}
+
+fn one_namespace(namespace: Option<String>) -> anyhow::Result<String> {
+    namespace.ok_or_else(|| anyhow::anyhow!("-A is not for one object: name its namespace with -n"))
+}
+
+/// Runs `action` with a client of the chosen cluster and prints what it returns: exit 0,
+/// or the error (which names what was refused) and exit 2.
+fn on_cluster(
+    cluster: &ClusterArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    action: impl AsyncFnOnce(kube::Client, Option<String>) -> anyhow::Result<String>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -78,17 +237,14 @@ pub fn renew(args: &RenewArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit
             return ExitCode::from(2);
         }
     };
-    let requested = runtime.block_on(async {
-        let (client, namespace) = args.cluster.connect().await?;
-        if namespace.is_none() && !args.all {
-            anyhow::bail!("-A needs --all: name certificates in one namespace");
-        }
-        crate::fleet::request_renewal(&client, namespace.as_deref(), &args.certificates).await
+    let done = runtime.block_on(async {
+        let (client, namespace) = cluster.connect().await?;
+        action(client, namespace).await
     });
-    match requested {
-        Ok(lines) => {
-            for line in lines {
-                let _ = writeln!(out, "{line}");
+    match done {
+        Ok(text) => {
+            if !text.is_empty() {
+                let _ = writeln!(out, "{text}");
             }
             ExitCode::SUCCESS
         }

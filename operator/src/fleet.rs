@@ -125,7 +125,7 @@ impl Fleet {
     }
 }
 
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+pub(crate) fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
 {
@@ -137,7 +137,7 @@ where
 
 const CLUSTER_WIDE: &str = "cluster-wide";
 
-fn place(namespace: Option<&str>) -> String {
+pub(crate) fn place(namespace: Option<&str>) -> String {
     match namespace {
         Some(namespace) => format!("in namespace {namespace}"),
         None => "in all namespaces".to_owned(),
@@ -145,7 +145,7 @@ fn place(namespace: Option<&str>) -> String {
 }
 
 /// Every object of `api`, listed `place` (for the message when that is refused).
-async fn list<K>(api: Api<K>, place: &str) -> anyhow::Result<Vec<K>>
+pub(crate) async fn list<K>(api: Api<K>, place: &str) -> anyhow::Result<Vec<K>>
 where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
 {
@@ -425,7 +425,21 @@ fn workload(workload: &SupervisedWorkload) -> Row {
         return row;
     };
     let last = status.last_crash.as_deref();
+    let held = status
+        .breaker_override
+        .as_ref()
+        .filter(|o| o.action == crate::api::supervised_workload::OverrideAction::Open);
     match status.breaker.as_deref() {
+        // Opened by hand: stopped on purpose, worth a look rather than a page.
+        Some("Open") if let Some(held) = held => {
+            row.severity = row.severity.min(Severity::Warning);
+            row.state = "HeldOpen".to_owned();
+            row.detail = format!(
+                "opened by hand at {}: {}; vigil breaker close or clear lets it run",
+                held.applied_at.as_deref().unwrap_or(&held.requested_at),
+                held.reason
+            );
+        }
         Some("Open") => {
             row.severity = Severity::Failing;
             row.state = "BreakerOpen".to_owned();
@@ -918,58 +932,6 @@ fn cut(text: &str, width: usize) -> String {
     let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
     cut.push('…');
     cut
-}
-
-/// `vigil renew`: asks the controller to issue `names` (every certificate of the namespace
-/// when empty and `all`) now, through the annotation it honours. Returns one line each.
-pub async fn request_renewal(
-    client: &Client,
-    namespace: Option<&str>,
-    names: &[String],
-) -> anyhow::Result<Vec<String>> {
-    use kube::api::{Patch, PatchParams};
-    let now = Timestamp::now().to_string();
-    let targets: Vec<(String, String)> = if names.is_empty() {
-        list::<AcmeCertificate>(scoped(client, namespace), &place(namespace))
-            .await?
-            .into_iter()
-            .map(|c| {
-                (
-                    c.meta().namespace.clone().unwrap_or_default(),
-                    c.meta().name.clone().unwrap_or_default(),
-                )
-            })
-            .collect()
-    } else {
-        let namespace = namespace.unwrap_or("default");
-        names
-            .iter()
-            .map(|n| (namespace.to_owned(), n.clone()))
-            .collect()
-    };
-    let patch = serde_json::json!({"metadata": {"annotations": {
-        crate::api::acme_certificate::RENEW_ANNOTATION: now}}});
-    let mut lines = Vec::new();
-    for (namespace, name) in targets {
-        let api: Api<AcmeCertificate> = Api::namespaced(client.clone(), &namespace);
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|error| match &error {
-                kube::Error::Api(status) if status.code == 404 => {
-                    anyhow::anyhow!("AcmeCertificate {name} not found in namespace {namespace}")
-                }
-                _ => refused(
-                    &error,
-                    "patch",
-                    "acmecertificates.vigil.io",
-                    &place(Some(&namespace)),
-                ),
-            })?;
-        lines.push(format!(
-            "{namespace}/{name}: renewal requested at {now}; watch it with vigil status acmecert/{name} -n {namespace}"
-        ));
-    }
-    Ok(lines)
 }
 
 #[cfg(test)]

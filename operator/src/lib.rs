@@ -12,6 +12,7 @@ pub mod check;
 pub mod cli;
 pub mod controllers;
 pub mod crash;
+pub mod day2;
 pub mod dns;
 pub mod fleet;
 pub mod hash;

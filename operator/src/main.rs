@@ -23,6 +23,10 @@ fn main() -> ExitCode {
         Command::Status(args) => cli::status(&args, &mut std::io::stdout(), &mut std::io::stderr()),
         Command::Check(args) => cli::check(&args, &mut std::io::stdout(), &mut std::io::stderr()),
         Command::Renew(args) => cli::renew(&args, &mut std::io::stdout(), &mut std::io::stderr()),
+        Command::Breaker(args) => {
+            cli::breaker(&args, &mut std::io::stdout(), &mut std::io::stderr())
+        }
+        Command::Config(args) => cli::config(&args, &mut std::io::stdout(), &mut std::io::stderr()),
         Command::Run(args) => run(*args),
     }
 }

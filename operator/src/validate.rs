@@ -825,6 +825,53 @@ impl Validate for TelemetryPipeline {
     }
 }
 
+/// The requests made by hand on a SupervisedWorkload (`vigil breaker`, `vigil config
+/// rollback`): well-formed, and for a part of the spec that is there.
+fn requests(object: &SupervisedWorkload, errors: &mut Vec<FieldError>) {
+    use api::supervised_workload::{
+        BREAKER_OVERRIDE_ANNOTATION, BreakerOverride, CONFIG_ROLLBACK_ANNOTATION, ConfigRollback,
+    };
+    let field = |key: &str| format!("metadata.annotations[{key}]");
+    let mut check = |key: &str,
+                     read: Result<Option<(String, String)>, String>,
+                     needs: Option<&str>| match read {
+        Err(message) => errors.push(FieldError::new(field(key), message)),
+        Ok(Some((at, reason))) => {
+            if at.parse::<jiff::Timestamp>().is_err() {
+                errors.push(FieldError::new(
+                    field(key),
+                    format!("requestedAt {at:?} is not an RFC 3339 time"),
+                ));
+            }
+            if reason.trim().is_empty() {
+                errors.push(FieldError::new(field(key), "reason must not be empty"));
+            }
+            if let Some(needs) = needs {
+                errors.push(FieldError::new(field(key), needs));
+            }
+        }
+        Ok(None) => {}
+    };
+    check(
+        BREAKER_OVERRIDE_ANNOTATION,
+        BreakerOverride::requested(object).map(|r| r.map(|r| (r.requested_at, r.reason))),
+        object
+            .spec
+            .circuit_breaker
+            .is_none()
+            .then_some("overrides a breaker, but spec.circuitBreaker is not set"),
+    );
+    check(
+        CONFIG_ROLLBACK_ANNOTATION,
+        ConfigRollback::requested(object).map(|r| r.map(|r| (r.requested_at, r.reason))),
+        object
+            .spec
+            .config
+            .is_none()
+            .then_some("asks for a config rollback, but spec.config is not set"),
+    );
+}
+
 impl Validate for SupervisedWorkload {
     fn validate(&self, inventory: &Inventory) -> Vec<FieldError> {
         use api::supervised_workload::{BreakerAction, WorkloadKind};
@@ -884,6 +931,7 @@ impl Validate for SupervisedWorkload {
                 errors.push(FieldError::new("spec.config.schema", message));
             }
         }
+        requests(self, &mut errors);
         if let Some(telemetry) = &spec.telemetry {
             let namespace = self.namespace().unwrap_or_default();
             if inventory

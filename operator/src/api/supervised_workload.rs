@@ -293,6 +293,95 @@ pub struct SupervisedWorkloadStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 200))]
     pub seen_crashes: Vec<String>,
+    /// The manual breaker override in force (`vigil breaker open|close`, the annotation
+    /// `vigil.io/breaker-override`), with the time the controller applied it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker_override: Option<BreakerOverride>,
+    /// The last config rollback request (`vigil config rollback`, the annotation
+    /// `vigil.io/config-rollback`) and how it was answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_rollback: Option<ConfigRollback>,
+}
+
+/// The annotation `vigil breaker open|close` sets: a [`BreakerOverride`] as JSON.
+pub const BREAKER_OVERRIDE_ANNOTATION: &str = "vigil.io/breaker-override";
+/// The annotation `vigil config rollback` sets: a [`ConfigRollback`] as JSON.
+pub const CONFIG_ROLLBACK_ANNOTATION: &str = "vigil.io/config-rollback";
+
+/// A manual override of the breaker. `Open` holds the breaker open (the action runs) until
+/// the override is cleared or replaced; `Close` closes it now (the workload is restored)
+/// and forgets the crashes before it, after which the breaker counts again as usual.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BreakerOverride {
+    /// `Open` or `Close`.
+    pub action: OverrideAction,
+    /// Why, in the words of who asked; shown in the condition and the Event.
+    pub reason: String,
+    /// When it was asked for (RFC 3339); a new time is a new request.
+    pub requested_at: String,
+    /// When the controller applied it (RFC 3339); set in status only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<String>,
+}
+
+/// What a manual breaker override does.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum OverrideAction {
+    /// Open the breaker and hold it open.
+    Open,
+    /// Close the breaker now.
+    Close,
+}
+
+/// A request to switch back to a kept config revision, through the same validated switch.
+/// The revision it leaves is marked `RolledBack` and not used again until the source
+/// ConfigMap changes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigRollback {
+    /// The revision (ConfigMap name) to run, one of `status.configRevisions`.
+    pub revision: String,
+    /// Why, in the words of who asked.
+    pub reason: String,
+    /// When it was asked for (RFC 3339); a new time is a new request.
+    pub requested_at: String,
+    /// How the controller answered: `Switched`, `AlreadyActive` or `Refused: <why>`; set in
+    /// status only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+impl BreakerOverride {
+    /// Reads the annotation of `object`: `None` when absent, an error naming it when the
+    /// value is not a well-formed request.
+    pub fn requested(object: &SupervisedWorkload) -> Result<Option<Self>, String> {
+        request(object, BREAKER_OVERRIDE_ANNOTATION)
+    }
+}
+
+impl ConfigRollback {
+    /// Reads the annotation of `object`, as [`BreakerOverride::requested`] does.
+    pub fn requested(object: &SupervisedWorkload) -> Result<Option<Self>, String> {
+        request(object, CONFIG_ROLLBACK_ANNOTATION)
+    }
+}
+
+fn request<T: serde::de::DeserializeOwned>(
+    object: &SupervisedWorkload,
+    key: &str,
+) -> Result<Option<T>, String> {
+    let Some(text) = object
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+    else {
+        return Ok(None);
+    };
+    serde_json::from_str(text).map(Some).map_err(|e| {
+        format!("is not a request Vigil reads ({e}); `vigil breaker` and `vigil config rollback` write it")
+    })
 }
 
 /// One revision of a workload's config.

@@ -445,7 +445,11 @@ fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
 
 /// Annotations through which a user asks a controller to act now (`vigil renew`): a new
 /// value wakes the object although its generation did not change.
-pub const REQUEST_ANNOTATIONS: &[&str] = &[crate::api::acme_certificate::RENEW_ANNOTATION];
+pub const REQUEST_ANNOTATIONS: &[&str] = &[
+    crate::api::acme_certificate::RENEW_ANNOTATION,
+    crate::api::supervised_workload::BREAKER_OVERRIDE_ANNOTATION,
+    crate::api::supervised_workload::CONFIG_ROLLBACK_ANNOTATION,
+];
 
 /// What the trigger stream lets through: a new generation (a spec change, not a status
 /// write), or a new value of a request annotation.

@@ -32,7 +32,9 @@ use super::apply::apply_owned;
 use super::member_cluster::describe_kube_error;
 use super::status::{FIELD_MANAGER, condition, update_status};
 use super::{Context, Error, Reconcile};
-use crate::api::supervised_workload::{BreakerAction, ConfigRevision, WorkloadKind};
+use crate::api::supervised_workload::{
+    BreakerAction, BreakerOverride, ConfigRevision, ConfigRollback, OverrideAction, WorkloadKind,
+};
 use crate::api::{READY, SupervisedWorkload, SupervisedWorkloadStatus};
 use crate::crash::breaker::{self, Phase, Settings, Transition};
 use crate::crash::{SEALED_KEY, Snapshot, crashes_of, ring_add};
@@ -552,10 +554,47 @@ impl Reconcile for SupervisedWorkload {
                 u64::try_from(previous.breaker_cooldown_seconds.unwrap_or(0)).unwrap_or(0),
             ),
         };
-        let (after, transition) = match settings(&self) {
-            Some((settings, _)) if !paused => breaker::step(&settings, &before, &recent, now),
+        // A manual override (validated above): a new one moves the breaker at once; an
+        // `Open` one holds it open; a `Close` one forgets the crashes before it.
+        let overriding = BreakerOverride::requested(&self).ok().flatten();
+        let applied = previous.breaker_override.as_ref().filter(|o| {
+            overriding
+                .as_ref()
+                .is_some_and(|r| r.requested_at == o.requested_at)
+        });
+        if let Some(asked) = overriding
+            .as_ref()
+            .filter(|o| o.action == OverrideAction::Close)
+            && let Some(at) = parse_time(&asked.requested_at)
+        {
+            // Termination times are kept to the second: one in the second of the request
+            // counts, as on probation (a crash missed is worse than one counted).
+            recent.retain(|t| t.as_second() >= at.as_second());
+        }
+        let (after, transition) = match (settings(&self), &overriding) {
+            (None, _) => (before.clone(), None),
+            (Some((settings, _)), Some(asked)) if applied.is_none() => {
+                let to = match asked.action {
+                    OverrideAction::Open => Phase::Open,
+                    OverrideAction::Close => Phase::Closed,
+                };
+                breaker::force(&settings, &before, to, now)
+            }
+            (Some(_), Some(asked)) if asked.action == OverrideAction::Open => {
+                (before.clone(), None)
+            }
+            (Some((settings, _)), _) if !paused => breaker::step(&settings, &before, &recent, now),
             _ => (before.clone(), None),
         };
+        let breaker_override = match (&overriding, applied) {
+            (Some(_), Some(applied)) => Some(applied.clone()),
+            (Some(asked), None) if settings(&self).is_some() => Some(BreakerOverride {
+                applied_at: Some(now.to_string()),
+                ..asked.clone()
+            }),
+            _ => None,
+        };
+        let manual = breaker_override.is_some() && applied.is_none();
 
         // Snapshots (and the sealed one) in one write.
         let config_map_name = format!("{}-crashes", self.name_any());
@@ -603,7 +642,39 @@ impl Reconcile for SupervisedWorkload {
             }
             _ => String::new(),
         };
-        if let Some(transition) = transition {
+        if let (true, Some(asked)) = (manual, &breaker_override) {
+            let done = if action_note.is_empty() {
+                format!("the breaker was already {}", after.phase.as_str())
+            } else {
+                action_note.clone()
+            };
+            let note = format!(
+                "{} by hand (vigil breaker {}): {}; {done}",
+                match asked.action {
+                    OverrideAction::Open => "opened",
+                    OverrideAction::Close => "closed",
+                },
+                match asked.action {
+                    OverrideAction::Open => "open",
+                    OverrideAction::Close => "close",
+                },
+                asked.reason
+            );
+            ctx.publish(self.as_ref(), EventType::Normal, "CircuitOverridden", note)
+                .await;
+        } else if previous.breaker_override.is_some() && breaker_override.is_none() {
+            ctx.publish(
+                self.as_ref(),
+                EventType::Normal,
+                "CircuitOverrideCleared",
+                format!(
+                    "the breaker runs by itself again from {}",
+                    after.phase.as_str()
+                ),
+            )
+            .await;
+        }
+        if let Some(transition) = transition.filter(|_| !manual) {
             let (type_, reason, note) = match transition {
                 Transition::Open => (
                     EventType::Warning,
@@ -669,10 +740,23 @@ impl Reconcile for SupervisedWorkload {
         let breaker_condition = match (settings(&self), after.phase) {
             (None, _) => None,
             (Some(_), phase) => {
-                let pause = if paused {
-                    format!(" (paused by annotation {PAUSE_ANNOTATION})")
-                } else {
-                    String::new()
+                let pause = match (&breaker_override, paused) {
+                    (Some(o), _) => format!(
+                        " ({} by hand at {}: {}{})",
+                        match o.action {
+                            OverrideAction::Open => "opened",
+                            OverrideAction::Close => "closed",
+                        },
+                        o.applied_at.as_deref().unwrap_or(&o.requested_at),
+                        o.reason,
+                        match o.action {
+                            OverrideAction::Open =>
+                                "; held open until vigil breaker close or clear",
+                            OverrideAction::Close => "",
+                        }
+                    ),
+                    (None, true) => format!(" (paused by annotation {PAUSE_ANNOTATION})"),
+                    (None, false) => String::new(),
                 };
                 Some(match phase {
                     Phase::Open => condition(
@@ -754,7 +838,12 @@ impl Reconcile for SupervisedWorkload {
             seen_crashes: seen_list,
             config_revision: config.as_ref().and_then(|c| c.revision.clone()),
             config_switched_at: config.as_ref().and_then(|c| c.switched_at.clone()),
-            config_revisions: config.map(|c| c.revisions).unwrap_or_default(),
+            config_revisions: config
+                .as_ref()
+                .map(|c| c.revisions.clone())
+                .unwrap_or_default(),
+            breaker_override,
+            config_rollback: config.and_then(|c| c.rollback),
         };
         update_status(&ctx.client, self.as_ref(), status.clone()).await?;
         ctx.workloads.put(&key, &status);
@@ -856,6 +945,7 @@ struct ConfigOutcome {
     revision: Option<String>,
     switched_at: Option<String>,
     revisions: Vec<ConfigRevision>,
+    rollback: Option<ConfigRollback>,
 }
 
 /// Validated config hot-reload. A crash within `rollbackWithin` of a switch switches back
@@ -882,18 +972,120 @@ async fn reconcile_config(
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
     let mut revisions = previous.config_revisions.clone();
     let active = previous.config_revision.clone();
-    let kept = |condition, revisions: Vec<ConfigRevision>| ConfigOutcome {
-        condition,
-        revision: active.clone(),
-        switched_at: previous.config_switched_at.clone(),
-        revisions,
-    };
     let kind = object.spec.target.kind;
     // Every name the template may point at: the source and every revision.
     let known: Vec<String> = std::iter::once(source.clone())
         .chain(revisions.iter().map(|r| r.name.clone()))
         .collect();
     let now_text = now.to_string();
+
+    // A rollback asked for by hand (validated above), answered once.
+    let mut rollback = previous.config_rollback.clone();
+    if let Some(asked) = ConfigRollback::requested(object)
+        .ok()
+        .flatten()
+        .filter(|asked| rollback.as_ref().map(|r| &r.requested_at) != Some(&asked.requested_at))
+    {
+        let target = revisions.iter().find(|r| r.name == asked.revision).cloned();
+        let answer = |outcome: &str| {
+            Some(ConfigRollback {
+                outcome: Some(outcome.to_owned()),
+                ..asked.clone()
+            })
+        };
+        let refused = match &target {
+            None => Some(format!(
+                "revision {} is not kept (kept: {}); vigil config history lists them",
+                asked.revision,
+                revisions
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Some(target) if active.as_deref() == Some(target.name.as_str()) => {
+                rollback = answer("AlreadyActive");
+                None
+            }
+            Some(target) => {
+                let data = config_maps
+                    .get_opt(&target.name)
+                    .await?
+                    .and_then(|cm| cm.data)
+                    .unwrap_or_default();
+                let problems = match &config.schema {
+                    Some(schema) => compile(schema)
+                        .map(|validator| check(&validator, &data))
+                        .unwrap_or_else(|e| vec![e]),
+                    None => Vec::new(),
+                };
+                if !problems.is_empty() {
+                    Some(format!(
+                        "revision {} does not pass spec.config.schema: {}",
+                        target.name,
+                        problems.join("; ")
+                    ))
+                } else if switch(workloads, workload, kind, &known, &target.name).await? == 0 {
+                    Some(format!(
+                        "the pod template of {kind:?} {} refers to none of {}",
+                        object.spec.target.name,
+                        known.join(", ")
+                    ))
+                } else {
+                    let left = active.clone().unwrap_or_default();
+                    for revision in &mut revisions {
+                        if revision.name == left {
+                            revision.state = "RolledBack".to_owned();
+                        } else if revision.name == target.name {
+                            revision.state = "Active".to_owned();
+                            revision.switched_at = now_text.clone();
+                        }
+                    }
+                    rollback = answer("Switched");
+                    let message = format!(
+                        "rolled back by hand to {} (vigil config rollback): {}; {left} is not used again until {source} changes",
+                        target.name, asked.reason
+                    );
+                    ctx.publish(
+                        object,
+                        EventType::Normal,
+                        "ConfigRolledBack",
+                        message.clone(),
+                    )
+                    .await;
+                    return Ok(ConfigOutcome {
+                        condition: condition(
+                            CONFIG_RELOADED,
+                            Some(true),
+                            "RolledBackByHand",
+                            message,
+                        ),
+                        revision: Some(target.name.clone()),
+                        switched_at: Some(now_text),
+                        revisions,
+                        rollback,
+                    });
+                }
+            }
+        };
+        if let Some(why) = refused {
+            rollback = answer(&format!("Refused: {why}"));
+            ctx.publish(
+                object,
+                EventType::Warning,
+                "ConfigRollbackRefused",
+                format!("rollback to {} refused: {why}", asked.revision),
+            )
+            .await;
+        }
+    }
+    let kept = |condition, revisions: Vec<ConfigRevision>| ConfigOutcome {
+        condition,
+        revision: active.clone(),
+        switched_at: previous.config_switched_at.clone(),
+        revisions,
+        rollback: rollback.clone(),
+    };
 
     // A crash soon after the last switch: back to the revision before it.
     let within = parse_duration(&config.rollback_within).unwrap_or(Duration::from_secs(300));
@@ -937,6 +1129,7 @@ async fn reconcile_config(
                 revision: Some(good.name),
                 switched_at: Some(now_text),
                 revisions,
+                rollback,
             });
         }
     }
@@ -996,7 +1189,7 @@ async fn reconcile_config(
                 false,
                 "RolledBack",
                 format!(
-                    "the content of {source} is revision {}, which crashed and was rolled back; {running} until {source} changes",
+                    "the content of {source} is revision {}, which was rolled back; {running} until {source} changes",
                     same.name
                 ),
             )
@@ -1086,6 +1279,7 @@ async fn reconcile_config(
         revision: Some(name),
         switched_at: Some(now_text),
         revisions,
+        rollback,
     })
 }
 

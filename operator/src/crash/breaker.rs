@@ -149,6 +149,37 @@ pub fn step(
     }
 }
 
+/// A manual override (`vigil breaker open|close`): the phase `to` from `now`, and the
+/// transition for the controller to act on (none when the breaker is already there).
+/// Opening keeps the cooldown a probation had reached; closing starts afresh.
+pub fn force(
+    settings: &Settings,
+    state: &State,
+    to: Phase,
+    now: Timestamp,
+) -> (State, Option<Transition>) {
+    let (phase, transition, cooldown) = match (state.phase, to) {
+        (from, to) if from == to => return (state.clone(), None),
+        (Phase::HalfOpen, Phase::Open) => (Phase::Open, Transition::Open, state.cooldown),
+        (_, Phase::Open) => (Phase::Open, Transition::Open, settings.cooldown),
+        (_, Phase::Closed) => (Phase::Closed, Transition::Close, settings.cooldown),
+        (_, Phase::HalfOpen) => (Phase::HalfOpen, Transition::HalfOpen, state.cooldown),
+    };
+    let cooldown = if cooldown.is_zero() {
+        settings.cooldown
+    } else {
+        cooldown
+    };
+    (
+        State {
+            phase,
+            since: Some(now),
+            cooldown,
+        },
+        Some(transition),
+    )
+}
+
 /// When the breaker should be looked at again without a new crash: the end of the
 /// cooldown (Open) or of the probation (HalfOpen).
 pub fn next_check(settings: &Settings, state: &State, now: Timestamp) -> Option<Duration> {
@@ -218,5 +249,43 @@ mod tests {
         assert_eq!(closed.cooldown, SETTINGS.cooldown);
         // Old crashes do not reopen a closed breaker: they are out of the window.
         assert_eq!(step(&SETTINGS, &closed, &crashes, at(1000)).1, None);
+    }
+
+    #[test]
+    fn a_manual_override_moves_at_once_and_only_when_it_changes_something() {
+        let (open, _) = step(&SETTINGS, &State::default(), &[at(0), at(1), at(2)], at(2));
+        // Closing by hand restores the workload and starts with the first cooldown.
+        let (closed, t) = force(&SETTINGS, &open, Phase::Closed, at(10));
+        assert_eq!(t, Some(Transition::Close));
+        assert_eq!(
+            closed,
+            State {
+                phase: Phase::Closed,
+                since: Some(at(10)),
+                cooldown: SETTINGS.cooldown
+            }
+        );
+        // Already there: nothing to do.
+        assert_eq!(
+            force(&SETTINGS, &closed, Phase::Closed, at(11)),
+            (closed.clone(), None)
+        );
+        // Opening a closed breaker by hand runs the action.
+        let (opened, t) = force(&SETTINGS, &closed, Phase::Open, at(20));
+        assert_eq!(
+            (opened.phase, opened.since, t),
+            (Phase::Open, Some(at(20)), Some(Transition::Open))
+        );
+        // Opening one on probation keeps the cooldown it reached.
+        let on_probation = State {
+            phase: Phase::HalfOpen,
+            since: Some(at(30)),
+            cooldown: Duration::from_secs(120),
+        };
+        let (opened, t) = force(&SETTINGS, &on_probation, Phase::Open, at(40));
+        assert_eq!(
+            (opened.cooldown, t),
+            (Duration::from_secs(120), Some(Transition::Open))
+        );
     }
 }
