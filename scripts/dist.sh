@@ -5,6 +5,8 @@
 #   vigil-<version>.tgz                                        the chart (helm package)
 #   vigil-crds-<version>.yaml                                  every CRD, for kubectl apply
 #   vigil-<version>-linux-<arch>.spdx.json                     the SBOM of each binary (SPDX 2.3)
+#   kubectl-vigil-<version>-linux-<arch>.tar.gz, vigil.krew.yaml the kubectl plugin and its
+#                                                              krew manifest (scripts/krew.sh)
 #
 # The amd64 binary is the one `make image` built (the Makefile runs it first); arm64 is
 # cross-compiled with cargo-zigbuild, whose C compiler and linker is zig (PyPI's `ziglang`).
@@ -77,6 +79,9 @@ step "the chart and the CRD bundle"
         cat "$crd"
     done
 } >"$DIST/vigil-crds-$VERSION.yaml"
+
+step "the kubectl plugin: archives and krew manifest (scripts/krew.sh)"
+scripts/krew.sh "$DIST" "$VERSION"
 
 step "SHA256SUMS"
 (cd "$DIST" && find . -maxdepth 1 -type f ! -name SHA256SUMS -printf '%f\n' | LC_ALL=C sort |

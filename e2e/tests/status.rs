@@ -257,6 +257,20 @@ async fn scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         err.trim(),
         "error: not allowed to list memberclusters.vigil.io cluster-wide: your RBAC needs verb \"list\" on resource \"memberclusters.vigil.io\""
     );
+    // The same user: `vigil check` names every right it lacks and what needs it; an action
+    // is refused with the verb and the resource.
+    let (code, out, err) = vigil(&nobody, "check", &["-n", "shop"])?;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("FAIL  your actions: not allowed in namespace shop: patch acmecertificates.vigil.io (vigil renew needs it), patch supervisedworkloads.vigil.io (vigil breaker and vigil config rollback needs it), get configmaps (vigil config diff needs it)"),
+        "{out}"
+    );
+    let (code, _, err) = vigil(&nobody, "renew", &["shop-tls", "-n", "shop"])?;
+    assert_eq!(code, 2);
+    assert_eq!(
+        err.trim(),
+        "error: not allowed to patch acmecertificates.vigil.io in namespace shop: your RBAC needs verb \"patch\" on resource \"acmecertificates.vigil.io\""
+    );
     Ok(())
 }
 
@@ -301,6 +315,7 @@ async fn check_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         "ok    operator: vigil-check leads",
         "ok    webhook: ",
         "ok    your rights: vigil status may read every kind and its Events",
+        "ok    your actions: vigil renew, breaker and config may act in namespace default",
     ] {
         assert!(out.contains(want), "no {want:?} in:\n{out}");
     }

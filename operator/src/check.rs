@@ -42,13 +42,14 @@ impl Outcome {
     }
 }
 
-/// Runs every check once.
-pub async fn run(client: &Client, target: &Target) -> Vec<Outcome> {
+/// Runs every check once; the actions' rights in `namespace` (every one when `None`).
+pub async fn run(client: &Client, target: &Target, namespace: Option<&str>) -> Vec<Outcome> {
     vec![
         crds(client).await,
         operator(client, target).await,
         webhook(client, target).await,
         rights(client).await,
+        actions(client, namespace).await,
     ]
 }
 
@@ -265,42 +266,115 @@ async fn webhook(client: &Client, target: &Target) -> Outcome {
 /// What `vigil status` needs, asked of the API server for the current user.
 async fn rights(client: &Client) -> Outcome {
     const CHECK: &str = "your rights";
-    let mut wanted: Vec<(String, String)> = crate::api::crds()
+    let mut wanted: Vec<Right> = crate::api::crds()
         .iter()
-        .map(|crd| ("vigil.io".to_owned(), crd.spec.names.plural.clone()))
+        .map(|crd| Right::new("list", "vigil.io", &crd.spec.names.plural, "vigil status"))
         .collect();
-    wanted.push(("events.k8s.io".to_owned(), "events".to_owned()));
-    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
-    let mut denied = Vec::new();
-    for (group, resource) in &wanted {
-        let review: SelfSubjectAccessReview = match serde_json::from_value(serde_json::json!({
-            "spec": {"resourceAttributes": {"verb": "list", "group": group, "resource": resource}}
-        })) {
-            Ok(review) => review,
-            Err(error) => return Outcome::new(CHECK, false, error.to_string()),
-        };
-        match api.create(&PostParams::default(), &review).await {
-            Ok(answer) if answer.status.as_ref().is_some_and(|s| s.allowed) => {}
-            Ok(_) => denied.push(format!("list {resource}.{group}")),
-            Err(error) => return Outcome::new(CHECK, false, format!("cannot ask: {error}")),
-        }
-    }
-    if denied.is_empty() {
-        Outcome::new(
+    wanted.push(Right::new(
+        "list",
+        "events.k8s.io",
+        "events",
+        "vigil status",
+    ));
+    match denied(client, &wanted, None).await {
+        Err(error) => Outcome::new(CHECK, false, error),
+        Ok(denied) if denied.is_empty() => Outcome::new(
             CHECK,
             true,
             "vigil status may read every kind and its Events",
-        )
-    } else {
-        Outcome::new(
+        ),
+        Ok(denied) => Outcome::new(CHECK, false, format!("not allowed: {}", denied.join(", "))),
+    }
+}
+
+/// What the actions need in `namespace` (every namespace when `None`): `vigil renew`,
+/// `vigil breaker`, `vigil config`.
+async fn actions(client: &Client, namespace: Option<&str>) -> Outcome {
+    const CHECK: &str = "your actions";
+    let wanted = [
+        Right::new("patch", "vigil.io", "acmecertificates", "vigil renew"),
+        Right::new(
+            "patch",
+            "vigil.io",
+            "supervisedworkloads",
+            "vigil breaker and vigil config rollback",
+        ),
+        Right::new("get", "", "configmaps", "vigil config diff"),
+    ];
+    let place = namespace.map_or_else(
+        || "in every namespace".to_owned(),
+        |n| format!("in namespace {n}"),
+    );
+    match denied(client, &wanted, namespace).await {
+        Err(error) => Outcome::new(CHECK, false, error),
+        Ok(denied) if denied.is_empty() => Outcome::new(
+            CHECK,
+            true,
+            format!("vigil renew, breaker and config may act {place}"),
+        ),
+        Ok(denied) => Outcome::new(
             CHECK,
             false,
-            format!(
-                "not allowed: {} (vigil status needs them)",
-                denied.join(", ")
-            ),
-        )
+            format!("not allowed {place}: {}", denied.join(", ")),
+        ),
     }
+}
+
+/// A right a command needs.
+struct Right {
+    verb: &'static str,
+    group: &'static str,
+    resource: String,
+    needed_by: &'static str,
+}
+
+impl Right {
+    fn new(
+        verb: &'static str,
+        group: &'static str,
+        resource: &str,
+        needed_by: &'static str,
+    ) -> Self {
+        Self {
+            verb,
+            group,
+            resource: resource.to_owned(),
+            needed_by,
+        }
+    }
+}
+
+/// The rights of `wanted` the API server denies the current user, each as `verb
+/// resource.group (what needs it)`.
+async fn denied(
+    client: &Client,
+    wanted: &[Right],
+    namespace: Option<&str>,
+) -> Result<Vec<String>, String> {
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let mut denied = Vec::new();
+    for right in wanted {
+        let review: SelfSubjectAccessReview = serde_json::from_value(serde_json::json!({
+            "spec": {"resourceAttributes": {"verb": right.verb, "group": right.group,
+                "resource": right.resource, "namespace": namespace}}
+        }))
+        .map_err(|e| e.to_string())?;
+        match api.create(&PostParams::default(), &review).await {
+            Ok(answer) if answer.status.as_ref().is_some_and(|s| s.allowed) => {}
+            Ok(_) => {
+                let resource = match right.group {
+                    "" => right.resource.clone(),
+                    group => format!("{}.{group}", right.resource),
+                };
+                denied.push(format!(
+                    "{} {resource} ({} needs it)",
+                    right.verb, right.needed_by
+                ));
+            }
+            Err(error) => return Err(format!("cannot ask: {error}")),
+        }
+    }
+    Ok(denied)
 }
 
 /// `value` with every number as a float: the API server stores a schema's `default: 10.0`

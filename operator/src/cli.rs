@@ -299,10 +299,10 @@ pub fn check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit
         release: args.release.clone(),
     };
     let outcomes = runtime.block_on(async {
-        let (client, _) = args.cluster.connect().await?;
+        let (client, namespace) = args.cluster.connect().await?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let outcomes = crate::check::run(&client, &target).await;
+            let outcomes = crate::check::run(&client, &target, namespace.as_deref()).await;
             if outcomes.iter().all(|o| o.passed) || tokio::time::Instant::now() >= deadline {
                 return anyhow::Ok(outcomes);
             }
