@@ -9,6 +9,7 @@
 mod pki;
 mod process;
 
+pub mod alertmanager;
 pub mod bench;
 pub mod cluster;
 pub mod coredns;

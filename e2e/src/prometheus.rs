@@ -11,7 +11,7 @@ use crate::dns::which;
 use crate::process::Process;
 use crate::{eventually, free_port};
 
-/// A Prometheus scraping one job every second and evaluating rules every second.
+/// A Prometheus scraping its jobs every second and evaluating rules every second.
 #[derive(Debug)]
 pub struct Prometheus {
     process: Process,
@@ -21,39 +21,103 @@ pub struct Prometheus {
     pub rules_dir: PathBuf,
 }
 
+/// One scrape job of a [`Prometheus`].
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// The job label.
+    pub name: String,
+    /// `host:port` serving `/metrics`.
+    pub target: String,
+}
+
+impl Job {
+    /// Job `name` scraping `target`.
+    pub fn new(name: &str, target: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            target: target.to_owned(),
+        }
+    }
+}
+
+/// How to run a [`Prometheus`].
+#[derive(Clone, Debug, Default)]
+pub struct PrometheusOptions {
+    /// What it scrapes, every second.
+    pub jobs: Vec<Job>,
+    /// `host:port` of an Alertmanager to send alerts to.
+    pub alertmanager: Option<String>,
+    /// Accept remote writes on `/api/v1/write`.
+    pub remote_write_receiver: bool,
+    /// The port; a free one when `None`.
+    pub port: Option<u16>,
+}
+
 impl Prometheus {
     /// Starts Prometheus scraping `target` (`host:port`) as job `job`.
     pub async fn start(dir: &Path, job: &str, target: &str) -> anyhow::Result<Self> {
-        Self::start_on(dir, job, target, free_port()?).await
+        Self::start_with(
+            dir,
+            &PrometheusOptions {
+                jobs: vec![Job::new(job, target)],
+                ..PrometheusOptions::default()
+            },
+        )
+        .await
     }
 
     /// Like [`Prometheus::start`], on a given port.
     pub async fn start_on(dir: &Path, job: &str, target: &str, port: u16) -> anyhow::Result<Self> {
+        Self::start_with(
+            dir,
+            &PrometheusOptions {
+                jobs: vec![Job::new(job, target)],
+                port: Some(port),
+                ..PrometheusOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Starts Prometheus as `options` say, evaluating rules every second.
+    pub async fn start_with(dir: &Path, options: &PrometheusOptions) -> anyhow::Result<Self> {
         let binary = which("prometheus")?;
+        let port = match options.port {
+            Some(port) => port,
+            None => free_port()?,
+        };
         let dir = dir.join("prometheus");
         let rules_dir = dir.join("rules");
         std::fs::create_dir_all(&rules_dir)?;
         let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: ['{}/*.yaml']\nscrape_configs:\n  - job_name: {job}\n    static_configs: [{{targets: ['{target}']}}]\n",
-                rules_dir.display()
-            ),
-        )?;
+        let mut text = format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: ['{}/*.yaml']\nscrape_configs:{}\n",
+            rules_dir.display(),
+            if options.jobs.is_empty() { " []" } else { "" }
+        );
+        for job in &options.jobs {
+            text.push_str(&format!(
+                "  - job_name: {}\n    static_configs: [{{targets: ['{}']}}]\n",
+                job.name, job.target
+            ));
+        }
+        if let Some(alertmanager) = &options.alertmanager {
+            text.push_str(&format!(
+                "alerting:\n  alertmanagers:\n    - static_configs: [{{targets: ['{alertmanager}']}}]\n"
+            ));
+        }
+        std::fs::write(&config, text)?;
         let url = format!("http://127.0.0.1:{port}");
-        let mut process = Process::start(
-            "prometheus",
-            &binary,
-            &[
-                format!("--config.file={}", config.display()),
-                format!("--storage.tsdb.path={}", dir.join("data").display()),
-                format!("--web.listen-address=127.0.0.1:{port}"),
-                "--web.enable-lifecycle".into(),
-            ],
-            &dir,
-            &[],
-        )?;
+        let mut args = vec![
+            format!("--config.file={}", config.display()),
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--web.enable-lifecycle".into(),
+        ];
+        if options.remote_write_receiver {
+            args.push("--web.enable-remote-write-receiver".into());
+        }
+        let mut process = Process::start("prometheus", &binary, &args, &dir, &[])?;
         let ready = eventually("prometheus ready", Duration::from_secs(30), || {
             let url = url.clone();
             async move {

@@ -12,6 +12,7 @@ use kube::{Api, Client};
 use vigil::acme::cert::verify_chain;
 use vigil::api::{AcmeCertificate, AcmeIssuer};
 use vigil_e2e::dns::{DnsOptions, Tsig};
+use vigil_e2e::operator::vigil_cli;
 use vigil_e2e::pebble::{Pebble, PebbleOptions};
 use vigil_e2e::{DnsServer, Operator, TestCluster, eventually, free_port};
 
@@ -477,6 +478,21 @@ async fn issuance_scenario(
             "the working certificate keeps the object Ready"
         );
         assert!(status.last_failure_time.is_some());
+        // `vigil status` tells the on-call engineer: the renewal fails and is retried (the
+        // test's certificates live minutes, so the row is also `Expiring`).
+        let (code, table, err) = vigil_cli(hub.kubeconfig(), "status", &["-n", &ns])?;
+        assert_eq!(code, 0, "{err}");
+        eprintln!("{table}");
+        let row = table
+            .lines()
+            .find(|l| l.contains("acmecert/api "))
+            .unwrap_or_default();
+        assert!(
+            row.starts_with("WARN")
+                && row.contains(" failed attempt")
+                && row.contains(", last at "),
+            "{table}"
+        );
         // An issuance that was past its DNS step when bind9 stopped may still have landed:
         // compare the Secret across the next failed attempt.
         let before = secrets.get("api-tls").await?;
@@ -824,12 +840,8 @@ async fn bad_input_scenario(hub: &TestCluster) -> anyhow::Result<()> {
         .await?;
         // `vigil renew`: a new certificate now (this one is valid for years), the request
         // answered in status and named in the Event.
-        let output = std::process::Command::new(vigil_e2e::operator::vigil_binary()?)
-            .args(["renew", "good", "-n", &ns, "--kubeconfig"])
-            .arg(hub.kubeconfig())
-            .output()?;
-        let said = String::from_utf8_lossy(&output.stdout).into_owned();
-        anyhow::ensure!(output.status.success(), "{output:?}");
+        let (code, said, err) = vigil_cli(hub.kubeconfig(), "renew", &["good", "-n", &ns])?;
+        anyhow::ensure!(code == 0, "{said}{err}");
         assert!(said.contains(&format!("{ns}/good: renewal requested at ")), "{said}");
         let renewed = wait_certificate(
             &client,

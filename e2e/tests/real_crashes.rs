@@ -456,6 +456,17 @@ async fn breaker_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         .remove("sealed.json")
         .ok_or_else(|| anyhow::anyhow!("no sealed snapshot"))?;
     assert!(sealed.contains("checkout: order 42 received"), "{sealed}");
+    // `vigil status sw/checkout`: the open breaker and the real crash it sealed.
+    let (code, described, err) =
+        vigil_e2e::operator::vigil_cli(cluster.kubeconfig(), "status", &["sw/checkout", "-n", ns])?;
+    assert_eq!(code, 0, "{err}");
+    eprintln!("{described}");
+    assert!(
+        described.contains("FAIL BreakerOpen: since ")
+            && described.contains("checkout: order 42 received")
+            && described.contains("go panic: panic: runtime error: invalid memory address"),
+        "{described}"
+    );
 
     // The fix is deployed while the breaker is open: the next trial runs it.
     apply(

@@ -135,6 +135,31 @@ async fn budget_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     assert_eq!(burn, "0.25");
     let known = condition(&slos.get("checkout").await?, "BudgetKnown").expect("BudgetKnown");
     assert_eq!(known.0, "True", "{known:?}");
+    // `vigil status` reads the same figures, judged: healthy at a 0.25x burn.
+    let (code, json, err) = vigil_e2e::operator::vigil_cli(
+        cluster.kubeconfig(),
+        "status",
+        &["-n", &namespace.name, "-o", "json"],
+    )?;
+    assert_eq!(code, 0, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&json)?;
+    let row = rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["name"] == "checkout")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (row["severity"].as_str(), row["state"].as_str()),
+        (Some("Ok"), Some("Healthy")),
+        "{row}"
+    );
+    let detail = row["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("budget 7") && detail.contains("% left, burn rate 0.25×"),
+        "{detail}"
+    );
 
     // A steady 0.25x burn fires no alert.
     let alerts = prometheus.api("alerts").await?;

@@ -47,8 +47,10 @@ die() { log "install.sh: error: $*"; exit 1; }
 # to loopback services. musl-tools: musl-gcc, for the static operator binary of the image
 # (ring compiles C) and the pause program. python3.11-minimal and openjdk-17-jdk-headless
 # (javac, jlink): the Python and Java crash programs of the real node and their runtimes.
-APT_PACKAGES=(bind9 bind9-dnsutils prometheus runc containernetworking-plugins nftables musl-tools
-    python3.11-minimal openjdk-17-jdk-headless)
+# prometheus-alertmanager (0.25): routes the SLO alerts of a real Prometheus to the
+# receivers of docs/alerting/alertmanager.yml (matchers, inhibit_rules with equal: all there).
+APT_PACKAGES=(bind9 bind9-dnsutils prometheus prometheus-alertmanager runc
+    containernetworking-plugins nftables musl-tools python3.11-minimal openjdk-17-jdk-headless)
 
 apt_install() {
     local missing=() p

@@ -330,7 +330,8 @@ fn certificate(certificate: &AcmeCertificate, now: Timestamp) -> Row {
             row.state = "Retrying".to_owned();
         }
         let when = status.last_failure_time.as_deref().unwrap_or("?");
-        detail.push(format!("{failures} failed attempts, last at {when}"));
+        let attempts = if failures == 1 { "attempt" } else { "attempts" };
+        detail.push(format!("{failures} failed {attempts}, last at {when}"));
     }
     if row.severity == Severity::Ok {
         row.state = "Valid".to_owned();

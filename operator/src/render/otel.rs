@@ -81,7 +81,12 @@ pub fn render_collector_configs(
             let member = inventory.member_cluster(cluster).ok_or_else(|| {
                 OtelRenderError(format!("MemberCluster {cluster:?} does not exist"))
             })?;
-            let (config, env) = collector(pipeline, member.spec.provider, sampling)?;
+            let site = Site {
+                cluster,
+                provider: member.spec.provider,
+                region: &member.spec.region,
+            };
+            let (config, env) = collector(pipeline, &site, sampling)?;
             Ok(CollectorConfig {
                 cluster: cluster.clone(),
                 yaml: format!(
@@ -109,9 +114,35 @@ fn otlp_grpc(endpoint: &str) -> Value {
 
 /// The variables from Secrets that `pipeline`'s collectors on `provider` need.
 pub fn collector_env(pipeline: &TelemetryPipeline, provider: Provider) -> Vec<SecretEnv> {
-    collector(pipeline, provider, None)
+    let site = Site {
+        cluster: "",
+        provider,
+        region: "",
+    };
+    collector(pipeline, &site, None)
         .map(|(_, env)| env)
         .unwrap_or_default()
+}
+
+/// Where a Collector runs: its member cluster, provider and region.
+struct Site<'a> {
+    cluster: &'a str,
+    provider: Provider,
+    region: &'a str,
+}
+
+impl Site<'_> {
+    /// The labels that say where a series comes from, as Prometheus names the resource
+    /// attributes `k8s.cluster.name`, `cloud.provider` and `cloud.region`: set on every
+    /// series a Collector remote-writes, so that one Prometheus holding several clusters
+    /// tells them apart (`external_labels`, as a Prometheus server of its own would).
+    fn external_labels(&self) -> Value {
+        json!({
+            "k8s_cluster_name": self.cluster,
+            "cloud_provider": self.provider.as_str(),
+            "cloud_region": self.region,
+        })
+    }
 }
 
 fn secret_env(env: &mut Vec<SecretEnv>, name: &str, secret: &str, key: &str) -> String {
@@ -127,9 +158,10 @@ fn secret_env(env: &mut Vec<SecretEnv>, name: &str, secret: &str, key: &str) -> 
 
 fn collector(
     pipeline: &TelemetryPipeline,
-    provider: Provider,
+    site: &Site,
     sampling: Option<f64>,
 ) -> Result<(Value, Vec<SecretEnv>), OtelRenderError> {
+    let provider = site.provider;
     let spec = &pipeline.spec;
     let mut env = Vec::new();
     let mut receivers = serde_json::Map::new();
@@ -255,7 +287,8 @@ fn collector(
                     );
                     exporters.insert(
                         "prometheus_remote_write".into(),
-                        json!({"endpoint": url, "auth": {"authenticator": "sigv4auth"}}),
+                        json!({"endpoint": url, "auth": {"authenticator": "sigv4auth"},
+                            "external_labels": site.external_labels()}),
                     );
                     by_signal
                         .entry("metrics")
@@ -319,7 +352,10 @@ fn collector(
                     .push("otlp_grpc/traces".into());
             }
             if let Some(url) = &onprem.prometheus_remote_write_url {
-                exporters.insert("prometheus_remote_write".into(), json!({"endpoint": url}));
+                exporters.insert(
+                    "prometheus_remote_write".into(),
+                    json!({"endpoint": url, "external_labels": site.external_labels()}),
+                );
                 by_signal
                     .entry("metrics")
                     .or_default()
