@@ -385,9 +385,43 @@ pub async fn send(otlp_http: &str, service: &str, spans: &[Value]) -> anyhow::Re
     }
 }
 
+/// Sends `metrics` as one OTLP/HTTP JSON export of service `service` to `otlp_http`
+/// (`http://host:port`); fails unless the receiver answers 200.
+pub async fn send_metrics(otlp_http: &str, service: &str, metrics: &[Value]) -> anyhow::Result<()> {
+    let body = json!({"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+        "scopeMetrics": [{"scope": {"name": "vigil-e2e"}, "metrics": metrics}],
+    }]});
+    let url = format!("{otlp_http}/v1/metrics");
+    match http_send("POST", &url, "application/json", &body.to_string()).await {
+        Some((200, _)) => Ok(()),
+        Some((status, reply)) => anyhow::bail!("{url}: {status} {reply}"),
+        None => anyhow::bail!("{url}: no answer"),
+    }
+}
+
+/// An OTLP gauge `name` with one point, `value`, now.
+pub fn gauge(name: &str, value: f64) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    json!({"name": name, "gauge": {"dataPoints": [{"asDouble": value, "timeUnixNano": now.to_string()}]}})
+}
+
 /// The generated gateway configuration of a VMware cluster exporting traces to `endpoint`,
 /// keeping errors, traces over 500 ms, and `percentage` of the rest.
 pub fn vmware_gateway_config(endpoint: &str, percentage: f64) -> anyhow::Result<String> {
+    vmware_gateway(
+        "{traces: true, metrics: false}",
+        &format!("{{tracesOtlpEndpoint: \"{endpoint}\"}}"),
+        percentage,
+    )
+}
+
+/// The generated gateway configuration of VMware cluster `onprem` (region `dc1`) for
+/// `signals` and VMware `backends` (both as YAML flow maps).
+pub fn vmware_gateway(signals: &str, backends: &str, percentage: f64) -> anyhow::Result<String> {
     let manifest = format!(
         "apiVersion: vigil.io/v1alpha1
 kind: MemberCluster
@@ -400,10 +434,10 @@ metadata: {{name: shop, namespace: shop}}
 spec:
   clusters: [onprem]
   mode: gateway
-  signals: {{traces: true, metrics: false}}
+  signals: {signals}
   sampling: {{percentage: {percentage}, keepErrors: true, latencyThresholdMs: 500}}
   backends:
-    vmware: {{tracesOtlpEndpoint: \"{endpoint}\"}}
+    vmware: {backends}
 "
     );
     let dir = tempfile::tempdir()?;
@@ -419,13 +453,26 @@ spec:
 }
 
 /// `config` for a Collector outside any pod: there is no service account, so
-/// `k8s_attributes` and the `k8s_api` resource detector read the API server of
-/// `KUBECONFIG` instead (the same components). The detector reads the node named by
+/// `k8s_attributes`, the `k8s_api` resource detector and the `prometheus` receiver's pod
+/// discovery read the API server of `KUBECONFIG` instead (the same components). The detector reads the node named by
 /// `K8S_NODE_NAME`, which the caller sets as the downward API would.
 pub fn outside_a_pod(config: &str) -> anyhow::Result<String> {
     let mut config: Value = serde_yaml_ng::from_str(
         &config.replace("auth_type: serviceAccount", "auth_type: kubeConfig"),
     )?;
+    // Pod discovery of the `prometheus` receiver: the API server of `KUBECONFIG` too.
+    if let Some(scrapes) =
+        config["receivers"]["prometheus"]["config"]["scrape_configs"].as_array_mut()
+    {
+        for discovery in scrapes
+            .iter_mut()
+            .filter_map(|s| s.get_mut("kubernetes_sd_configs"))
+            .filter_map(Value::as_array_mut)
+            .flatten()
+        {
+            discovery["kubeconfig_file"] = json!("${env:KUBECONFIG}");
+        }
+    }
     if let Some(detection) = config["processors"]
         .get_mut("resource_detection")
         .and_then(Value::as_object_mut)

@@ -23,9 +23,11 @@ use kube::{Api, ResourceExt};
 use vigil::api::{MemberCluster, ServiceLevelObjective, SupervisedWorkload, TelemetryPipeline};
 use vigil::render::otel::{COLLECTOR_VERSION, render_collector_configs};
 use vigil_e2e::otelcol::{
-    Backend, Collector, NOT_BUILT, ValidationKubelet, built_components, component_type,
-    outside_a_pod, send, span, validate, vmware_gateway_config, with_stand_ins,
+    Backend, Collector, NOT_BUILT, ValidationKubelet, built_components, component_type, gauge,
+    outside_a_pod, send, send_metrics, span, validate, vmware_gateway, vmware_gateway_config,
+    with_stand_ins,
 };
+use vigil_e2e::prometheus::PrometheusOptions;
 use vigil_e2e::{Exporter, Operator, Prometheus, TestCluster, eventually, repo};
 
 /// The generated configurations under golden test: the insta snapshots of
@@ -183,6 +185,80 @@ fn a_typo_fails_the_check() -> anyhow::Result<()> {
 /// 32 hex digits, distinct per `seed`, spread like random trace ids.
 fn trace_id(kind: &str, seed: usize) -> String {
     vigil::hash::sha256_hex(format!("{kind}-{seed}").as_bytes())[..32].to_owned()
+}
+
+/// The VMware gateway's metrics reach a real Prometheus through its remote-write receiver,
+/// labelled with the cluster, provider and region they come from.
+#[tokio::test]
+async fn the_gateway_remote_writes_metrics_labelled_with_their_cluster() -> anyhow::Result<()> {
+    // k8s_attributes and pod discovery watch the API from the start: give them one.
+    let cluster = TestCluster::start("otel-rw").await?;
+    let dir = tempfile::tempdir()?;
+    let prometheus = Prometheus::start_with(
+        dir.path(),
+        &PrometheusOptions {
+            remote_write_receiver: true,
+            ..PrometheusOptions::default()
+        },
+    )
+    .await?;
+    let yaml = vmware_gateway(
+        "{traces: false, metrics: true}",
+        &format!(
+            "{{prometheusRemoteWriteUrl: \"{}/api/v1/write\"}}",
+            prometheus.url
+        ),
+        10.0,
+    )?;
+    let (config, removed) = with_stand_ins(&yaml)?;
+    assert_eq!(removed, Vec::<String>::new(), "{yaml}");
+    let config = outside_a_pod(&config)?;
+    let kubeconfig = cluster.kubeconfig().display().to_string();
+    let gateway = Collector::start(
+        dir.path(),
+        "gateway",
+        "otelcol-vigil",
+        &config,
+        &[
+            ("KUBECONFIG", &kubeconfig),
+            ("K8S_NODE_NAME", "otel-rw-node-0"),
+        ],
+    )
+    .await?;
+    let otlp = gateway
+        .otlp_http
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no OTLP/HTTP receiver"))?;
+    send_metrics(&otlp, "checkout", &[gauge("checkout_queue_depth", 7.0)]).await?;
+    let started = std::time::Instant::now();
+    let series = eventually(
+        "checkout_queue_depth in Prometheus",
+        Duration::from_secs(60),
+        || async {
+            let answer = prometheus.api("query?query=checkout_queue_depth").await?;
+            Ok(answer["data"]["result"]
+                .as_array()
+                .and_then(|r| r.first())
+                .cloned())
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}\n{}", gateway.log(), prometheus.log_tail()))?;
+    eprintln!(
+        "remote-written in {:.1}s: {series}",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(series["value"][1], "7", "{series}");
+    let labels = &series["metric"];
+    for (label, value) in [
+        ("k8s_cluster_name", "onprem"),
+        ("cloud_provider", "vmware"),
+        ("cloud_region", "dc1"),
+        ("job", "checkout"),
+    ] {
+        assert_eq!(labels[label], value, "{label} in {series}");
+    }
+    Ok(())
 }
 
 /// The gateway of the VMware example, with its traces sent to a backend Collector: every
