@@ -461,8 +461,10 @@ pub fn outside_a_pod(config: &str) -> anyhow::Result<String> {
         &config.replace("auth_type: serviceAccount", "auth_type: kubeConfig"),
     )?;
     // Pod discovery of the `prometheus` receiver: the API server of `KUBECONFIG` too.
-    if let Some(scrapes) =
-        config["receivers"]["prometheus"]["config"]["scrape_configs"].as_array_mut()
+    // (`pointer_mut`: indexing a missing key would add it.)
+    if let Some(scrapes) = config
+        .pointer_mut("/receivers/prometheus/config/scrape_configs")
+        .and_then(Value::as_array_mut)
     {
         for discovery in scrapes
             .iter_mut()

@@ -24,6 +24,8 @@ use super::apply::{MANAGED_BY, MANAGED_BY_LABEL};
 use super::member_cluster::{describe_kube_error, member_client};
 use super::status::{FIELD_MANAGER, condition, update_status};
 use super::{Context, Error, Reconcile};
+
+mod policy;
 use crate::acme::account::{AcmeAccount, AcmeError};
 use crate::acme::cert::{CertInfo, verify_chain};
 use crate::acme::dns01::alidns::{AliDns, AliDnsCredentials};
@@ -117,22 +119,23 @@ impl Reconcile for AcmeCertificate {
             .get(crate::api::acme_certificate::RENEW_ANNOTATION)
             .filter(|at| status.renew_request.as_ref() != Some(*at))
             .cloned();
-        let why = match (&current, renewal) {
-            (Err(why), _) => Some(why.clone()),
-            (Ok(c), _) if c.issuer.as_deref() != Some(issuer.name_any().as_str()) => {
-                Some("the issuer changed".to_owned())
-            }
-            (Ok(c), _) if !key_matches(&c.key_pem, &self) => {
-                Some("the private key policy changed".to_owned())
-            }
-            (Ok(_), Some(at)) if now >= at => Some("the renewal time has come".to_owned()),
-            _ => requested
-                .as_ref()
-                .map(|at| format!("renewal requested at {at} (vigil renew)")),
-        };
+        let issuer_name = issuer.name_any();
+        let trigger = policy::trigger(&policy::Observed {
+            current: match &current {
+                Ok(c) => Ok(policy::Current {
+                    issuer: c.issuer.as_deref(),
+                    key_fits: key_matches(&c.key_pem, &self),
+                }),
+                Err(why) => Err(why.as_str()),
+            },
+            issuer: &issuer_name,
+            renewal,
+            now,
+            requested: requested.as_deref(),
+        });
         let mut requeue = RECHECK;
         let mut current = current.ok();
-        if let Some(why) = why {
+        if let Some(trigger) = trigger {
             let failures = status.failed_issuance_attempts.unwrap_or(0);
             let wait = retry_wait(&ctx, failures, ctx.acme.order_wait(&certificate_key(&self)));
             let retry_at = status
@@ -145,9 +148,15 @@ impl Reconcile for AcmeCertificate {
                     requeue = until(now, at);
                 }
                 _ => {
-                    let outcome =
-                        run_issuance(&ctx, &self, &issuer, current.as_ref(), &mut status, &why)
-                            .await;
+                    let outcome = run_issuance(
+                        &ctx,
+                        &self,
+                        &issuer,
+                        current.as_ref(),
+                        &mut status,
+                        &trigger,
+                    )
+                    .await;
                     match outcome {
                         Ok(issued) => {
                             renewal = None;
@@ -378,12 +387,18 @@ async fn run_issuance(
     issuer: &AcmeIssuer,
     current: Option<&Current>,
     status: &mut AcmeCertificateStatus,
-    why: &str,
+    trigger: &policy::Trigger,
 ) -> Result<Current, AcmeError> {
+    let why = trigger.why();
     let mut issuing = status.clone();
     set_condition(
         &mut issuing,
-        condition(ISSUING, Some(true), "Issuing", format!("issuing: {why}")),
+        condition(
+            ISSUING,
+            Some(true),
+            trigger.name(),
+            format!("issuing: {why}"),
+        ),
     );
     if let Err(error) = update_status(&ctx.client, cert, issuing).await {
         tracing::warn!(%error, "could not record the issuance start");
