@@ -288,7 +288,44 @@ fn check_structure(schema: &Value, value: &Value, path: &str, errors: &mut Vec<F
         return;
     }
     let limit = |key: &str| schema.get(key).and_then(Value::as_u64);
+    let format = schema.get("format").and_then(Value::as_str);
     match value {
+        Value::String(text)
+            if limit("minLength").is_some_and(|min| (text.chars().count() as u64) < min) =>
+        {
+            let message = match limit("minLength").unwrap_or_default() {
+                1 => "must not be empty".to_owned(),
+                min => format!("must be at least {min} characters"),
+            };
+            errors.push(FieldError::new(at(path), message));
+            return;
+        }
+        Value::String(text)
+            if format == Some("date-time") && text.parse::<jiff::Timestamp>().is_err() =>
+        {
+            errors.push(FieldError::new(
+                at(path),
+                format!("{text:?} is not an RFC 3339 date-time"),
+            ));
+            return;
+        }
+        Value::Number(number)
+            if format == Some("int32")
+                && number.as_i64().is_none_or(|n| i32::try_from(n).is_err()) =>
+        {
+            errors.push(FieldError::new(
+                at(path),
+                format!("{number} does not fit in a 32-bit integer"),
+            ));
+            return;
+        }
+        Value::Number(number) if format == Some("int64") && number.as_i64().is_none() => {
+            errors.push(FieldError::new(
+                at(path),
+                format!("{number} does not fit in a 64-bit integer"),
+            ));
+            return;
+        }
         Value::String(text)
             if limit("maxLength").is_some_and(|max| text.chars().count() as u64 > max) =>
         {
@@ -352,6 +389,33 @@ fn check_structure(schema: &Value, value: &Value, path: &str, errors: &mut Vec<F
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter().enumerate() {
                     check_structure(item_schema, item, &format!("{path}[{i}]"), errors);
+                }
+            }
+            // A list-map holds one entry per key, as the API server enforces.
+            if schema.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("map") {
+                let keys: Vec<&str> = schema
+                    .get("x-kubernetes-list-map-keys")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let mut seen = std::collections::HashSet::new();
+                for (i, item) in items.iter().enumerate() {
+                    let key: Vec<String> = keys.iter().map(|k| item[*k].to_string()).collect();
+                    if !seen.insert(key.clone()) {
+                        errors.push(FieldError::new(
+                            format!("{path}[{i}]"),
+                            format!(
+                                "duplicate entry with {}",
+                                keys.iter()
+                                    .zip(&key)
+                                    .map(|(k, v)| format!("{k} {v}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        ));
+                    }
                 }
             }
         }
@@ -1009,6 +1073,131 @@ fn check_json_schema(schema: &Value) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The schema keywords the CRDs use that `check_structure` enforces, and those it leaves
+    /// alone because they constrain nothing a manifest can get wrong (`default`, the docs, the
+    /// list-map keys read with `x-kubernetes-list-type`) or are checked elsewhere (CEL rules).
+    /// A test fails when a CRD uses a keyword in neither list.
+    const SCHEMA_KEYWORDS: (&[&str], &[&str]) = (
+        &[
+            "type",
+            "nullable",
+            "enum",
+            "required",
+            "properties",
+            "additionalProperties",
+            "items",
+            "minLength",
+            "maxLength",
+            "maxItems",
+            "format",
+            "x-kubernetes-list-type",
+            "x-kubernetes-preserve-unknown-fields",
+        ],
+        &[
+            "description",
+            "title",
+            "default",
+            "x-kubernetes-list-map-keys",
+            "x-kubernetes-validations",
+        ],
+    );
+
+    /// The `format`s `check_structure` enforces, and those that constrain nothing beyond the
+    /// type (`double`).
+    const SCHEMA_FORMATS: (&[&str], &[&str]) = (&["date-time", "int32", "int64"], &["double"]);
+
+    /// Every keyword and format in the CRDs' schemas is either enforced offline or known
+    /// to constrain nothing: a new one fails here until `check_structure` handles it.
+    #[test]
+    fn every_schema_keyword_the_crds_use_is_checked_offline() {
+        fn walk(schema: &Value, at: &str, found: &mut Vec<(String, String)>) {
+            let Some(map) = schema.as_object() else {
+                return;
+            };
+            for (key, child) in map {
+                found.push((key.clone(), at.to_owned()));
+                match key.as_str() {
+                    "properties" => {
+                        for (name, property) in child.as_object().into_iter().flatten() {
+                            walk(property, &format!("{at}.{name}"), found);
+                        }
+                    }
+                    "items" | "additionalProperties" => walk(child, &format!("{at}[]"), found),
+                    "format" => found.push((
+                        format!("format {}", child.as_str().unwrap_or_default()),
+                        at.to_owned(),
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for crd in api::crds() {
+            let schema = serde_json::to_value(
+                crd.spec.versions[0]
+                    .schema
+                    .as_ref()
+                    .and_then(|s| s.open_api_v3_schema.as_ref()),
+            )
+            .expect("a schema");
+            walk(&schema, &crd.spec.names.kind, &mut found);
+        }
+        let (checked, harmless) = SCHEMA_KEYWORDS;
+        let (formats, plain) = SCHEMA_FORMATS;
+        let unknown: Vec<&(String, String)> = found
+            .iter()
+            .filter(|(key, _)| match key.strip_prefix("format ") {
+                Some(format) => !formats.contains(&format) && !plain.contains(&format),
+                None => !checked.contains(&key.as_str()) && !harmless.contains(&key.as_str()),
+            })
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "not checked by vigil validate: {unknown:?}"
+        );
+    }
+
+    #[test]
+    fn lengths_formats_and_list_map_keys_are_checked_as_the_api_server_does() {
+        let schema = serde_json::json!({"type": "object", "properties": {
+            "name": {"type": "string", "minLength": 1},
+            "count": {"type": "integer", "format": "int32"},
+            "total": {"type": "integer", "format": "int64"},
+            "at": {"type": "string", "format": "date-time"},
+            "conditions": {"type": "array", "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+                "items": {"type": "object", "properties": {"type": {"type": "string"}}}},
+        }});
+        let check = |value: Value| {
+            let mut errors = Vec::new();
+            check_structure(&schema, &value, "spec", &mut errors);
+            errors
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            check(
+                serde_json::json!({"name": "a", "count": 2147483647, "total": 9223372036854775807_i64,
+                "at": "2026-12-07T10:00:00Z", "conditions": [{"type": "Ready"}, {"type": "Issuing"}]})
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            check(
+                serde_json::json!({"name": "", "count": 2147483648_i64, "total": 18446744073709551615_u64,
+                "at": "yesterday", "conditions": [{"type": "Ready"}, {"type": "Ready"}]})
+            ),
+            [
+                "spec.at: \"yesterday\" is not an RFC 3339 date-time",
+                "spec.conditions[1]: duplicate entry with type \"Ready\"",
+                "spec.count: 2147483648 does not fit in a 32-bit integer",
+                "spec.name: must not be empty",
+                "spec.total: 18446744073709551615 does not fit in a 64-bit integer",
+            ]
+        );
+    }
 
     /// Found by the `manifest` fuzz target: kube's parser panicked on these.
     #[test]
