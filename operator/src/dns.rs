@@ -84,6 +84,16 @@ async fn exchange_udp(address: SocketAddr, message: &Message) -> Result<Message,
 /// Sends `message` over TCP (used for updates, whose answers must not be lost or spoofed
 /// as easily) and reads one answer.
 pub async fn exchange_tcp(address: SocketAddr, message: &Message) -> Result<Message, String> {
+    exchange_tcp_bytes(address, message)
+        .await
+        .map(|(reply, _)| reply)
+}
+
+/// Like [`exchange_tcp`], with the answer's bytes as they came (to verify its TSIG).
+pub async fn exchange_tcp_bytes(
+    address: SocketAddr,
+    message: &Message,
+) -> Result<(Message, Vec<u8>), String> {
     let packet = message
         .to_vec()
         .map_err(|e| format!("cannot encode the message: {e}"))?;
@@ -113,7 +123,7 @@ pub async fn exchange_tcp(address: SocketAddr, message: &Message) -> Result<Mess
         if !is_answer_to(&reply, message) {
             return Err("the answer does not match the request".to_owned());
         }
-        Ok(reply)
+        Ok((reply, buffer))
     };
     tokio::time::timeout(TIMEOUT, run)
         .await

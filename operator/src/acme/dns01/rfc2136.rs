@@ -105,14 +105,27 @@ impl Rfc2136 {
         mut message: hickory_proto::op::Message,
     ) -> Result<(), ProviderError> {
         let now = jiff::Timestamp::now().as_second().max(0).unsigned_abs();
-        message
+        let verifier = message
             .finalize(&self.signer, now)
             .map_err(|e| other(format!("cannot sign the update: {e}")))?;
-        let reply = crate::dns::exchange_tcp(address, &message)
+        let (reply, bytes) = crate::dns::exchange_tcp_bytes(address, &message)
             .await
             .map_err(|e| transport(&self.nameserver, e))?;
         match reply.metadata.response_code {
-            ResponseCode::NoError => Ok(()),
+            // A success counts only when the server signed it with the same key: anyone
+            // on the path could otherwise say the record is there (RFC 8945 §5.3). A
+            // refusal may come unsigned (a key the server does not know), and is reported
+            // as it is.
+            ResponseCode::NoError => match verifier {
+                Some(mut verifier) => verifier.verify(&bytes).map(|_| ()).map_err(|e| {
+                    other(format!(
+                        "{} answered the update, but its TSIG signature with key {} does not verify ({e}): not the server holding the key, or an answer changed on the way",
+                        self.nameserver,
+                        self.signer.signer_name()
+                    ))
+                }),
+                None => Ok(()),
+            },
             code => Err(ProviderError::Api {
                 provider: PROVIDER,
                 status: code.to_string(),
@@ -157,4 +170,89 @@ fn txt_set(name: &Name, value: &str) -> RecordSet {
         0,
     );
     set
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::op::{Message, MessageType};
+    use hickory_proto::serialize::binary::BinEncodable;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A server on loopback that answers one update over TCP with `code`, unsigned.
+    async fn unsigned_server(code: ResponseCode) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let address = listener.local_addr().expect("an address");
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("a connection");
+            let mut size = [0u8; 2];
+            stream.read_exact(&mut size).await.expect("a length");
+            let mut request = vec![0u8; usize::from(u16::from_be_bytes(size))];
+            stream.read_exact(&mut request).await.expect("a request");
+            let request = Message::from_vec(&request).expect("a message");
+            let mut reply = Message::new(
+                request.metadata.id,
+                MessageType::Response,
+                request.metadata.op_code,
+            );
+            reply.metadata.response_code = code;
+            let bytes = reply.to_bytes().expect("encoded");
+            let mut framed = u16::try_from(bytes.len())
+                .expect("small")
+                .to_be_bytes()
+                .to_vec();
+            framed.extend_from_slice(&bytes);
+            stream.write_all(&framed).await.expect("sent");
+        });
+        address
+    }
+
+    fn client(address: SocketAddr) -> Rfc2136 {
+        Rfc2136::new(
+            &address.to_string(),
+            "vigil-key.",
+            TsigAlgorithm::HmacSha256,
+            "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA==",
+        )
+        .expect("a client")
+    }
+
+    fn update() -> Message {
+        let zone = Name::from_ascii("certs.test.").expect("a zone");
+        let name = Name::from_ascii("_acme-challenge.api.certs.test.").expect("a name");
+        update_message::append(txt_set(&name, "token"), zone, false, false)
+    }
+
+    #[tokio::test]
+    async fn a_success_not_signed_with_the_key_is_not_believed() {
+        let address = unsigned_server(ResponseCode::NoError).await;
+        let error = client(address)
+            .send(address, update())
+            .await
+            .expect_err("an unsigned success must not count");
+        assert!(
+            error.to_string().contains(
+                "answered the update, but its TSIG signature with key vigil-key. does not verify"
+            ),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unsigned_refusal_is_reported_as_the_refusal() {
+        let address = unsigned_server(ResponseCode::NotAuth).await;
+        let error = client(address)
+            .send(address, update())
+            .await
+            .expect_err("a refusal");
+        assert!(
+            error
+                .to_string()
+                .contains("the key or its signature was not accepted"),
+            "{error}"
+        );
+    }
 }
