@@ -19,6 +19,7 @@ use futures::stream::BoxStream;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ContainerState, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{ApiResource, DynamicObject, ListParams, LogParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::core::GroupVersionKind;
@@ -265,33 +266,14 @@ fn resource(kind: WorkloadKind) -> ApiResource {
 }
 
 /// A label selector in the `list` syntax from a `LabelSelector` value.
-fn selector_string(selector: &serde_json::Value) -> String {
-    let mut parts: Vec<String> = selector["matchLabels"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-        .collect();
-    for expression in selector["matchExpressions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let key = expression["key"].as_str().unwrap_or_default();
-        let values: Vec<&str> = expression["values"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str())
-            .collect();
-        parts.push(match expression["operator"].as_str().unwrap_or_default() {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.to_owned(),
-            _ => format!("!{key}"),
-        });
-    }
-    parts.join(",")
+/// A workload's `spec.selector` as a label selector string (kube's `Selector`, which
+/// refuses an operator Kubernetes does not have).
+fn selector_string(selector: &serde_json::Value) -> Result<String, String> {
+    let selector: LabelSelector =
+        serde_json::from_value(selector.clone()).map_err(|e| format!("spec.selector: {e}"))?;
+    kube::core::Selector::try_from(selector)
+        .map(|s| s.to_string())
+        .map_err(|e| format!("spec.selector: {e}"))
 }
 
 /// The selector of the workload's pods; `None` when it has none (a CronJob without Jobs).
@@ -302,7 +284,12 @@ async fn pod_selector(
     workload: &DynamicObject,
 ) -> Result<Option<String>, Error> {
     if kind != WorkloadKind::CronJob {
-        let selector = selector_string(&workload.data["spec"]["selector"]);
+        let selector = selector_string(&workload.data["spec"]["selector"]).map_err(|why| {
+            Error::InvalidSpec(vec![crate::validate::FieldError::new(
+                "spec.target",
+                format!("{kind:?} {}: {why}", workload.name_any()),
+            )])
+        })?;
         return Ok((!selector.is_empty()).then_some(selector));
     }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
@@ -1472,9 +1459,11 @@ mod tests {
             "matchExpressions": [{"key": "tier", "operator": "In", "values": ["web", "api"]},
                 {"key": "canary", "operator": "DoesNotExist"}]});
         assert_eq!(
-            selector_string(&selector),
-            "app=checkout,tier in (web,api),!canary"
+            selector_string(&selector).as_deref(),
+            Ok("app=checkout,tier in (api,web),!canary")
         );
+        let odd = serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "Near"}]});
+        assert!(selector_string(&odd).is_err_and(|e| e.starts_with("spec.selector: ")));
         assert_eq!(humantime(Duration::from_secs(90)), "1m30s");
         assert_eq!(humantime(Duration::from_secs(3600)), "1h");
         assert_eq!(humantime(Duration::ZERO), "0s");
