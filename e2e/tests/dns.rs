@@ -472,6 +472,15 @@ async fn controller_scenario(clusters: &mut [TestCluster; 3]) -> anyhow::Result<
             ready.contains("out of the failover chain: aliyun"),
             "{ready}"
         );
+        // `vigil status` puts it in front of the on-call engineer.
+        let (code, table, err) =
+            vigil_e2e::operator::vigil_cli(clusters[0].kubeconfig(), "status", &["-A"])?;
+        assert_eq!(code, 0, "{err}");
+        let row = table
+            .lines()
+            .find(|l| l.contains("ccdns/clusterset"))
+            .unwrap_or_default();
+        assert!(row.starts_with("WARN") && row.contains("aliyun"), "{table}");
         eventually(
             "aws's configuration without aliyun in the chain",
             Duration::from_secs(30),
