@@ -635,6 +635,18 @@ impl<K: Reconcile> std::fmt::Debug for Watch<K> {
     }
 }
 
+/// What the stores never read, dropped before an object is stored: `managedFields` (as
+/// large as the spec, once per manager) and kubectl's copy of the whole object in
+/// `last-applied-configuration`. Vigil reads its children's managed fields through their
+/// own watch (`children.rs`), never its kinds'.
+fn forget_unread<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
 impl<K: Reconcile> Watch<K> {
     /// Watches every object of the kind, cluster-wide. Only spec changes (new generations)
     /// trigger a reconcile: the operator's own status writes do not wake it up. Every spec
@@ -647,6 +659,7 @@ impl<K: Reconcile> Watch<K> {
         let (deleted, changed) = (changes.clone(), changes.clone());
         let events = watcher(api, watcher::Config::default())
             .default_backoff()
+            .modify(forget_unread)
             .reflect(writer)
             .inspect(synced_on_init(flag))
             .inspect(move |event| {
