@@ -20,6 +20,7 @@ pub mod otelcol;
 pub mod pebble;
 pub mod prometheus;
 pub mod registry;
+pub mod thanos;
 
 pub use cluster::{Nodes, TempNamespace, TestCluster};
 pub use coredns::CoreDns;

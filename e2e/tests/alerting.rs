@@ -3,7 +3,10 @@
 //! and sends the alerts to a real Alertmanager running `docs/alerting/alertmanager.yml` as
 //! it is (its two webhook URLs pointed at receivers on loopback). The fast burn reaches
 //! the page receiver only (its ticket is inhibited), the slow burn the ticket receiver only,
-//! and each payload carries the labels and annotations `docs/slo.md` promises.
+//! and each payload carries the labels and annotations `docs/slo.md` promises. The same
+//! fast burn rendered with `ruler: thanos` runs in a real Thanos Ruler (stateless:
+//! querying that Prometheus, remote-writing what it records into it) and pages through the
+//! same Alertmanager; every rule of its groups evaluates, the 30-day window's included.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -11,18 +14,20 @@ use std::time::{Duration, Instant};
 use vigil_e2e::alertmanager::{Alertmanager, WebhookSink};
 use vigil_e2e::operator::vigil_binary;
 use vigil_e2e::prometheus::{Job, PrometheusOptions};
+use vigil_e2e::thanos::ThanosRuler;
 use vigil_e2e::{Exporter, Prometheus, eventually, repo};
 
 const RUNBOOK: &str = "https://runbooks.example.com/checkout/availability";
 
 /// An SLO of 99.9% over 30 days on the requests of `job`, both tiers after 5 s (the
 /// generated rules are otherwise as users get them).
-fn slo(name: &str, job: &str) -> String {
+fn slo(name: &str, job: &str, ruler: &str) -> String {
     format!(
         r#"apiVersion: vigil.io/v1alpha1
 kind: ServiceLevelObjective
 metadata: {{name: {name}, namespace: shop}}
 spec:
+  ruler: {ruler}
   service: checkout
   objective: 99.9
   window: 30d
@@ -96,8 +101,19 @@ async fn scenario(dir: &std::path::Path) -> anyhow::Result<()> {
     // The rules, as `vigil render` writes them for Prometheus.
     let manifests = dir.join("slos");
     std::fs::create_dir_all(&manifests)?;
-    std::fs::write(manifests.join("fast.yaml"), slo("fast", "fast"))?;
-    std::fs::write(manifests.join("slow.yaml"), slo("slow", "slow"))?;
+    std::fs::write(
+        manifests.join("fast.yaml"),
+        slo("fast", "fast", "prometheus"),
+    )?;
+    std::fs::write(
+        manifests.join("slow.yaml"),
+        slo("slow", "slow", "prometheus"),
+    )?;
+    // The fast burn once more, for Thanos Ruler.
+    std::fs::write(
+        manifests.join("fast-thanos.yaml"),
+        slo("fast-thanos", "fast", "thanos"),
+    )?;
     let out = dir.join("out");
     let rendered = Command::new(vigil_binary()?)
         .args(["render", "-f"])
@@ -123,10 +139,18 @@ async fn scenario(dir: &std::path::Path) -> anyhow::Result<()> {
                 Job::new("slow", &slow.address),
             ],
             alertmanager: Some(alertmanager.address.clone()),
+            // Thanos Ruler writes what it records back into it.
+            remote_write_receiver: true,
             ..PrometheusOptions::default()
         },
     )
     .await?;
+    let thanos = ThanosRuler::start(dir, &prometheus.url, &alertmanager.address).await?;
+    let thanos_rules = out.join("prometheus/shop/fast-thanos.rules.yaml");
+    let text = std::fs::read_to_string(&thanos_rules)?;
+    assert!(text.contains("partial_response_strategy: warn"), "{text}");
+    std::fs::copy(&thanos_rules, thanos.rules_dir.join("fast-thanos.yaml"))?;
+    thanos.reload().await?;
     for name in ["fast", "slow"] {
         std::fs::copy(
             out.join(format!("prometheus/shop/{name}.rules.yaml")),
@@ -139,9 +163,10 @@ async fn scenario(dir: &std::path::Path) -> anyhow::Result<()> {
     // Both notifications arrive: the page of the fast burn, the ticket of the slow one.
     let logs = || {
         format!(
-            "alertmanager:\n{}\nprometheus:\n{}",
+            "alertmanager:\n{}\nprometheus:\n{}\nthanos:\n{}",
             alertmanager.log_tail(),
-            prometheus.log_tail()
+            prometheus.log_tail(),
+            thanos.log_tail()
         )
     };
     eventually("a page and a ticket", Duration::from_secs(150), || async {
@@ -159,6 +184,65 @@ async fn scenario(dir: &std::path::Path) -> anyhow::Result<()> {
         "page and ticket notified {:.0}s after the rules loaded (group_wait 30s)",
         started.elapsed().as_secs_f64()
     );
+    // Thanos Ruler's page of the same burn reaches the same receiver: each level of its
+    // recording rules goes through Prometheus (remote write, then query).
+    eventually("Thanos Ruler's page", Duration::from_secs(240), || async {
+        Ok(alerts(&page)
+            .iter()
+            .any(|(_, a)| a["labels"]["vigil_slo"] == "shop/fast-thanos")
+            .then_some(()))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", logs()))?;
+    eprintln!(
+        "Thanos Ruler's page notified {:.0}s after the rules loaded",
+        started.elapsed().as_secs_f64()
+    );
+    // Every rule of every group evaluates in Thanos, the 30-day window's included, and
+    // what it records is there to query.
+    let groups = thanos.api("rules").await?;
+    let groups = groups["data"]["groups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(groups.len(), 3, "{groups:?}");
+    for group in &groups {
+        for rule in group["rules"].as_array().into_iter().flatten() {
+            assert_eq!(rule["health"], "ok", "{} in {}", rule, group["name"]);
+        }
+    }
+    let ratio = prometheus
+        .api("query?query=vigil:slo_error_ratio:rate1h%7Bvigil_slo%3D%22shop%2Ffast-thanos%22%7D")
+        .await?;
+    let value: f64 = ratio["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}: {ratio}"))?;
+    assert!(
+        (value - 0.02).abs() < 0.002,
+        "the 1h error ratio Thanos recorded: {value}"
+    );
+    // Evaluation time of each group, Prometheus against Thanos, for the same SLO.
+    let ours = prometheus.api("rules").await?;
+    for (ruler, list, slo) in [
+        ("prometheus", ours["data"]["groups"].clone(), "shop/fast:"),
+        (
+            "thanos",
+            serde_json::Value::Array(groups.clone()),
+            "shop/fast-thanos:",
+        ),
+    ] {
+        for group in list.as_array().into_iter().flatten() {
+            let name = group["name"].as_str().unwrap_or_default();
+            if name.contains(slo) {
+                eprintln!(
+                    "{ruler}: group {name} evaluates in {:.2} ms",
+                    group["evaluationTime"].as_f64().unwrap_or_default() * 1000.0
+                );
+            }
+        }
+    }
 
     // The fast burn's tickets fire in Prometheus but Alertmanager holds them: inhibited by
     // its page, with the same vigil_slo.
@@ -167,7 +251,7 @@ async fn scenario(dir: &std::path::Path) -> anyhow::Result<()> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|a| a["labels"]["vigil_slo"] == "shop/fast" && a["labels"]["severity"] == "ticket")
+        .filter(|a| a["labels"]["vigil_slo"] != "shop/slow" && a["labels"]["severity"] == "ticket")
         .collect();
     assert!(
         !fast_tickets.is_empty(),
@@ -194,8 +278,9 @@ async fn scenario(dir: &std::path::Path) -> anyhow::Result<()> {
     );
     for (receiver, alert) in &paged {
         assert_eq!(receiver, "page");
-        assert_eq!(
-            alert["labels"]["vigil_slo"], "shop/fast",
+        assert!(
+            alert["labels"]["vigil_slo"] == "shop/fast"
+                || alert["labels"]["vigil_slo"] == "shop/fast-thanos",
             "the slow burn pages: {alert}"
         );
         assert_eq!(alert["labels"]["severity"], "page", "{alert}");

@@ -18,6 +18,8 @@
 #   e2e/tools/coredns/go.mod coredns (CrossCloudDNS tests)
 #   e2e/tools/registry/go.mod registry (CNCF Distribution: the OCI registry the
 #                            chart is pushed to and installed from)
+#   e2e/tools/thanos/go.mod  thanos (Thanos Ruler evaluating Vigil's rules)
+#   e2e/tools/jaeger/go.mod  jaeger (Jaeger v2: traces from the VMware gateway)
 #   e2e/tools/otelcol/go.mod ocb, the Collector Builder; the Collectors it
 #                            generates are pinned in otelcol/{vigil,backend}/
 # Every binary has a stamp file .tools/bin/.<name>.version whose first word is
@@ -130,6 +132,8 @@ PEBBLE_VERSION="$(pinned "$HERE/pebble" github.com/letsencrypt/pebble/v2)"  # v2
 COREDNS_VERSION="$(pinned "$HERE/coredns" github.com/coredns/coredns)"     # v1.15.0
 OCB_VERSION="$(pinned "$HERE/otelcol" go.opentelemetry.io/collector/cmd/builder)"  # v0.161.0
 REGISTRY_VERSION="$(pinned "$HERE/registry" github.com/distribution/distribution/v3)"  # v3.1.2
+THANOS_VERSION="$(pinned "$HERE/thanos" github.com/thanos-io/thanos)"       # v0.42.4
+JAEGER_VERSION="$(pinned "$HERE/jaeger" github.com/jaegertracing/jaeger)"   # v1.75.0 (Jaeger v2.12.0)
 
 k8s_minor="${K8S_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
 BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -165,6 +169,16 @@ PEBBLE_LDFLAGS="-X main.version=$PEBBLE_VERSION"
 COREDNS_LDFLAGS="-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
 # Distribution's Makefile sets its version the same way (`registry --version`).
 REGISTRY_LDFLAGS="-X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION"
+# Thanos' .promu.yml sets prometheus/common's version variables (`thanos --version`).
+THANOS_LDFLAGS=""
+for var in Version Branch Revision; do
+    THANOS_LDFLAGS+=" -X github.com/prometheus/common/version.$var=${THANOS_VERSION#v}"
+done
+# Jaeger's Makefile sets these; module v1.75.0 is the Jaeger v2.12.0 release
+# (its CHANGELOG), which `jaeger version` says.
+JAEGER_LDFLAGS="-X github.com/jaegertracing/jaeger/internal/version.latestVersion=v2.12.0"
+JAEGER_LDFLAGS+=" -X github.com/jaegertracing/jaeger/internal/version.commitSHA=$JAEGER_VERSION"
+JAEGER_LDFLAGS+=" -X github.com/jaegertracing/jaeger/internal/version.date=2025-11-18T00:00:00Z"
 
 # build <name> <version> <module dir> <package> <extra ldflags>
 build() {
@@ -215,6 +229,10 @@ build pebble                  "$PEBBLE_VERSION" "$HERE/pebble" github.com/letsen
 # of its plugin.cfg compiled in.
 build coredns                 "$COREDNS_VERSION" "$HERE/coredns" github.com/coredns/coredns            "$COREDNS_LDFLAGS"
 build registry                "$REGISTRY_VERSION" "$HERE/registry" github.com/distribution/distribution/v3/cmd/registry "$REGISTRY_LDFLAGS"
+# Thanos' release tags: netgo, and slicelabels, which its labelpb casts rely on.
+GOFLAGS="$GOFLAGS -tags=netgo,slicelabels" \
+build thanos                  "$THANOS_VERSION" "$HERE/thanos" github.com/thanos-io/thanos/cmd/thanos "$THANOS_LDFLAGS"
+build jaeger                  "$JAEGER_VERSION" "$HERE/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger "$JAEGER_LDFLAGS"
 
 # OpenTelemetry Collectors (TelemetryPipeline tests), built the way their
 # docs describe: the Collector Builder (ocb, pinned in otelcol/go.mod) turns a
