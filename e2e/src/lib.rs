@@ -14,6 +14,7 @@ pub mod bench;
 pub mod cluster;
 pub mod coredns;
 pub mod dns;
+pub mod jaeger;
 pub mod node;
 pub mod operator;
 pub mod otelcol;

@@ -417,11 +417,17 @@ pub fn vmware_gateway_config(endpoint: &str, percentage: f64) -> anyhow::Result<
         &format!("{{tracesOtlpEndpoint: \"{endpoint}\"}}"),
         percentage,
     )
+    .map(|(yaml, _)| yaml)
 }
 
 /// The generated gateway configuration of VMware cluster `onprem` (region `dc1`) for
-/// `signals` and VMware `backends` (both as YAML flow maps).
-pub fn vmware_gateway(signals: &str, backends: &str, percentage: f64) -> anyhow::Result<String> {
+/// `signals` and VMware `backends` (both as YAML flow maps), and the
+/// `OTEL_RESOURCE_ATTRIBUTES` its Deployment sets (where it runs).
+pub fn vmware_gateway(
+    signals: &str,
+    backends: &str,
+    percentage: f64,
+) -> anyhow::Result<(String, String)> {
     let manifest = format!(
         "apiVersion: vigil.io/v1alpha1
 kind: MemberCluster
@@ -449,7 +455,8 @@ spec:
     let mut configs =
         vigil::render::otel::render_collector_configs(pipeline, &loaded.inventory, None)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(configs.remove(0).yaml)
+    let config = configs.remove(0);
+    Ok((config.yaml, config.resource))
 }
 
 /// `config` for a Collector outside any pod: there is no service account, so

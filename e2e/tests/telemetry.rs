@@ -22,6 +22,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use vigil::api::{MemberCluster, ServiceLevelObjective, SupervisedWorkload, TelemetryPipeline};
 use vigil::render::otel::{COLLECTOR_VERSION, render_collector_configs};
+use vigil_e2e::jaeger::Jaeger;
 use vigil_e2e::otelcol::{
     Backend, Collector, NOT_BUILT, ValidationKubelet, built_components, component_type, gauge,
     outside_a_pod, send, send_metrics, span, validate, vmware_gateway, vmware_gateway_config,
@@ -202,7 +203,7 @@ async fn the_gateway_remote_writes_metrics_labelled_with_their_cluster() -> anyh
         },
     )
     .await?;
-    let yaml = vmware_gateway(
+    let (yaml, resource) = vmware_gateway(
         "{traces: false, metrics: true}",
         &format!(
             "{{prometheusRemoteWriteUrl: \"{}/api/v1/write\"}}",
@@ -222,6 +223,7 @@ async fn the_gateway_remote_writes_metrics_labelled_with_their_cluster() -> anyh
         &[
             ("KUBECONFIG", &kubeconfig),
             ("K8S_NODE_NAME", "otel-rw-node-0"),
+            ("OTEL_RESOURCE_ATTRIBUTES", &resource),
         ],
     )
     .await?;
@@ -257,6 +259,109 @@ async fn the_gateway_remote_writes_metrics_labelled_with_their_cluster() -> anyh
         ("job", "checkout"),
     ] {
         assert_eq!(labels[label], value, "{label} in {series}");
+    }
+    Ok(())
+}
+
+/// The VMware gateway sends what its sampling keeps to a real Jaeger: every error trace
+/// and every slow one (and, at 0%, nothing else), each with where it comes from.
+#[tokio::test]
+async fn a_real_jaeger_gets_the_sampled_traces_with_their_cluster() -> anyhow::Result<()> {
+    let cluster = TestCluster::start("otel-jaeger").await?;
+    let dir = tempfile::tempdir()?;
+    let jaeger = Jaeger::start(dir.path()).await?;
+    let (yaml, resource) = vmware_gateway(
+        "{traces: true, metrics: false}",
+        &format!("{{tracesOtlpEndpoint: \"{}\"}}", jaeger.otlp_grpc),
+        0.0,
+    )?;
+    let (config, removed) = with_stand_ins(&yaml)?;
+    assert_eq!(removed, Vec::<String>::new(), "{yaml}");
+    let config = outside_a_pod(&config)?;
+    let kubeconfig = cluster.kubeconfig().display().to_string();
+    let gateway = Collector::start(
+        dir.path(),
+        "gateway",
+        "otelcol-vigil",
+        &config,
+        &[
+            ("KUBECONFIG", &kubeconfig),
+            ("K8S_NODE_NAME", "otel-jaeger-node-0"),
+            ("OTEL_RESOURCE_ATTRIBUTES", &resource),
+        ],
+    )
+    .await?;
+    let otlp = gateway
+        .otlp_http
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no OTLP/HTTP receiver"))?;
+    let ordinary: Vec<String> = (0..40).map(|i| trace_id("jaeger-ok", i)).collect();
+    let errors: Vec<String> = (0..5).map(|i| trace_id("jaeger-error", i)).collect();
+    let slow: Vec<String> = (0..5).map(|i| trace_id("jaeger-slow", i)).collect();
+    let mut spans = Vec::new();
+    spans.extend(ordinary.iter().map(|t| span(t, "GET /cart", 12, false)));
+    spans.extend(errors.iter().map(|t| span(t, "POST /pay", 15, true)));
+    spans.extend(slow.iter().map(|t| span(t, "GET /search", 900, false)));
+    send(&otlp, "checkout", &spans).await?;
+    let started = std::time::Instant::now();
+
+    // tail_sampling decides 10 s after a trace's first span; batch waits up to 5 s more.
+    let short = |id: &str| id.trim_start_matches('0').to_owned();
+    let wanted: BTreeSet<String> = errors.iter().chain(&slow).map(|t| short(t)).collect();
+    let traces = eventually(
+        "every error and slow trace in Jaeger",
+        Duration::from_secs(60),
+        || async {
+            let traces = jaeger.traces("checkout").await?;
+            let found: BTreeSet<String> = traces
+                .iter()
+                .filter_map(|t| t["traceID"].as_str())
+                .map(short)
+                .collect();
+            Ok(wanted.iter().all(|t| found.contains(t)).then_some(traces))
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}\n{}", gateway.log(), jaeger.log_tail()))?;
+    eprintln!(
+        "{} traces queryable in Jaeger {:.1}s after they were sent",
+        traces.len(),
+        started.elapsed().as_secs_f64()
+    );
+    // Nothing else: the ordinary traces were sampled at 0%.
+    let found: BTreeSet<String> = traces
+        .iter()
+        .filter_map(|t| t["traceID"].as_str())
+        .map(short)
+        .collect();
+    assert_eq!(found, wanted);
+    // Each says where it comes from: the service, and the cluster, provider and region
+    // Vigil sets on the gateway.
+    for trace in &traces {
+        for process in trace["processes"]
+            .as_object()
+            .into_iter()
+            .flat_map(|p| p.values())
+        {
+            assert_eq!(process["serviceName"], "checkout", "{process}");
+            let tags: std::collections::BTreeMap<&str, &serde_json::Value> = process["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| Some((t["key"].as_str()?, &t["value"])))
+                .collect();
+            for (key, value) in [
+                ("k8s.cluster.name", "onprem"),
+                ("cloud.provider", "vmware"),
+                ("cloud.region", "dc1"),
+            ] {
+                assert_eq!(
+                    tags.get(key).and_then(|v| v.as_str()),
+                    Some(value),
+                    "{key} in {process}"
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -5,11 +5,12 @@
 
 use std::fmt::Write as _;
 
+use vigil::api::member_cluster::Provider;
 use vigil::inventory::Inventory;
 use vigil::manifest;
 use vigil::render::otel::{
     CollectorConfig, SIDECAR_RESOURCE, SIDECAR_VOLUME, collector_container,
-    render_collector_configs,
+    render_collector_configs, site_resource,
 };
 
 const BACKENDS: &str = "  backends:
@@ -165,13 +166,22 @@ fn agent_and_sidecar() {
     // The sidecar gets its pod from the downward API, and holds the app until it is up.
     let inventory = fixture("  mode: sidecar\n");
     let pipeline = &inventory.telemetry_pipelines[0];
-    let container = collector_container(pipeline, &[], SIDECAR_VOLUME);
+    let site = site_resource("onprem", Provider::Vmware, "dc1");
+    assert_eq!(
+        site,
+        "k8s.cluster.name=onprem,cloud.provider=vmware,cloud.region=dc1"
+    );
+    assert_eq!(
+        site_resource("hangzhou", Provider::Aliyun, "cn-hangzhou"),
+        "k8s.cluster.name=hangzhou,cloud.provider=alibaba_cloud,cloud.region=cn-hangzhou"
+    );
+    let container = collector_container(pipeline, &[], &site, SIDECAR_VOLUME);
     let env = container["env"].as_array().expect("env");
     let attributes = env
         .iter()
         .find(|e| e["name"] == "OTEL_RESOURCE_ATTRIBUTES")
         .expect("OTEL_RESOURCE_ATTRIBUTES");
-    assert_eq!(attributes["value"], SIDECAR_RESOURCE);
+    assert_eq!(attributes["value"], format!("{SIDECAR_RESOURCE},{site}"));
     // Kubernetes expands `$(NAME)` only for variables defined before it.
     let position = |name: &str| env.iter().position(|e| e["name"] == name);
     for variable in [
@@ -188,9 +198,19 @@ fn agent_and_sidecar() {
     }
     assert_eq!(container["startupProbe"]["httpGet"]["port"], 13133);
     let gateway = fixture("  mode: gateway\n");
-    let container = collector_container(&gateway.telemetry_pipelines[0], &[], "config");
+    let container = collector_container(&gateway.telemetry_pipelines[0], &[], &site, "config");
     assert!(container.get("startupProbe").is_none(), "{container}");
-    assert!(!container.to_string().contains("OTEL_RESOURCE_ATTRIBUTES"));
+    // A gateway says where it runs; the pods it serves are found by k8s_attributes.
+    let attributes = container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == "OTEL_RESOURCE_ATTRIBUTES")
+        .cloned();
+    assert_eq!(
+        attributes.map(|a| a["value"].clone()),
+        Some(site.clone().into())
+    );
     insta::assert_snapshot!("sidecar-aws", sidecar[0].yaml);
     insta::assert_snapshot!("sidecar-aliyun", sidecar[1].yaml);
     insta::assert_snapshot!("sidecar-vmware", sidecar[2].yaml);

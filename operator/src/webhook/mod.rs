@@ -496,7 +496,12 @@ fn sidecar(
         })?;
     let env = otel::collector_env(pipeline, local.spec.provider);
     Ok((
-        otel::collector_container(pipeline, &env, otel::SIDECAR_VOLUME),
+        otel::collector_container(
+            pipeline,
+            &env,
+            &otel::site_resource(&local.name_any(), local.spec.provider, &local.spec.region),
+            otel::SIDECAR_VOLUME,
+        ),
         otel::sidecar_volume(&config_map),
         config_map,
     ))
