@@ -3,13 +3,12 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::dns::which;
+use crate::free_port;
 use crate::process::Process;
-use crate::{eventually, free_port};
 
 /// An Alertmanager with one configuration file, clustering off.
 #[derive(Debug)]
@@ -41,32 +40,18 @@ impl Alertmanager {
             &dir,
             &[],
         )?;
-        let url = format!("http://{address}/-/ready");
-        let ready = eventually("alertmanager ready", Duration::from_secs(30), || {
-            let url = url.clone();
-            async move {
-                Ok(crate::http_get(&url)
-                    .await
-                    .filter(|(status, _)| *status == 200)
-                    .map(|_| ()))
-            }
-        })
-        .await;
-        if let Err(error) = ready {
-            process.check_alive()?;
-            return Err(error);
-        }
+        crate::wait_ready(
+            &mut process,
+            "alertmanager",
+            &format!("http://{address}/-/ready"),
+        )
+        .await?;
         Ok(Self { process, address })
     }
 
     /// The alerts it holds (`GET /api/v2/alerts`), inhibited ones included.
     pub async fn alerts(&self) -> anyhow::Result<serde_json::Value> {
-        let url = format!("http://{}/api/v2/alerts", self.address);
-        let (status, body) = crate::http_get(&url)
-            .await
-            .ok_or_else(|| anyhow::anyhow!("no answer from {url}"))?;
-        anyhow::ensure!(status == 200, "{url}: {status} {body}");
-        Ok(serde_json::from_str(&body)?)
+        crate::get_json(&format!("http://{}/api/v2/alerts", self.address)).await
     }
 
     /// The log so far.

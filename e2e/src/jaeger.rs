@@ -2,10 +2,9 @@
 //! spans kept in memory, the query API out.
 
 use std::path::Path;
-use std::time::Duration;
 
 use crate::process::Process;
-use crate::{eventually, free_port, tool};
+use crate::{free_port, tool};
 
 /// A Jaeger with in-memory storage, every listener on 127.0.0.1.
 #[derive(Debug)]
@@ -59,21 +58,7 @@ exporters:
             &[],
         )?;
         let query = format!("http://127.0.0.1:{query}");
-        let url = format!("{query}/api/services");
-        let ready = eventually("jaeger ready", Duration::from_secs(30), || {
-            let url = url.clone();
-            async move {
-                Ok(crate::http_get(&url)
-                    .await
-                    .filter(|(status, _)| *status == 200)
-                    .map(|_| ()))
-            }
-        })
-        .await;
-        if let Err(error) = ready {
-            process.check_alive()?;
-            return Err(error);
-        }
+        crate::wait_ready(&mut process, "jaeger", &format!("{query}/api/services")).await?;
         Ok(Self {
             process,
             otlp_grpc: format!("http://127.0.0.1:{grpc}"),
@@ -92,11 +77,7 @@ exporters:
             "{}/api/traces?service={service}&limit=1000&start=1&end={now}",
             self.query
         );
-        let (status, body) = crate::http_get(&url)
-            .await
-            .ok_or_else(|| anyhow::anyhow!("no answer from {url}"))?;
-        anyhow::ensure!(status == 200, "{url}: {status} {body}");
-        let answer: serde_json::Value = serde_json::from_str(&body)?;
+        let answer = crate::get_json(&url).await?;
         Ok(answer["data"].as_array().cloned().unwrap_or_default())
     }
 

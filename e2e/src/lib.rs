@@ -111,6 +111,49 @@ pub fn free_port() -> anyhow::Result<u16> {
     anyhow::bail!("no free port in {PORTS:?}")
 }
 
+/// Waits until `url` answers 200 to a GET (a peer's readiness endpoint), for up to 30 s;
+/// if it never does, the error says whether `process` exited, with its log.
+pub async fn wait_ready(
+    process: &mut crate::process::Process,
+    what: &str,
+    url: &str,
+) -> anyhow::Result<()> {
+    let ready = eventually(
+        &format!("{what} ready"),
+        Duration::from_secs(30),
+        || async {
+            Ok(http_get(url)
+                .await
+                .filter(|(status, _)| *status == 200)
+                .map(|_| ()))
+        },
+    )
+    .await;
+    if let Err(error) = ready {
+        process.check_alive()?;
+        return Err(error);
+    }
+    Ok(())
+}
+
+/// `GET url`, which must answer 200 with JSON.
+pub async fn get_json(url: &str) -> anyhow::Result<serde_json::Value> {
+    let (status, body) = http_get(url)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no answer from {url}"))?;
+    anyhow::ensure!(status == 200, "{url}: {status} {body}");
+    Ok(serde_json::from_str(&body)?)
+}
+
+/// `POST url` without a body (a peer's `/-/reload`), which must answer 200.
+pub async fn post_ok(url: &str) -> anyhow::Result<()> {
+    let (status, body) = http_request("POST", url)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no answer from {url}"))?;
+    anyhow::ensure!(status == 200, "{url}: {status} {body}");
+    Ok(())
+}
+
 /// GET over plain HTTP/1.0 (admin ports, Prometheus); `None` when nothing answers.
 pub async fn http_get(url: &str) -> Option<(u16, String)> {
     http_request("GET", url).await

@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::dns::which;
+use crate::free_port;
 use crate::process::Process;
-use crate::{eventually, free_port};
 
 /// A Prometheus scraping its jobs every second and evaluating rules every second.
 #[derive(Debug)]
@@ -118,20 +118,7 @@ impl Prometheus {
             args.push("--web.enable-remote-write-receiver".into());
         }
         let mut process = Process::start("prometheus", &binary, &args, &dir, &[])?;
-        let ready = eventually("prometheus ready", Duration::from_secs(30), || {
-            let url = url.clone();
-            async move {
-                Ok(crate::http_get(&format!("{url}/-/ready"))
-                    .await
-                    .filter(|(status, _)| *status == 200)
-                    .map(|_| ()))
-            }
-        })
-        .await;
-        if let Err(error) = ready {
-            process.check_alive()?;
-            return Err(error);
-        }
+        crate::wait_ready(&mut process, "prometheus", &format!("{url}/-/ready")).await?;
         Ok(Self {
             process,
             url,
@@ -141,20 +128,12 @@ impl Prometheus {
 
     /// Reloads the configuration and rule files.
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let (status, body) = crate::http_request("POST", &format!("{}/-/reload", self.url))
-            .await
-            .ok_or_else(|| anyhow::anyhow!("no answer"))?;
-        anyhow::ensure!(status == 200, "reload failed: {status} {body}");
-        Ok(())
+        crate::post_ok(&format!("{}/-/reload", self.url)).await
     }
 
     /// `GET /api/v1/<path>` as JSON.
     pub async fn api(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        let (status, body) = crate::http_get(&format!("{}/api/v1/{path}", self.url))
-            .await
-            .ok_or_else(|| anyhow::anyhow!("no answer"))?;
-        anyhow::ensure!(status == 200, "{path}: {status} {body}");
-        Ok(serde_json::from_str(&body)?)
+        crate::get_json(&format!("{}/api/v1/{path}", self.url)).await
     }
 
     /// The log so far.

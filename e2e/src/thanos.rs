@@ -3,10 +3,9 @@
 //! that Prometheus (remote write), and sends its alerts to an Alertmanager.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::process::Process;
-use crate::{eventually, free_port, tool};
+use crate::{free_port, tool};
 
 /// A Thanos Ruler.
 #[derive(Debug)]
@@ -50,20 +49,7 @@ impl ThanosRuler {
             &dir,
             &[],
         )?;
-        let ready = eventually("thanos ruler ready", Duration::from_secs(30), || {
-            let url = url.clone();
-            async move {
-                Ok(crate::http_get(&format!("{url}/-/ready"))
-                    .await
-                    .filter(|(status, _)| *status == 200)
-                    .map(|_| ()))
-            }
-        })
-        .await;
-        if let Err(error) = ready {
-            process.check_alive()?;
-            return Err(error);
-        }
+        crate::wait_ready(&mut process, "thanos ruler", &format!("{url}/-/ready")).await?;
         Ok(Self {
             process,
             url,
@@ -73,20 +59,12 @@ impl ThanosRuler {
 
     /// Reloads the rule files.
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let (status, body) = crate::http_request("POST", &format!("{}/-/reload", self.url))
-            .await
-            .ok_or_else(|| anyhow::anyhow!("no answer"))?;
-        anyhow::ensure!(status == 200, "reload failed: {status} {body}");
-        Ok(())
+        crate::post_ok(&format!("{}/-/reload", self.url)).await
     }
 
     /// `GET /api/v1/<path>` as JSON.
     pub async fn api(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        let (status, body) = crate::http_get(&format!("{}/api/v1/{path}", self.url))
-            .await
-            .ok_or_else(|| anyhow::anyhow!("no answer"))?;
-        anyhow::ensure!(status == 200, "{path}: {status} {body}");
-        Ok(serde_json::from_str(&body)?)
+        crate::get_json(&format!("{}/api/v1/{path}", self.url)).await
     }
 
     /// The log so far.

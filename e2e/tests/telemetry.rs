@@ -188,6 +188,40 @@ fn trace_id(kind: &str, seed: usize) -> String {
     vigil::hash::sha256_hex(format!("{kind}-{seed}").as_bytes())[..32].to_owned()
 }
 
+/// A gateway Collector on the host running generated configuration `yaml` as its pod
+/// would: the stand-ins of this build, the API server of `cluster` instead of a service
+/// account, node `node`, and the `OTEL_RESOURCE_ATTRIBUTES` of its Deployment. Returns it
+/// with its OTLP/HTTP address.
+async fn host_gateway(
+    cluster: &TestCluster,
+    dir: &std::path::Path,
+    yaml: &str,
+    node: &str,
+    resource: &str,
+) -> anyhow::Result<(Collector, String)> {
+    let (config, removed) = with_stand_ins(yaml)?;
+    assert_eq!(removed, Vec::<String>::new(), "{yaml}");
+    let config = outside_a_pod(&config)?;
+    let kubeconfig = cluster.kubeconfig().display().to_string();
+    let gateway = Collector::start(
+        dir,
+        "gateway",
+        "otelcol-vigil",
+        &config,
+        &[
+            ("KUBECONFIG", &kubeconfig),
+            ("K8S_NODE_NAME", node),
+            ("OTEL_RESOURCE_ATTRIBUTES", resource),
+        ],
+    )
+    .await?;
+    let otlp = gateway
+        .otlp_http
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no OTLP/HTTP receiver"))?;
+    Ok((gateway, otlp))
+}
+
 /// The VMware gateway's metrics reach a real Prometheus through its remote-write receiver,
 /// labelled with the cluster, provider and region they come from.
 #[tokio::test]
@@ -211,26 +245,8 @@ async fn the_gateway_remote_writes_metrics_labelled_with_their_cluster() -> anyh
         ),
         10.0,
     )?;
-    let (config, removed) = with_stand_ins(&yaml)?;
-    assert_eq!(removed, Vec::<String>::new(), "{yaml}");
-    let config = outside_a_pod(&config)?;
-    let kubeconfig = cluster.kubeconfig().display().to_string();
-    let gateway = Collector::start(
-        dir.path(),
-        "gateway",
-        "otelcol-vigil",
-        &config,
-        &[
-            ("KUBECONFIG", &kubeconfig),
-            ("K8S_NODE_NAME", "otel-rw-node-0"),
-            ("OTEL_RESOURCE_ATTRIBUTES", &resource),
-        ],
-    )
-    .await?;
-    let otlp = gateway
-        .otlp_http
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("no OTLP/HTTP receiver"))?;
+    let (gateway, otlp) =
+        host_gateway(&cluster, dir.path(), &yaml, "otel-rw-node-0", &resource).await?;
     send_metrics(&otlp, "checkout", &[gauge("checkout_queue_depth", 7.0)]).await?;
     let started = std::time::Instant::now();
     let series = eventually(
@@ -275,26 +291,8 @@ async fn a_real_jaeger_gets_the_sampled_traces_with_their_cluster() -> anyhow::R
         &format!("{{tracesOtlpEndpoint: \"{}\"}}", jaeger.otlp_grpc),
         0.0,
     )?;
-    let (config, removed) = with_stand_ins(&yaml)?;
-    assert_eq!(removed, Vec::<String>::new(), "{yaml}");
-    let config = outside_a_pod(&config)?;
-    let kubeconfig = cluster.kubeconfig().display().to_string();
-    let gateway = Collector::start(
-        dir.path(),
-        "gateway",
-        "otelcol-vigil",
-        &config,
-        &[
-            ("KUBECONFIG", &kubeconfig),
-            ("K8S_NODE_NAME", "otel-jaeger-node-0"),
-            ("OTEL_RESOURCE_ATTRIBUTES", &resource),
-        ],
-    )
-    .await?;
-    let otlp = gateway
-        .otlp_http
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("no OTLP/HTTP receiver"))?;
+    let (gateway, otlp) =
+        host_gateway(&cluster, dir.path(), &yaml, "otel-jaeger-node-0", &resource).await?;
     let ordinary: Vec<String> = (0..40).map(|i| trace_id("jaeger-ok", i)).collect();
     let errors: Vec<String> = (0..5).map(|i| trace_id("jaeger-error", i)).collect();
     let slow: Vec<String> = (0..5).map(|i| trace_id("jaeger-slow", i)).collect();
@@ -375,25 +373,7 @@ async fn the_gateway_keeps_what_its_sampling_promises() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let backend = Backend::start(dir.path(), "backend").await?;
     let yaml = vmware_gateway_config(&format!("http://{}", backend.endpoint), 20.0)?;
-    let (config, removed) = with_stand_ins(&yaml)?;
-    assert_eq!(removed, Vec::<String>::new(), "{yaml}");
-    let config = outside_a_pod(&config)?;
-    let kubeconfig = cluster.kubeconfig().display().to_string();
-    let gateway = Collector::start(
-        dir.path(),
-        "gateway",
-        "otelcol-vigil",
-        &config,
-        &[
-            ("KUBECONFIG", &kubeconfig),
-            ("K8S_NODE_NAME", "otel-node-0"),
-        ],
-    )
-    .await?;
-    let otlp = gateway
-        .otlp_http
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("no OTLP/HTTP receiver"))?;
+    let (gateway, otlp) = host_gateway(&cluster, dir.path(), &yaml, "otel-node-0", "").await?;
 
     let ordinary: Vec<String> = (0..1000).map(|i| trace_id("ok", i)).collect();
     let errors: Vec<String> = (0..50).map(|i| trace_id("error", i)).collect();
