@@ -423,12 +423,12 @@ pub fn vmware_gateway_config(endpoint: &str, percentage: f64) -> anyhow::Result<
 /// The generated gateway configuration of VMware cluster `onprem` (region `dc1`) for
 /// `signals` and VMware `backends` (both as YAML flow maps), and the
 /// `OTEL_RESOURCE_ATTRIBUTES` its Deployment sets (where it runs).
-pub fn vmware_gateway(
+fn vmware_gateway(
     signals: &str,
     backends: &str,
     percentage: f64,
 ) -> anyhow::Result<(String, String)> {
-    let manifest = format!(
+    render_gateway(&format!(
         "apiVersion: vigil.io/v1alpha1
 kind: MemberCluster
 metadata: {{name: onprem}}
@@ -445,7 +445,30 @@ spec:
   backends:
     vmware: {backends}
 "
-    );
+    ))
+}
+
+/// The documented on-prem gateway (`docs/telemetry/vmware-gateway.yaml`) with its Jaeger
+/// at `traces` and its Prometheus remote write at `remote_write`: the generated
+/// configuration and the `OTEL_RESOURCE_ATTRIBUTES` of its Deployment.
+pub fn documented_vmware_gateway(
+    traces: &str,
+    remote_write: &str,
+) -> anyhow::Result<(String, String)> {
+    let text = std::fs::read_to_string(crate::repo().join("docs/telemetry/vmware-gateway.yaml"))?;
+    let manifest = text
+        .replace("http://jaeger-collector.observability:4317", traces)
+        .replace(
+            "http://prometheus.observability:9090/api/v1/write",
+            remote_write,
+        );
+    anyhow::ensure!(manifest != text, "the documented endpoints moved");
+    render_gateway(&manifest)
+}
+
+/// The first cluster's configuration of the pipeline in `manifest` (with its
+/// MemberCluster), and the resource attributes of its Deployment.
+fn render_gateway(manifest: &str) -> anyhow::Result<(String, String)> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("pipeline.yaml");
     std::fs::write(&path, manifest)?;

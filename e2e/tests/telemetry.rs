@@ -24,9 +24,9 @@ use vigil::api::{MemberCluster, ServiceLevelObjective, SupervisedWorkload, Telem
 use vigil::render::otel::{COLLECTOR_VERSION, render_collector_configs};
 use vigil_e2e::jaeger::Jaeger;
 use vigil_e2e::otelcol::{
-    Backend, Collector, NOT_BUILT, ValidationKubelet, built_components, component_type, gauge,
-    outside_a_pod, send, send_metrics, span, validate, vmware_gateway, vmware_gateway_config,
-    with_stand_ins,
+    Backend, Collector, NOT_BUILT, ValidationKubelet, built_components, component_type,
+    documented_vmware_gateway, gauge, outside_a_pod, send, send_metrics, span, validate,
+    vmware_gateway_config, with_stand_ins,
 };
 use vigil_e2e::prometheus::PrometheusOptions;
 use vigil_e2e::{Exporter, Operator, Prometheus, TestCluster, eventually, repo};
@@ -222,8 +222,19 @@ async fn host_gateway(
     Ok((gateway, otlp))
 }
 
-/// The VMware gateway's metrics reach a real Prometheus through its remote-write receiver,
-/// labelled with the cluster, provider and region they come from.
+#[test]
+fn the_docs_show_the_gateway_the_tests_run() {
+    let file = std::fs::read_to_string(repo().join("docs/telemetry/vmware-gateway.yaml"))
+        .expect("the manifest");
+    let docs = std::fs::read_to_string(repo().join("docs/telemetry.md")).expect("the docs");
+    assert!(
+        docs.contains(&format!("```yaml\n{file}```")),
+        "docs/telemetry.md must show docs/telemetry/vmware-gateway.yaml as it is"
+    );
+}
+
+/// The documented VMware gateway's metrics reach a real Prometheus through its
+/// remote-write receiver, labelled with the cluster, provider and region they come from.
 #[tokio::test]
 async fn the_gateway_remote_writes_metrics_labelled_with_their_cluster() -> anyhow::Result<()> {
     // k8s_attributes and pod discovery watch the API from the start: give them one.
@@ -237,13 +248,10 @@ async fn the_gateway_remote_writes_metrics_labelled_with_their_cluster() -> anyh
         },
     )
     .await?;
-    let (yaml, resource) = vmware_gateway(
-        "{traces: false, metrics: true}",
-        &format!(
-            "{{prometheusRemoteWriteUrl: \"{}/api/v1/write\"}}",
-            prometheus.url
-        ),
-        10.0,
+    // Its traces go nowhere here: the Jaeger test below takes them.
+    let (yaml, resource) = documented_vmware_gateway(
+        &format!("http://127.0.0.1:{}", vigil_e2e::free_port()?),
+        &format!("{}/api/v1/write", prometheus.url),
     )?;
     let (gateway, otlp) =
         host_gateway(&cluster, dir.path(), &yaml, "otel-rw-node-0", &resource).await?;
@@ -279,17 +287,18 @@ async fn the_gateway_remote_writes_metrics_labelled_with_their_cluster() -> anyh
     Ok(())
 }
 
-/// The VMware gateway sends what its sampling keeps to a real Jaeger: every error trace
-/// and every slow one (and, at 0%, nothing else), each with where it comes from.
+/// The documented VMware gateway sends what its sampling keeps to a real Jaeger: every
+/// error trace and every slow one (and, at 0%, nothing else), each with where it comes
+/// from.
 #[tokio::test]
 async fn a_real_jaeger_gets_the_sampled_traces_with_their_cluster() -> anyhow::Result<()> {
     let cluster = TestCluster::start("otel-jaeger").await?;
     let dir = tempfile::tempdir()?;
     let jaeger = Jaeger::start(dir.path()).await?;
-    let (yaml, resource) = vmware_gateway(
-        "{traces: true, metrics: false}",
-        &format!("{{tracesOtlpEndpoint: \"{}\"}}", jaeger.otlp_grpc),
-        0.0,
+    // Its metrics go nowhere here: the remote-write test above takes them.
+    let (yaml, resource) = documented_vmware_gateway(
+        &jaeger.otlp_grpc,
+        &format!("http://127.0.0.1:{}/api/v1/write", vigil_e2e::free_port()?),
     )?;
     let (gateway, otlp) =
         host_gateway(&cluster, dir.path(), &yaml, "otel-jaeger-node-0", &resource).await?;
