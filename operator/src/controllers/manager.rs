@@ -410,6 +410,7 @@ async fn run_controllers(
         ),
         dns: super::cross_cloud_dns::DnsRuntime::default(),
         workloads: super::supervised_workload::WorkloadRuntime::default(),
+        member_clients: super::member_cluster::MemberClients::default(),
     });
     let challenges = tokio::spawn(serve_challenges(
         options.acme_http01_addr,

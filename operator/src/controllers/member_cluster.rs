@@ -197,7 +197,7 @@ pub async fn member_client(
     ctx: &Context,
 ) -> Result<(Client, String), ProbeFailure> {
     match &member.spec.api_server {
-        Some(api_server) => remote_client(&ctx.client, &api_server.kubeconfig_secret_ref).await,
+        Some(api_server) => remote_client(ctx, &api_server.kubeconfig_secret_ref).await,
         None if member.spec.local => Ok((ctx.client.clone(), "of the local cluster".to_owned())),
         None => Err(ProbeFailure::new(
             "NoApiServer",
@@ -226,13 +226,43 @@ pub fn describe_kube_error(error: &kube::Error) -> String {
     }
 }
 
+/// The clients of member clusters, each kept with the `resourceVersion` of the Secret it
+/// was built from: reused (with its open connections) until the Secret changes, instead
+/// of a new client, TLS configuration and connection for every reconcile.
+#[derive(Default)]
+pub struct MemberClients(
+    std::sync::Mutex<std::collections::HashMap<String, (String, Client, String)>>,
+);
+
+impl std::fmt::Debug for MemberClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let clients = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f.debug_set().entries(clients.keys()).finish()
+    }
+}
+
+impl MemberClients {
+    fn get(&self, key: &str, version: &str) -> Option<(Client, String)> {
+        let clients = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .get(key)
+            .filter(|(v, _, _)| v == version)
+            .map(|(_, client, server)| (client.clone(), server.clone()))
+    }
+
+    fn put(&self, key: String, version: String, client: &Client, server: &str) {
+        let mut clients = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        clients.insert(key, (version, client.clone(), server.to_owned()));
+    }
+}
+
 /// A client for a member from the kubeconfig in its Secret, and the server's URL.
 async fn remote_client(
-    local: &Client,
+    ctx: &Context,
     reference: &crate::api::common::NamespacedSecretKeyRef,
 ) -> Result<(Client, String), ProbeFailure> {
     let at = format!("Secret {}/{}", reference.namespace, reference.name);
-    let secrets: Api<Secret> = Api::namespaced(local.clone(), &reference.namespace);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &reference.namespace);
     let secret = secrets
         .get_opt(&reference.name)
         .await
@@ -243,6 +273,14 @@ async fn remote_client(
             )
         })?
         .ok_or_else(|| ProbeFailure::new("SecretNotFound", format!("{at} does not exist")))?;
+    let key = format!(
+        "{}/{}/{}",
+        reference.namespace, reference.name, reference.key
+    );
+    let version = secret.metadata.resource_version.clone().unwrap_or_default();
+    if let Some(cached) = ctx.member_clients.get(&key, &version) {
+        return Ok(cached);
+    }
     let bytes = secret
         .data
         .as_ref()
@@ -276,7 +314,9 @@ async fn remote_client(
         .to_string()
         .trim_end_matches('/')
         .to_owned();
-    Ok((Client::try_from(config).map_err(|e| invalid(&e))?, server))
+    let client = Client::try_from(config).map_err(|e| invalid(&e))?;
+    ctx.member_clients.put(key, version, &client, &server);
+    Ok((client, server))
 }
 
 /// Queries every DNS endpoint for the API server's service name. Any answer, even
@@ -386,6 +426,32 @@ mod tests {
         assert_eq!(
             responder.await.expect("responder"),
             "kubernetes.default.svc.example.internal."
+        );
+    }
+
+    #[tokio::test]
+    async fn a_member_client_is_reused_until_its_secret_changes() {
+        let clients = MemberClients::default();
+        let config = kube::Config::new("https://10.0.0.1:6443".parse().expect("a URL"));
+        let client = Client::try_from(config).expect("a client");
+        clients.put(
+            "vigil-system/aws/kubeconfig".into(),
+            "41".into(),
+            &client,
+            "https://10.0.0.1:6443",
+        );
+        let (_, server) = clients
+            .get("vigil-system/aws/kubeconfig", "41")
+            .expect("the same Secret: the same client");
+        assert_eq!(server, "https://10.0.0.1:6443");
+        assert!(
+            clients.get("vigil-system/aws/kubeconfig", "42").is_none(),
+            "a new Secret"
+        );
+        assert!(
+            clients
+                .get("vigil-system/vmware/kubeconfig", "41")
+                .is_none()
         );
     }
 }

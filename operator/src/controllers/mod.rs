@@ -398,6 +398,8 @@ pub struct Context {
     pub dns: cross_cloud_dns::DnsRuntime,
     /// The last status of each supervised workload.
     pub workloads: supervised_workload::WorkloadRuntime,
+    /// Clients of member clusters, kept while their kubeconfig Secret is unchanged.
+    pub member_clients: member_cluster::MemberClients,
 }
 
 impl std::fmt::Debug for Context {

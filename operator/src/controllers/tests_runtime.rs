@@ -318,6 +318,7 @@ fn context(client: Client) -> Arc<Context> {
         ),
         dns: super::cross_cloud_dns::DnsRuntime::default(),
         workloads: super::supervised_workload::WorkloadRuntime::default(),
+        member_clients: super::member_cluster::MemberClients::default(),
     })
 }
 
