@@ -36,10 +36,11 @@ seed() {
 }
 seed manifest examples/*/*.yaml operator/tests/invalid/*.yaml
 seed panic_output operator/tests/panics/*
+seed admission operator/tests/admission/*.json
 
 summary=()
 status=0
-for target in manifest panic_output; do
+for target in manifest panic_output admission; do
     log="fuzz/$target.log"
     echo "== fuzzing $target for ${SECONDS_EACH}s"
     if cargo +nightly fuzz run --target-dir "$TARGET_DIR" "$target" "fuzz/corpus/$target" -- \
