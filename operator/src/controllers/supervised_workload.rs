@@ -265,7 +265,6 @@ fn resource(kind: WorkloadKind) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
 }
 
-/// A label selector in the `list` syntax from a `LabelSelector` value.
 /// A workload's `spec.selector` as a label selector string (kube's `Selector`, which
 /// refuses an operator Kubernetes does not have).
 fn selector_string(selector: &serde_json::Value) -> Result<String, String> {
@@ -727,7 +726,16 @@ impl Reconcile for SupervisedWorkload {
         let breaker_condition = match (settings(&self), after.phase) {
             (None, _) => None,
             (Some(_), phase) => {
-                let pause = match (&breaker_override, paused) {
+                // The override is named while the phase is the one it set: after a close
+                // by hand, a later automatic opening is the breaker's own.
+                let by_hand = breaker_override.as_ref().filter(|o| {
+                    matches!(
+                        (o.action, phase),
+                        (OverrideAction::Open, Phase::Open)
+                            | (OverrideAction::Close, Phase::Closed)
+                    )
+                });
+                let pause = match (by_hand, paused) {
                     (Some(o), _) => format!(
                         " ({} by hand at {}: {}{})",
                         match o.action {
