@@ -377,8 +377,12 @@ pub async fn send(otlp_http: &str, service: &str, spans: &[Value]) -> anyhow::Re
         "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
         "scopeSpans": [{"scope": {"name": "vigil-e2e"}, "spans": spans}],
     }]});
-    let url = format!("{otlp_http}/v1/traces");
-    match http_send("POST", &url, "application/json", &body.to_string()).await {
+    export(&format!("{otlp_http}/v1/traces"), &body).await
+}
+
+/// POSTs one OTLP/HTTP JSON export to `url`; fails unless the receiver answers 200.
+async fn export(url: &str, body: &Value) -> anyhow::Result<()> {
+    match http_send("POST", url, "application/json", &body.to_string()).await {
         Some((200, _)) => Ok(()),
         Some((status, reply)) => anyhow::bail!("{url}: {status} {reply}"),
         None => anyhow::bail!("{url}: no answer"),
@@ -392,12 +396,7 @@ pub async fn send_metrics(otlp_http: &str, service: &str, metrics: &[Value]) -> 
         "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
         "scopeMetrics": [{"scope": {"name": "vigil-e2e"}, "metrics": metrics}],
     }]});
-    let url = format!("{otlp_http}/v1/metrics");
-    match http_send("POST", &url, "application/json", &body.to_string()).await {
-        Some((200, _)) => Ok(()),
-        Some((status, reply)) => anyhow::bail!("{url}: {status} {reply}"),
-        None => anyhow::bail!("{url}: no answer"),
-    }
+    export(&format!("{otlp_http}/v1/metrics"), &body).await
 }
 
 /// An OTLP gauge `name` with one point, `value`, now.
