@@ -15,7 +15,6 @@ use axum::routing::get;
 use futures::StreamExt as _;
 use kube::Client;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::events::{Recorder, Reporter};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 
@@ -389,12 +388,8 @@ async fn run_controllers(
         ]
         .into(),
     };
-    let reporter = Reporter {
-        controller: "vigil".into(),
-        instance: Some(options.identity.clone()),
-    };
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: super::events::Recorder::new(client.clone(), "vigil", &options.identity),
         discovery: super::Discovery::new(client.clone()),
         client,
         metrics,

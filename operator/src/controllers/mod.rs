@@ -10,6 +10,7 @@ pub mod acme_issuer;
 pub mod apply;
 pub mod children;
 pub mod cross_cloud_dns;
+pub mod events;
 pub mod finalizer;
 mod manager;
 pub mod member_cluster;
@@ -31,7 +32,9 @@ use futures::StreamExt;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Config};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::EventType;
+
+use events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, Resource};
@@ -419,14 +422,11 @@ impl Context {
         reason: &str,
         note: String,
     ) {
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        if let Err(error) = self
+            .recorder
+            .publish(type_, reason, &note, &object.object_ref(&()))
+            .await
+        {
             tracing::warn!(%error, reason, "could not publish Event");
         }
     }
@@ -513,14 +513,12 @@ async fn drive<K: Reconcile>(
             // A malformed object cannot be decoded, so no status can be written for it: say
             // so in an Event and the log, and wait for the next change.
             let reference = object.object_ref(&());
-            let event = Event {
-                type_: EventType::Warning,
-                reason: "MalformedObject".to_owned(),
-                note: Some(format!("cannot decode the object: {}", invalid.error)),
-                action: "Reconcile".to_owned(),
-                secondary: None,
-            };
-            if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+            let note = format!("cannot decode the object: {}", invalid.error);
+            if let Err(error) = ctx
+                .recorder
+                .publish(EventType::Warning, "MalformedObject", &note, &reference)
+                .await
+            {
                 tracing::warn!(%error, "could not publish Event");
             }
             tracing::warn!(controller, object = ?reference.name, error = %invalid.error, "malformed object");

@@ -9,9 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::client::Body;
 use kube::core::{DeserializeGuard, DynamicObject, ObjectMeta};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
-use kube::{Client, CustomResource, ResourceExt};
+use kube::{Client, CustomResource, Resource as _, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -288,13 +287,7 @@ impl Reconcile for Boom {
 fn context(client: Client) -> Arc<Context> {
     Arc::new(Context {
         discovery: super::Discovery::new(client.clone()),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "vigil".into(),
-                instance: None,
-            },
-        ),
+        recorder: super::events::Recorder::new(client.clone(), "vigil", "vigil-test"),
         client,
         metrics: Arc::new(Metrics::new()),
         stores: Stores {
@@ -404,4 +397,108 @@ async fn a_panicking_reconcile_is_caught_counted_reported_and_backed_off() {
         error_policy(object, &error, ctx),
         Action::requeue(Duration::from_secs(20))
     );
+}
+
+#[tokio::test]
+async fn a_repeated_event_counts_in_its_series_and_a_new_note_is_a_new_event() {
+    let (client, log) = mock_api(|r| {
+        if r.method == Method::PATCH && r.uri.contains("/events/gone.") {
+            return not_found();
+        }
+        (StatusCode::OK, r.body.clone())
+    });
+    let recorder = super::events::Recorder::new(client, "vigil", "vigil-0");
+    let mut shop = member("shop").object_ref(&());
+    shop.namespace = Some("fleet".into());
+    let warn = kube::runtime::events::EventType::Warning;
+    for note in [
+        "cannot reach it",
+        "cannot reach it",
+        "cannot reach it",
+        "it is back",
+    ] {
+        recorder
+            .publish(warn, "Unreachable", note, &shop)
+            .await
+            .expect("published");
+    }
+    let log = log.lock().expect("log").clone();
+    let calls: Vec<(Method, &str)> = log
+        .iter()
+        .map(|r| (r.method.clone(), r.uri.as_str()))
+        .collect();
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .all(|(_, uri)| uri.starts_with("/apis/events.k8s.io/v1/namespaces/fleet/events"))
+    );
+    assert_eq!(
+        calls.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>(),
+        [Method::POST, Method::PATCH, Method::PATCH, Method::POST]
+    );
+    let first = &log[0].body;
+    assert_eq!(first["reason"], "Unreachable");
+    assert_eq!(first["note"], "cannot reach it");
+    assert_eq!(first["type"], "Warning");
+    assert_eq!(first["action"], "Reconcile");
+    assert_eq!(first["reportingController"], "vigil");
+    assert_eq!(first["reportingInstance"], "vigil-0");
+    assert_eq!(first["regarding"]["name"], "shop");
+    let name = first["metadata"]["name"].as_str().expect("a name");
+    assert!(
+        log[1].uri.contains(&format!("/events/{name}?")),
+        "{}",
+        log[1].uri
+    );
+    assert_eq!(log[1].content_type, "application/merge-patch+json");
+    // Only the series is sent: the note and the rest stay as created.
+    assert_eq!(
+        log[1].body.as_object().map(|o| o.len()),
+        Some(1),
+        "{}",
+        log[1].body
+    );
+    assert_eq!(log[1].body["series"]["count"], 2);
+    assert_eq!(log[2].body["series"]["count"], 3);
+    assert!(log[2].body["series"]["lastObservedTime"].is_string());
+    assert_eq!(log[3].body["note"], "it is back");
+    assert_eq!(recorder.remembered(), 2);
+
+    // An Event the API server no longer has starts a new one.
+    let (client, log) = mock_api(|r| {
+        if r.method == Method::PATCH {
+            return not_found();
+        }
+        (StatusCode::OK, r.body.clone())
+    });
+    let recorder = super::events::Recorder::new(client, "vigil", "vigil-0");
+    for _ in 0..2 {
+        recorder
+            .publish(warn, "Unreachable", "cannot reach it", &shop)
+            .await
+            .expect("published");
+    }
+    let methods: Vec<Method> = log
+        .lock()
+        .expect("log")
+        .iter()
+        .map(|r| r.method.clone())
+        .collect();
+    assert_eq!(methods, [Method::POST, Method::PATCH, Method::POST]);
+}
+
+#[tokio::test]
+async fn the_recorder_remembers_a_bounded_number_of_events() {
+    let (client, _log) = mock_api(|r| (StatusCode::OK, r.body.clone()));
+    let recorder = super::events::Recorder::new(client, "vigil", "vigil-0");
+    let shop = member("shop").object_ref(&());
+    let normal = kube::runtime::events::EventType::Normal;
+    for n in 0..super::events::REMEMBERED + 10 {
+        recorder
+            .publish(normal, "RulesGenerated", &format!("{n} rules"), &shop)
+            .await
+            .expect("published");
+    }
+    assert_eq!(recorder.remembered(), super::events::REMEMBERED);
 }
