@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 VIGIL := target/debug/vigil
 
-.PHONY: all build lint fmt clippy deny test unit chart e2e fuzz fuzz-smoke bench crds demo demo-down tools clean image dist
+.PHONY: all build lint fmt clippy deny test unit chart e2e fuzz fuzz-smoke bench bench-peers crds demo demo-down tools clean image dist
 TOOLS := .tools/bin
 
 all: build
@@ -107,6 +107,14 @@ bench: tools
 	VIGIL_BIN=$(CURDIR)/target/release/vigil target/release/vigil-bench crashes 100
 	target/release/vigil-bench otel-render 100
 	target/release/vigil-bench otel-throughput 20
+
+## bench-peers: Vigil side by side with the peers users would pick instead (not part of
+## `make test`): `vigil render` and `sloth generate` of the same 1000 SLOs, whole processes,
+## medians of 7 runs (scripts/bench-peers.py); kept in target/bench-peers.json
+bench-peers:
+	PEERS=1 e2e/tools/install.sh
+	$(CARGO) build --release --bin vigil -p vigil
+	scripts/bench-peers.py | tee target/bench-peers.json
 
 ## crds: regenerate crds/ and the chart's CRD templates from the Rust types
 crds:

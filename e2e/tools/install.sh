@@ -7,6 +7,7 @@
 #   FORCE=1 e2e/tools/install.sh    rebuild every Go binary
 #   TOOLS_BIN=/some/dir ...         build somewhere else (default <repo>/.tools/bin)
 #   SKIP_APT=1 ...                  do not touch Debian packages
+#   PEERS=1 ...                     also build the benchmark peers (make bench-peers)
 #
 # Prerequisites: Go >= 1.26 and apt (run as root, or with sudo available).
 # Versions are pinned in these modules (each with a complete go.sum):
@@ -20,6 +21,8 @@
 #                            chart is pushed to and installed from)
 #   e2e/tools/thanos/go.mod  thanos (Thanos Ruler evaluating Vigil's rules)
 #   e2e/tools/jaeger/go.mod  jaeger (Jaeger v2: traces from the VMware gateway)
+#   e2e/tools/sloth/go.mod   sloth (only with PEERS=1: the SLO generator Vigil is
+#                            measured against in scripts/bench-peers.sh)
 #   e2e/tools/otelcol/go.mod ocb, the Collector Builder; the Collectors it
 #                            generates are pinned in otelcol/{vigil,backend}/
 # Every binary has a stamp file .tools/bin/.<name>.version whose first word is
@@ -134,6 +137,7 @@ OCB_VERSION="$(pinned "$HERE/otelcol" go.opentelemetry.io/collector/cmd/builder)
 REGISTRY_VERSION="$(pinned "$HERE/registry" github.com/distribution/distribution/v3)"  # v3.1.2
 THANOS_VERSION="$(pinned "$HERE/thanos" github.com/thanos-io/thanos)"       # v0.42.4
 JAEGER_VERSION="$(pinned "$HERE/jaeger" github.com/jaegertracing/jaeger)"   # v1.75.0 (Jaeger v2.12.0)
+SLOTH_VERSION="$(pinned "$HERE/sloth" github.com/slok/sloth)"               # v0.16.0
 
 k8s_minor="${K8S_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
 BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -233,6 +237,10 @@ build registry                "$REGISTRY_VERSION" "$HERE/registry" github.com/di
 GOFLAGS="$GOFLAGS -tags=netgo,slicelabels" \
 build thanos                  "$THANOS_VERSION" "$HERE/thanos" github.com/thanos-io/thanos/cmd/thanos "$THANOS_LDFLAGS"
 build jaeger                  "$JAEGER_VERSION" "$HERE/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger "$JAEGER_LDFLAGS"
+# The benchmark peers: not needed by `make test`. Sloth's build script sets info.Version.
+if [ "${PEERS:-0}" = 1 ]; then
+    build sloth                   "$SLOTH_VERSION" "$HERE/sloth" github.com/slok/sloth/cmd/sloth "-X github.com/slok/sloth/internal/info.Version=$SLOTH_VERSION"
+fi
 
 # OpenTelemetry Collectors (TelemetryPipeline tests), built the way their
 # docs describe: the Collector Builder (ocb, pinned in otelcol/go.mod) turns a
