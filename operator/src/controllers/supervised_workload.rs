@@ -70,7 +70,8 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// not there yet. The log is read at once too, because a program that crashes within a
 /// second of its start is restarted and crashes again before that, and the kubelet then
 /// deletes the first instance and its log. Finish times have a one-second resolution, so
-/// the second read comes 2 to 3 s after the exit; a crash seen later reads once.
+/// the second read comes 2 to 3 s after the exit; a crash seen later reads once. An error
+/// exit whose second read shows no panic is read a third time, a settle later.
 const LOG_SETTLE: Duration = Duration::from_secs(3);
 
 /// The last status written per object. The reflector store can lag behind a status write
@@ -501,7 +502,8 @@ impl Reconcile for SupervisedWorkload {
             logs.push(read_log(&pods, crash, lines, max_bytes).await);
         }
         settle_logs(&fresh).await;
-        for (crash, log) in fresh.iter_mut().zip(logs) {
+        let mut late = Vec::new();
+        for (index, (crash, log)) in fresh.iter_mut().zip(logs).enumerate() {
             let unsettled = parse_time(&crash.time)
                 .and_then(|t| t.checked_add(LOG_SETTLE).ok())
                 .is_none_or(|settled| settled > read_at);
@@ -512,6 +514,24 @@ impl Reconcile for SupervisedWorkload {
             crash.log_tail = log.unwrap_or_else(|why| format!("log unavailable: {why}"));
             crash.panic = crate::crash::parse::summarize(&crash.log_tail)
                 .or_else(|| crate::crash::parse::summarize(&crash.termination_message));
+            if unsettled && crash.panic.is_none() && crash.reason == "Error" {
+                late.push(index);
+            }
+        }
+        // On a saturated node the runtime can take longer still to copy the panic: a
+        // recent crash that exited with an error and shows no panic yet is read once more,
+        // a settle later. A tail that still has none is kept as read.
+        if !late.is_empty() {
+            tokio::time::sleep(LOG_SETTLE).await;
+            for index in late {
+                let crash = &mut fresh[index];
+                if let Ok(log) = read_log(&pods, crash, lines, max_bytes).await
+                    && let Some(panic) = crate::crash::parse::summarize(&log)
+                {
+                    crash.log_tail = log;
+                    crash.panic = Some(panic);
+                }
+            }
         }
 
         // The breaker.
