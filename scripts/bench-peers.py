@@ -72,14 +72,14 @@ def sloth_specs():
     for service in range(SERVICES):
         lines = ['version: "prometheus/v1"', f'service: "svc-{service}"', "slos:"]
         for i in range(service, SLOS, SERVICES):
-            errors, total = (json.dumps(s) for s in selectors(i))
+            errors, total = selectors(i)
             lines += [
                 f'  - name: "slo-{i:05}"',
                 f"    objective: {OBJECTIVES[i % 4]}",
                 "    sli:",
                 "      events:",
-                f"        error_query: 'sum(rate({json.loads(errors)}[{{{{.window}}}}]))'",
-                f"        total_query: 'sum(rate({json.loads(total)}[{{{{.window}}}}]))'",
+                f"        error_query: 'sum(rate({errors}[{{{{.window}}}}]))'",
+                f"        total_query: 'sum(rate({total}[{{{{.window}}}}]))'",
                 "    alerting:",
                 f'      name: "Slo{i:05}HighErrorRate"',
                 "      page_alert:",

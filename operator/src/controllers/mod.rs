@@ -33,8 +33,6 @@ use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Config};
 use kube::runtime::events::EventType;
-
-use events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, Resource};
@@ -42,6 +40,8 @@ use tokio::sync::broadcast;
 use tracing::Instrument;
 
 pub use manager::{RunOptions, run};
+
+use self::events::Recorder;
 
 use crate::acme::account::AcmeError;
 use crate::acme::renewal::{honour_retry_after, next_attempt};
