@@ -308,9 +308,10 @@ async fn rbac_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         let slos = slos.clone();
         async move {
             Ok(slos.get("api").await?.status.filter(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "RulesGenerated" && c.status == "True")
+                s.conditions.iter().any(|c| {
+                    c.type_ == vigil::api::service_level_objective::vocabulary::RULES_GENERATED
+                        && c.status == "True"
+                })
             }))
         }
     })
@@ -318,7 +319,7 @@ async fn rbac_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
     let generated = status
         .conditions
         .iter()
-        .find(|c| c.type_ == "RulesGenerated")
+        .find(|c| c.type_ == vigil::api::service_level_objective::vocabulary::RULES_GENERATED)
         .expect("RulesGenerated");
     assert_eq!(
         generated.reason, "ConfigMap",

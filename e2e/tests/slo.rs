@@ -8,6 +8,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use vigil::api::ServiceLevelObjective;
+use vigil::api::service_level_objective::vocabulary::{
+    BUDGET_KNOWN, PROMETHEUS_UNREACHABLE, RULES_GENERATED,
+};
 use vigil_e2e::{Exporter, Operator, Prometheus, TestCluster, eventually};
 
 #[tokio::test]
@@ -68,14 +71,14 @@ async fn budget_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         || {
             let slos = slos.clone();
             async move {
-                Ok(condition(&slos.get("checkout").await?, "BudgetKnown")
+                Ok(condition(&slos.get("checkout").await?, BUDGET_KNOWN)
                     .filter(|c| c.0 == "False")
                     .map(|c| (c.1, c.2)))
             }
         },
     )
     .await?;
-    assert_eq!(reason, "PrometheusUnreachable", "{message}");
+    assert_eq!(reason, PROMETHEUS_UNREACHABLE, "{message}");
     let ready = condition(&slos.get("checkout").await?, "Ready").expect("Ready");
     assert_eq!(ready.0, "True", "{ready:?}");
 
@@ -133,7 +136,7 @@ async fn budget_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         .and_then(|s| s.burn_rate)
         .unwrap_or_default();
     assert_eq!(burn, "0.25");
-    let known = condition(&slos.get("checkout").await?, "BudgetKnown").expect("BudgetKnown");
+    let known = condition(&slos.get("checkout").await?, BUDGET_KNOWN).expect(BUDGET_KNOWN);
     assert_eq!(known.0, "True", "{known:?}");
     // `vigil status` reads the same figures, judged: healthy at a 0.25x burn.
     let (code, json, err) = vigil_e2e::operator::vigil_cli(
@@ -236,10 +239,10 @@ async fn prometheus_rule_scenario(cluster: &TestCluster) -> anyhow::Result<()> {
         &Patch::Apply(&slo),
     )
     .await?;
-    let (reason, message) = eventually("RulesGenerated", Duration::from_secs(30), || {
+    let (reason, message) = eventually(RULES_GENERATED, Duration::from_secs(30), || {
         let slos = slos.clone();
         async move {
-            Ok(condition(&slos.get("checkout").await?, "RulesGenerated")
+            Ok(condition(&slos.get("checkout").await?, RULES_GENERATED)
                 .filter(|c| c.0 == "True")
                 .map(|c| (c.1, c.2)))
         }

@@ -249,7 +249,7 @@ fn slo(slo: &ServiceLevelObjective) -> Row {
         row.detail = status
             .conditions
             .iter()
-            .find(|c| c.type_ == "BudgetKnown")
+            .find(|c| c.type_ == crate::api::service_level_objective::vocabulary::BUDGET_KNOWN)
             .map(|c| c.message.clone())
             .unwrap_or_else(|| "the budget is not known yet".to_owned());
         return row;

@@ -351,9 +351,10 @@ async fn cluster(count: usize) -> anyhow::Result<()> {
             .iter()
             .filter(|s| {
                 s.status.as_ref().is_some_and(|st| {
-                    st.conditions
-                        .iter()
-                        .any(|c| c.type_ == "RulesGenerated" && c.status == "True")
+                    st.conditions.iter().any(|c| {
+                        c.type_ == vigil::api::service_level_objective::vocabulary::RULES_GENERATED
+                            && c.status == "True"
+                    })
                 })
             })
             .count();

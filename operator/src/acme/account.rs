@@ -79,7 +79,7 @@ impl AcmeError {
             ),
             E::Hyper(_) | E::Http(_) | E::InvalidUri(_) | E::Other(_) => Self::new(
                 "AcmeServerUnreachable",
-                format!("{doing}: {}", innermost(error)),
+                format!("{doing}: {}", crate::error_chain::describe(error)),
             ),
             other => Self::new("AcmeClientError", format!("{doing}: {other}")),
         };
@@ -139,20 +139,6 @@ fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
         .parse_timestamp(value)
         .ok()?;
     Some(Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO))
-}
-
-/// The innermost cause of an error chain, prefixed with the outer message when different.
-fn innermost(error: &dyn std::error::Error) -> String {
-    let mut cause: &dyn std::error::Error = error;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    let (outer, inner) = (error.to_string(), cause.to_string());
-    if outer.contains(&inner) {
-        outer
-    } else {
-        format!("{outer}: {inner}")
-    }
 }
 
 /// An ACME HTTP client that counts its requests and records the `Retry-After` of error

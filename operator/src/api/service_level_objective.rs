@@ -242,3 +242,43 @@ pub struct ServiceLevelObjectiveStatus {
 }
 
 impl_has_conditions!(ServiceLevelObjectiveStatus);
+
+/// The condition types of an SLO's status besides `Ready`, and the reasons its controller
+/// writes (in conditions and Events). `docs/slo.md` explains each; a test holds it to that.
+pub mod vocabulary {
+    /// Condition: the rules are applied (how many, where).
+    pub const RULES_GENERATED: &str = "RulesGenerated";
+    /// Condition: the error budget could be read from Prometheus.
+    pub const BUDGET_KNOWN: &str = "BudgetKnown";
+
+    /// `Ready`: the rules are applied.
+    pub const RULES_APPLIED: &str = "RulesApplied";
+    /// `RulesGenerated`: in a PrometheusRule.
+    pub const IN_PROMETHEUS_RULE: &str = "PrometheusRule";
+    /// `RulesGenerated`: in a ConfigMap rule file.
+    pub const IN_CONFIG_MAP: &str = "ConfigMap";
+    /// `BudgetKnown`: read from Prometheus.
+    pub const QUERIED: &str = "Queried";
+    /// `BudgetKnown`: Prometheus has no budget series for the SLO yet.
+    pub const NO_DATA: &str = "NoData";
+    /// `BudgetKnown`: no Prometheus to ask (neither `spec.prometheus.url` nor
+    /// `--prometheus-url`).
+    pub const NO_PROMETHEUS: &str = "NoPrometheus";
+    /// `BudgetKnown`: the query failed.
+    pub const PROMETHEUS_UNREACHABLE: &str = "PrometheusUnreachable";
+    /// Event: the rules were applied for the first time.
+    pub const RULES_GENERATED_EVENT: &str = RULES_GENERATED;
+
+    /// Every condition type and reason above.
+    pub const ALL: &[&str] = &[
+        RULES_GENERATED,
+        BUDGET_KNOWN,
+        RULES_APPLIED,
+        IN_PROMETHEUS_RULE,
+        IN_CONFIG_MAP,
+        QUERIED,
+        NO_DATA,
+        NO_PROMETHEUS,
+        PROMETHEUS_UNREACHABLE,
+    ];
+}

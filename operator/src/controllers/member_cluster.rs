@@ -213,17 +213,7 @@ pub fn describe_kube_error(error: &kube::Error) -> String {
     if let kube::Error::Api(status) = error {
         return format!("{} ({} {})", status.message, status.code, status.reason);
     }
-    let mut cause: &dyn std::error::Error = error;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    let innermost = cause.to_string();
-    let outer = error.to_string();
-    if outer.contains(&innermost) {
-        outer
-    } else {
-        format!("{outer}: {innermost}")
-    }
+    crate::error_chain::describe(error)
 }
 
 /// The clients of member clusters, each kept with the `resourceVersion` of the Secret it

@@ -21,6 +21,8 @@ pub mod supervised_workload;
 pub mod telemetry_pipeline;
 
 #[cfg(test)]
+mod mock;
+#[cfg(test)]
 mod tests_runtime;
 
 use std::collections::HashMap;

@@ -19,13 +19,13 @@ use serde_json::Value;
 
 use super::apply::{apply_hashed, delete_if_present};
 use super::member_cluster::{describe_kube_error, member_client};
-use super::slo::any_holds;
 use super::status::{condition, update_status};
 use super::{Context, Error, Reconcile, finalizer};
 use crate::api::telemetry_pipeline::{
     CollectorMode, PipelineClusterStatus, SamplingStatus, SloBoost,
 };
 use crate::api::{MemberCluster, READY, TelemetryPipeline, TelemetryPipelineStatus};
+use crate::prometheus::any_holds;
 use crate::render::otel::{
     COMPONENT_LABEL, CONFIG_ANNOTATION, CollectorConfig, PIPELINE_LABEL, cluster_role_name,
     collector_name, collector_objects, config_map, config_name, render_collector_configs,

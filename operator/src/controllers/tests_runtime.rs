@@ -1,73 +1,24 @@
 //! Tests of the shared runtime against a mocked API server (the tower-test pattern): the
 //! requests it sends, the writes it does not send, panics caught and counted, backoff.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, StatusCode};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::client::Body;
 use kube::core::{DeserializeGuard, DynamicObject, ObjectMeta};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector;
 use kube::{Client, CustomResource, Resource as _, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::mock::{context, mock_api, not_found};
 use super::status::{HasStatus, condition, next_status, update_status};
-use super::{Backoff, Context, Error, Reconcile, Stores, apply, drive, error_policy};
+use super::{Context, Error, Reconcile, apply, drive, error_policy};
 use crate::api::common::{conditions_schema, impl_has_conditions};
 use crate::api::{MemberCluster, MemberClusterSpec, MemberClusterStatus, Provider};
-use crate::metrics::{ControllerLabels, ErrorLabels, Metrics};
-
-#[derive(Debug, Clone)]
-struct Recorded {
-    method: Method,
-    uri: String,
-    content_type: String,
-    body: Value,
-}
-
-type Log = Arc<Mutex<Vec<Recorded>>>;
-
-/// A mocked API server that records every request and answers with `respond`.
-fn mock_api(respond: impl Fn(&Recorded) -> (StatusCode, Value) + Send + 'static) -> (Client, Log) {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let log: Log = Arc::default();
-    let seen = log.clone();
-    tokio::spawn(async move {
-        while let Some((request, send)) = handle.next_request().await {
-            let (parts, body) = request.into_parts();
-            let bytes = body.collect_bytes().await.expect("request body");
-            let body = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes)
-                    .or_else(|_| serde_yaml_ng::from_slice(&bytes))
-                    .expect("JSON or YAML body")
-            };
-            let recorded = Recorded {
-                method: parts.method,
-                uri: parts.uri.to_string(),
-                content_type: parts
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .map(|v| v.to_str().unwrap_or_default().to_owned())
-                    .unwrap_or_default(),
-                body,
-            };
-            let (status, answer) = respond(&recorded);
-            seen.lock().expect("log").push(recorded);
-            let response = Response::builder()
-                .status(status)
-                .body(Body::from(serde_json::to_vec(&answer).expect("encode")))
-                .expect("response");
-            send.send_response(response);
-        }
-    });
-    (Client::new(service, "default"), log)
-}
+use crate::metrics::{ControllerLabels, ErrorLabels};
 
 fn member(name: &str) -> MemberCluster {
     let mut member = MemberCluster::new(
@@ -95,13 +46,6 @@ fn ready(message: &str) -> MemberClusterStatus {
 
 fn t0() -> Time {
     Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).expect("timestamp"))
-}
-
-fn not_found() -> (StatusCode, Value) {
-    (
-        StatusCode::NOT_FOUND,
-        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
-    )
 }
 
 fn coredns_custom() -> DynamicObject {
@@ -282,37 +226,6 @@ impl Reconcile for Boom {
             fuses[self.spec.fuse as usize],
         ))))
     }
-}
-
-fn context(client: Client) -> Arc<Context> {
-    Arc::new(Context {
-        discovery: super::Discovery::new(client.clone()),
-        recorder: super::events::Recorder::new(client.clone(), "vigil", "vigil-test"),
-        client,
-        metrics: Arc::new(Metrics::new()),
-        stores: Stores {
-            acme_certificates: reflector::store().0,
-            acme_issuers: reflector::store().0,
-            cross_cloud_dns: reflector::store().0,
-            member_clusters: reflector::store().0,
-            service_level_objectives: reflector::store().0,
-            telemetry_pipelines: reflector::store().0,
-            // The tests fill no store: nothing to wait for.
-            synced: Arc::from([]),
-        },
-        namespace: "vigil-system".into(),
-        backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
-        concurrency: 8,
-        prometheus_url: None,
-        status_interval: Duration::from_secs(60),
-        acme: super::acme_issuer::AcmeRuntime::new(
-            Duration::from_secs(3600),
-            Duration::from_secs(32 * 3600),
-        ),
-        dns: super::cross_cloud_dns::DnsRuntime::default(),
-        workloads: super::supervised_workload::WorkloadRuntime::default(),
-        member_clients: super::member_cluster::MemberClients::default(),
-    })
 }
 
 #[tokio::test]
