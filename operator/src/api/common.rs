@@ -88,6 +88,46 @@ pub struct SecretRef {
     pub key: Option<String>,
 }
 
+/// An object of a Vigil kind, as another object names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Reference {
+    /// Its kind: `MemberCluster`.
+    pub kind: std::borrow::Cow<'static, str>,
+    /// Its namespace; `None` for cluster-scoped kinds.
+    pub namespace: Option<String>,
+    /// Its name.
+    pub name: String,
+}
+
+impl Reference {
+    /// A cluster-scoped object.
+    pub fn cluster(kind: &'static str, name: &str) -> Self {
+        Self {
+            kind: kind.into(),
+            namespace: None,
+            name: name.to_owned(),
+        }
+    }
+
+    /// A namespaced object.
+    pub fn namespaced(kind: &'static str, namespace: &str, name: &str) -> Self {
+        Self {
+            kind: kind.into(),
+            namespace: Some(namespace.to_owned()),
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// The Vigil objects an object names in its spec (whether they exist or not): when one of
+/// them is created, changed or deleted, the object is reconciled again, and only then.
+pub trait References {
+    /// Every object named; none by default.
+    fn references(&self) -> Vec<Reference> {
+        Vec::new()
+    }
+}
+
 /// A reference to another object by name (same namespace for namespaced kinds).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -47,7 +47,7 @@ use self::events::Recorder;
 
 use crate::acme::account::AcmeError;
 use crate::acme::renewal::{honour_retry_after, next_attempt};
-use crate::api::{self, HasConditions, READY};
+use crate::api::{self, HasConditions, READY, Reference, References};
 use crate::inventory::Inventory;
 use crate::metrics::{ControllerLabels, ErrorLabels, Metrics};
 use crate::validate::{FieldError, summarize};
@@ -435,7 +435,7 @@ impl Context {
 }
 
 /// A kind with a controller.
-pub trait Reconcile: HasStatus + Send + Sync + 'static {
+pub trait Reconcile: HasStatus + References + Send + Sync + 'static {
     /// Brings the world in line with `self` and reports in its status.
     fn reconcile(
         self: Arc<Self>,
@@ -622,11 +622,49 @@ where
     })
 }
 
+/// What a kind announces to the kinds that refer to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// This object was created, deleted, or its spec changed.
+    Object(Reference),
+    /// Anything may have changed: the watch listed again after being down, or a
+    /// subscriber missed changes.
+    Everything,
+}
+
+fn reference<K: Resource>(kind: std::borrow::Cow<'static, str>, object: &K) -> Reference {
+    let meta = object.meta();
+    Reference {
+        kind,
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone().unwrap_or_default(),
+    }
+}
+
+/// The objects of `stored` that `change` concerns: those naming the object that changed
+/// (or all of them). An object that cannot be decoded names nothing.
+fn dependents<K: References + Resource<DynamicType = ()>>(
+    stored: &[Arc<DeserializeGuard<K>>],
+    change: &Change,
+) -> Vec<ObjectRef<DeserializeGuard<K>>> {
+    stored
+        .iter()
+        .filter(|object| match change {
+            Change::Everything => true,
+            Change::Object(changed) => object
+                .0
+                .as_ref()
+                .is_ok_and(|k| k.references().contains(changed)),
+        })
+        .map(|object| ObjectRef::from_obj(object.as_ref()))
+        .collect()
+}
+
 /// A watch of one kind, with its store, before its controller runs.
 pub struct Watch<K: Reconcile> {
     store: Store<DeserializeGuard<K>>,
     synced: Synced,
-    changes: broadcast::Sender<()>,
+    changes: broadcast::Sender<Change>,
     stream: futures::stream::BoxStream<'static, Result<DeserializeGuard<K>, watcher::Error>>,
     triggers: Vec<futures::stream::BoxStream<'static, ObjectRef<DeserializeGuard<K>>>>,
 }
@@ -659,25 +697,28 @@ impl<K: Reconcile> Watch<K> {
         let (flag, synced) = Synced::new(&K::kind(&()));
         let (changes, _) = broadcast::channel(256);
         let (deleted, changed) = (changes.clone(), changes.clone());
+        let kind: std::borrow::Cow<'static, str> = K::kind(&()).into_owned().into();
+        let kind_deleted = kind.clone();
         let events = watcher(api, watcher::Config::default())
             .default_backoff()
             .modify(forget_unread)
             .reflect(writer)
             .inspect(synced_on_init(flag))
-            .inspect(move |event| {
-                // A relist may have dropped objects deleted while the watch was down.
-                if matches!(
-                    event,
-                    Ok(watcher::Event::Delete(_) | watcher::Event::InitDone)
-                ) {
-                    let _ = deleted.send(());
+            .inspect(move |event| match event {
+                Ok(watcher::Event::Delete(object)) => {
+                    let _ = deleted.send(Change::Object(reference(kind_deleted.clone(), object)));
                 }
+                // A relist may have dropped objects deleted while the watch was down.
+                Ok(watcher::Event::InitDone) => {
+                    let _ = deleted.send(Change::Everything);
+                }
+                _ => {}
             });
         let stream = stored_objects(events, store.clone())
             .predicate_filter(spec_or_request, Default::default())
             .inspect(move |object| {
-                if object.is_ok() {
-                    let _ = changed.send(());
+                if let Ok(object) = object {
+                    let _ = changed.send(Change::Object(reference(kind.clone(), object)));
                 }
             })
             .boxed();
@@ -709,19 +750,21 @@ impl<K: Reconcile> Watch<K> {
     }
 
     /// A receiver of this kind's spec changes and deletions, for kinds that refer to it.
-    pub fn subscribe(&self) -> broadcast::Receiver<()> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
     }
 
-    /// Runs the controller until `shutdown` resolves. Every object of the kind is reconciled
-    /// again when a kind it refers to changes (`referenced`, from [`Watch::subscribe`]), so
-    /// that a reference to an object that did not exist yet is validated again once it does.
+    /// Runs the controller until `shutdown` resolves. An object is reconciled again when
+    /// an object it names ([`References`]) is created, changed or deleted (`referenced`,
+    /// from [`Watch::subscribe`]), so that a reference to an object that did not exist yet
+    /// is validated again once it does; objects that do not name it are left alone.
     pub async fn run(
         self,
         ctx: Arc<Context>,
         shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-        referenced: Vec<broadcast::Receiver<()>>,
+        referenced: Vec<broadcast::Receiver<Change>>,
     ) {
+        let store = self.store.clone();
         let mut controller = Controller::for_stream(self.stream, self.store)
             .with_config(Config::default().concurrency(ctx.concurrency))
             .graceful_shutdown_on(shutdown);
@@ -729,16 +772,22 @@ impl<K: Reconcile> Watch<K> {
             controller = controller.reconcile_on(triggers);
         }
         if !referenced.is_empty() {
-            let triggers = futures::stream::select_all(referenced.into_iter().map(|changes| {
+            let changes = futures::stream::select_all(referenced.into_iter().map(|changes| {
                 futures::stream::unfold(changes, |mut changes| async move {
                     match changes.recv().await {
-                        Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some(((), changes)),
+                        Ok(change) => Some((change, changes)),
+                        // Missed changes could have named anything.
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            Some((Change::Everything, changes))
+                        }
                         Err(broadcast::error::RecvError::Closed) => None,
                     }
                 })
                 .boxed()
             }));
-            controller = controller.reconcile_all_on(triggers);
+            let triggers = changes
+                .flat_map(move |change| futures::stream::iter(dependents(&store.state(), &change)));
+            controller = controller.reconcile_on(triggers);
         }
         controller
             .run(drive::<K>, error_policy::<K>, ctx)
@@ -754,6 +803,61 @@ impl<K: Reconcile> Watch<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Certificates `a` (issuer `pebble`, copies to `aws`) and `b` (issuer `other`) in
+    /// namespace `web`, and one that cannot be decoded.
+    fn certificates() -> Vec<Arc<DeserializeGuard<api::AcmeCertificate>>> {
+        let certificate = |name: &str, issuer: &str, copies: &str| {
+            let object: api::AcmeCertificate = serde_yaml_ng::from_str(&format!(
+                "apiVersion: vigil.io/v1alpha1\nkind: AcmeCertificate\nmetadata: {{name: {name}, namespace: web}}\nspec:\n  secretName: {name}-tls\n  dnsNames: [{name}.example.com]\n  issuerRef: {{name: {issuer}}}\n{copies}"
+            ))
+            .expect("a certificate");
+            Arc::new(DeserializeGuard(Ok(object)))
+        };
+        let broken = kube::core::error_boundary::InvalidObject {
+            error: "spec: missing field `issuerRef`".into(),
+            metadata: kube::core::ObjectMeta {
+                name: Some("c".into()),
+                namespace: Some("web".into()),
+                ..Default::default()
+            },
+        };
+        vec![
+            certificate("a", "pebble", "  distribute: {clusters: [aws]}\n"),
+            certificate("b", "other", ""),
+            Arc::new(DeserializeGuard(Err(broken))),
+        ]
+    }
+
+    #[test]
+    fn a_change_reconciles_only_the_objects_that_name_it() {
+        let stored = certificates();
+        let names = |change: Change| -> Vec<String> {
+            dependents(&stored, &change)
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        };
+        let cluster = |kind, name| Change::Object(Reference::cluster(kind, name));
+        assert_eq!(names(cluster("MemberCluster", "aws")), ["a"]);
+        assert_eq!(names(cluster("AcmeIssuer", "pebble")), ["a"]);
+        assert_eq!(names(cluster("AcmeIssuer", "other")), ["b"]);
+        // Created before anything names it, or named by nothing stored.
+        assert!(names(cluster("MemberCluster", "vmware")).is_empty());
+        // The same name in another kind is another object.
+        assert!(names(cluster("MemberCluster", "pebble")).is_empty());
+        assert!(
+            names(Change::Object(Reference::namespaced(
+                "AcmeIssuer",
+                "web",
+                "pebble"
+            )))
+            .is_empty()
+        );
+        // After a relist or missed changes, everything (the broken one too: its error is
+        // reported again).
+        assert_eq!(names(Change::Everything), ["a", "b", "c"]);
+    }
 
     #[test]
     fn a_spec_that_only_names_missing_objects_waits_and_any_other_problem_is_invalid() {

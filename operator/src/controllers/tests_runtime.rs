@@ -218,6 +218,8 @@ impl HasStatus for Boom {
     }
 }
 
+impl crate::api::References for Boom {}
+
 impl Reconcile for Boom {
     async fn reconcile(self: Arc<Self>, _: Arc<Context>) -> Result<Action, Error> {
         tokio::task::yield_now().await;
