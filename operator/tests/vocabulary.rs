@@ -1,6 +1,7 @@
 //! Every condition type and reason a controller writes is explained in its kind's page of
 //! `docs/` (in backticks, as users see it in `kubectl describe`).
 
+use vigil::api::cross_cloud_dns::vocabulary as dns;
 use vigil::api::service_level_objective::vocabulary as slo;
 
 fn documented(page: &str, words: &[&str]) {
@@ -20,4 +21,9 @@ fn documented(page: &str, words: &[&str]) {
 #[test]
 fn every_slo_condition_and_reason_is_documented() {
     documented("slo.md", slo::ALL);
+}
+
+#[test]
+fn every_cross_cloud_dns_reason_is_documented() {
+    documented("dns.md", dns::ALL);
 }

@@ -172,3 +172,19 @@ pub struct DnsClusterStatus {
 }
 
 impl_has_conditions!(CrossCloudDNSStatus);
+
+/// The reasons the CrossCloudDNS controller writes (in `Ready` and Events). `docs/dns.md`
+/// explains each; a test holds it to that.
+pub mod vocabulary {
+    /// `Ready`: applied to every cluster.
+    pub const APPLIED: &str = "Applied";
+    /// `Ready=False`: a cluster could not be reached or written.
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// Warning Event: a cluster's resolver stopped answering and it left the failover chain.
+    pub const CLUSTER_LEFT: &str = "ClusterLeft";
+    /// Event: it answers again and rejoined.
+    pub const CLUSTER_REJOINED: &str = "ClusterRejoined";
+
+    /// Every reason above.
+    pub const ALL: &[&str] = &[APPLIED, APPLY_FAILED, CLUSTER_LEFT, CLUSTER_REJOINED];
+}

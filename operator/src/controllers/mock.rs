@@ -7,10 +7,12 @@ use std::time::Duration;
 use http::{Method, Request, Response, StatusCode};
 use kube::Client;
 use kube::client::Body;
-use kube::runtime::reflector;
+use kube::core::DeserializeGuard;
+use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
 
 use super::{Backoff, Context, Stores};
+use crate::api::MemberCluster;
 use crate::metrics::Metrics;
 
 /// One request.
@@ -79,6 +81,15 @@ pub fn not_found() -> (StatusCode, Value) {
 
 /// A context on `client` with empty stores and no Prometheus.
 pub fn context(client: Client) -> Arc<Context> {
+    context_with(client, Vec::new())
+}
+
+/// A context on `client` whose store of MemberClusters holds `members`.
+pub fn context_with(client: Client, members: Vec<MemberCluster>) -> Arc<Context> {
+    let (member_clusters, mut writer) = reflector::store();
+    for member in members {
+        writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(member))));
+    }
     Arc::new(Context {
         discovery: super::Discovery::new(client.clone()),
         recorder: super::events::Recorder::new(client.clone(), "vigil", "vigil-test"),
@@ -88,10 +99,10 @@ pub fn context(client: Client) -> Arc<Context> {
             acme_certificates: reflector::store().0,
             acme_issuers: reflector::store().0,
             cross_cloud_dns: reflector::store().0,
-            member_clusters: reflector::store().0,
+            member_clusters,
             service_level_objectives: reflector::store().0,
             telemetry_pipelines: reflector::store().0,
-            // The tests fill no store: nothing to wait for.
+            // The stores are filled before use: nothing to wait for.
             synced: Arc::from([]),
         },
         namespace: "vigil-system".into(),
