@@ -19,6 +19,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use rcgen::PublicKeyData;
 
+use self::status::{Step, rfc3339, set_condition};
 use super::acme_issuer::{required_secret_text, secret_text};
 use super::apply::{MANAGED_BY, MANAGED_BY_LABEL};
 use super::member_cluster::{describe_kube_error, member_client};
@@ -26,6 +27,7 @@ use super::status::{FIELD_MANAGER, condition, update_status};
 use super::{Context, Error, Reconcile};
 
 mod policy;
+pub mod status;
 use crate::acme::account::{AcmeAccount, AcmeError};
 use crate::acme::cert::{CertInfo, verify_chain};
 use crate::acme::dns01::alidns::{AliDns, AliDnsCredentials};
@@ -71,10 +73,6 @@ struct Current {
     issuer: Option<String>,
 }
 
-fn rfc3339(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
 fn certificate_key(cert: &AcmeCertificate) -> String {
     format!(
         "{}.{}",
@@ -99,152 +97,158 @@ impl Reconcile for AcmeCertificate {
                     format!("AcmeIssuer {:?} does not exist", self.spec.issuer_ref.name),
                 ))
             })?;
-        let namespace = self.namespace().unwrap_or_default();
         let now = Timestamp::now();
-        let current = read_current(&ctx, &namespace, &self).await?;
-        let mut status = self.status.clone().unwrap_or_default();
-        // A spec change resets the failure backoff.
-        if status.observed_generation != self.metadata.generation {
-            status.failed_issuance_attempts = None;
-            status.last_failure_time = None;
-        }
-        // The renewal time of the certificate in the Secret; planned again only when a new
-        // one replaces it.
-        let mut renewal = match &current {
-            Ok(current) => Some(planned_renewal(&ctx, &self, &issuer, &current.info).await),
-            Err(_) => None,
-        };
-        let requested = self
-            .annotations()
-            .get(crate::api::acme_certificate::RENEW_ANNOTATION)
-            .filter(|at| status.renew_request.as_ref() != Some(*at))
-            .cloned();
-        let issuer_name = issuer.name_any();
-        let trigger = policy::trigger(&policy::Observed {
-            current: match &current {
-                Ok(c) => Ok(policy::Current {
-                    issuer: c.issuer.as_deref(),
-                    key_fits: key_matches(&c.key_pem, &self),
-                }),
-                Err(why) => Err(why.as_str()),
-            },
-            issuer: &issuer_name,
-            renewal,
-            now,
-            requested: requested.as_deref(),
-        });
+        let mut status = status::carried_over(&self);
+        let seen = observe(&ctx, &self, &issuer, &status).await?;
+        let trigger = policy::trigger(&seen.as_policy(&issuer.name_any(), now));
+        let (mut current, mut renewal) = (seen.current.ok(), seen.renewal);
+        let failures = status.failed_issuance_attempts.unwrap_or(0);
+        let wait = retry_wait(&ctx, failures, ctx.acme.order_wait(&certificate_key(&self)));
         let mut requeue = RECHECK;
-        let mut current = current.ok();
-        if let Some(trigger) = trigger {
-            let failures = status.failed_issuance_attempts.unwrap_or(0);
-            let wait = retry_wait(&ctx, failures, ctx.acme.order_wait(&certificate_key(&self)));
-            let retry_at = status
-                .last_failure_time
-                .as_deref()
-                .and_then(|t| t.parse::<Timestamp>().ok())
-                .map(|t| t + jiff::SignedDuration::try_from(wait).unwrap_or_default());
-            match retry_at {
-                Some(at) if failures > 0 && at > now => {
-                    requeue = until(now, at);
-                }
-                _ => {
-                    let outcome = run_issuance(
-                        &ctx,
-                        &self,
-                        &issuer,
-                        current.as_ref(),
-                        &mut status,
-                        &trigger,
-                    )
-                    .await;
-                    match outcome {
-                        Ok(issued) => {
-                            renewal = None;
-                            current = Some(issued);
-                            // Any new certificate answers the request made before it.
-                            if requested.is_some() {
-                                status.renew_request = requested.clone();
-                            }
-                        }
-                        Err(error) => {
-                            requeue = retry_wait(
-                                &ctx,
-                                status.failed_issuance_attempts.unwrap_or(1),
-                                error.retry_after,
-                            );
-                            tracing::warn!(certificate = %certificate_key(&self), reason = error.reason, %error, "issuance failed");
+        match (
+            status::next_step(trigger.is_some(), &status, wait, now),
+            trigger,
+        ) {
+            (Step::Wait(wait), _) => requeue = wait,
+            (Step::Issue, Some(why)) => {
+                match attempt(&ctx, &self, &issuer, &current, &mut status, &why).await {
+                    Ok(issued) => {
+                        (renewal, current) = (None, Some(issued));
+                        // Any new certificate answers the request made before it.
+                        if let Some(request) = seen.requested {
+                            status.renew_request = Some(request);
                         }
                     }
+                    Err(retry) => requeue = retry,
                 }
             }
+            _ => {}
         }
-        // Ready, dates and metric from the certificate now in the Secret.
-        match &current {
+        requeue = match &current {
             Some(current) => {
-                let info = &current.info;
                 let renew_at = match renewal {
                     Some(at) => at,
-                    None => planned_renewal(&ctx, &self, &issuer, info).await,
+                    None => planned_renewal(&ctx, &self, &issuer, &current.info).await,
                 };
-                let valid = info.not_after > now;
-                status.not_before = Some(rfc3339(info.not_before));
-                status.not_after = Some(rfc3339(info.not_after));
-                status.renewal_time = Some(rfc3339(renew_at));
-                status.revision = Some(current.revision);
-                let failing = status.failed_issuance_attempts.unwrap_or(0) > 0;
-                let message = format!(
-                    "certificate valid until {}, renewal at {}{}",
-                    rfc3339(info.not_after),
-                    rfc3339(renew_at),
-                    if failing {
-                        "; the last issuance failed, see Issuing"
-                    } else {
-                        ""
-                    }
-                );
-                set_condition(
-                    &mut status,
-                    condition(
-                        READY,
-                        Some(valid),
-                        if valid { "Issued" } else { "Expired" },
-                        message,
-                    ),
-                );
-                ctx.metrics
-                    .certificate_expiration
-                    .get_or_create(&CertificateLabels {
-                        namespace: namespace.clone(),
-                        name: self.name_any(),
-                    })
-                    .set(info.not_after.as_second() as f64);
-                // While failing, the retry delay decides; otherwise wake up at the renewal
-                // time (at once when it has already come).
-                if !failing {
-                    requeue = requeue.min(until(now, renew_at));
-                }
-                let copies = distribute(&ctx, &self, current, &status.distribution).await;
-                if copies.iter().any(|c| c.last_error.is_some()) {
-                    requeue = requeue.min(DISTRIBUTION_RETRY);
-                }
-                status.distribution = copies;
+                report(&ctx, &self, current, renew_at, &mut status, now, requeue).await
             }
             None => {
-                if !status
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == READY && c.status == "False")
-                {
-                    set_condition(
-                        &mut status,
-                        condition(READY, Some(false), "NotIssued", "no certificate yet"),
-                    );
-                }
+                status::not_issued(&mut status);
+                requeue
             }
-        }
+        };
         update_status(&ctx.client, self.as_ref(), status).await?;
         Ok(Action::requeue(requeue.max(Duration::from_secs(1))))
     }
+}
+
+/// [`run_issuance`], or how long to wait before the next attempt after it failed.
+async fn attempt(
+    ctx: &Context,
+    cert: &AcmeCertificate,
+    issuer: &AcmeIssuer,
+    current: &Option<Current>,
+    status: &mut AcmeCertificateStatus,
+    trigger: &policy::Trigger,
+) -> Result<Current, Duration> {
+    run_issuance(ctx, cert, issuer, current.as_ref(), status, trigger)
+        .await
+        .map_err(|error| {
+            let failures = status.failed_issuance_attempts.unwrap_or(1);
+            tracing::warn!(certificate = %certificate_key(cert), reason = error.reason, %error, "issuance failed");
+            retry_wait(ctx, failures, error.retry_after)
+        })
+}
+
+/// What the reconcile sees before deciding.
+struct Seen {
+    /// The certificate in the Secret, or why there is none usable.
+    current: Result<Current, String>,
+    /// Whether its key is of the spec's algorithm and size.
+    key_fits: bool,
+    /// Its renewal time (planned again only when a new certificate replaces it).
+    renewal: Option<Timestamp>,
+    /// A renewal asked for by hand (`vigil renew`) and not answered yet.
+    requested: Option<String>,
+}
+
+impl Seen {
+    fn as_policy<'a>(&'a self, issuer: &'a str, now: Timestamp) -> policy::Observed<'a> {
+        policy::Observed {
+            current: match &self.current {
+                Ok(c) => Ok(policy::Current {
+                    issuer: c.issuer.as_deref(),
+                    key_fits: self.key_fits,
+                }),
+                Err(why) => Err(why.as_str()),
+            },
+            issuer,
+            renewal: self.renewal,
+            now,
+            requested: self.requested.as_deref(),
+        }
+    }
+}
+
+async fn observe(
+    ctx: &Context,
+    cert: &AcmeCertificate,
+    issuer: &AcmeIssuer,
+    status: &AcmeCertificateStatus,
+) -> Result<Seen, Error> {
+    let namespace = cert.namespace().unwrap_or_default();
+    let current = read_current(ctx, &namespace, cert).await?;
+    let renewal = match &current {
+        Ok(current) => Some(planned_renewal(ctx, cert, issuer, &current.info).await),
+        Err(_) => None,
+    };
+    let requested = cert
+        .annotations()
+        .get(crate::api::acme_certificate::RENEW_ANNOTATION)
+        .filter(|at| status.renew_request.as_ref() != Some(*at))
+        .cloned();
+    let key_fits = current
+        .as_ref()
+        .is_ok_and(|c| key_matches(&c.key_pem, cert));
+    Ok(Seen {
+        current,
+        key_fits,
+        renewal,
+        requested,
+    })
+}
+
+/// Reports the certificate in the Secret (status, expiry metric) and copies it to the
+/// member clusters; returns when to look again.
+async fn report(
+    ctx: &Context,
+    cert: &AcmeCertificate,
+    current: &Current,
+    renew_at: Timestamp,
+    status: &mut AcmeCertificateStatus,
+    now: Timestamp,
+    requeue: Duration,
+) -> Duration {
+    let info = &current.info;
+    let mut requeue = match status::issued(status, info, current.revision, renew_at, now) {
+        // Wake up at the renewal time (at once when it has come).
+        Some(renewal) => requeue.min(renewal),
+        // Failing: the retry delay decides.
+        None => requeue,
+    };
+    ctx.metrics
+        .certificate_expiration
+        .get_or_create(&CertificateLabels {
+            namespace: cert.namespace().unwrap_or_default(),
+            name: cert.name_any(),
+        })
+        .set(info.not_after.as_second() as f64);
+    let copies = distribute(ctx, cert, current, &status.distribution).await;
+    if copies.iter().any(|c| c.last_error.is_some()) {
+        requeue = requeue.min(DISTRIBUTION_RETRY);
+    }
+    status.distribution = copies;
+    requeue
 }
 
 /// The wait after `failures` failed issuances in a row: the backoff, or the ACME server's
@@ -256,19 +260,6 @@ fn retry_wait(ctx: &Context, failures: i32, retry_after: Option<Duration>) -> Du
         ctx.acme.retry_max,
     );
     honour_retry_after(backoff, retry_after)
-}
-
-fn until(now: Timestamp, at: Timestamp) -> Duration {
-    Duration::try_from(at.duration_since(now)).unwrap_or_default()
-}
-
-fn set_condition(
-    status: &mut AcmeCertificateStatus,
-    new: k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition,
-) {
-    status.conditions.retain(|c| c.type_ != new.type_);
-    status.conditions.push(new);
-    status.conditions.sort_by_key(|c| c.type_ != READY);
 }
 
 /// The Secret's certificate, or why there is none usable.
