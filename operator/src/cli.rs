@@ -783,12 +783,13 @@ fn print_objects(desired: &Desired, out: &mut dyn Write) -> std::io::Result<()> 
 }
 
 fn write_files(dir: &Path, desired: &Desired) -> std::io::Result<()> {
-    for file in &desired.files {
+    crate::parallel::map(&desired.files, |file| {
         let path = dir.join(&file.path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(path, &file.content)?;
-    }
-    Ok(())
+        std::fs::write(path, &file.content)
+    })
+    .into_iter()
+    .collect()
 }

@@ -20,6 +20,7 @@ pub mod hash;
 pub mod inventory;
 pub mod manifest;
 pub mod metrics;
+pub mod parallel;
 pub mod prometheus;
 pub mod render;
 pub mod telemetry;

@@ -115,48 +115,56 @@ pub fn load_texts_with(
     default_namespace: &str,
 ) -> Loaded {
     let mut loaded = Loaded::default();
-    let mut decoded: Vec<(Source, Object)> = Vec::new();
+    // Reading a YAML stream is sequential; checking its documents is not.
+    let mut documents: Vec<(Source, Result<Value, FieldError>)> = Vec::new();
     for (file, text) in texts {
         for (index, document) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
             let source = Source {
                 file: file.clone(),
                 index,
             };
-            let value = match Value::deserialize(document) {
-                Ok(Value::Null) => continue,
-                Ok(value) => value,
+            match Value::deserialize(document) {
+                Ok(Value::Null) => {}
+                Ok(value) if !is_vigil(&value) => loaded.skipped += 1,
+                Ok(value) => documents.push((source, Ok(value))),
                 Err(e) => {
                     let error = FieldError::new("", format!("not valid YAML: {e}"));
-                    loaded.problems.push(Problem {
-                        source,
-                        object: None,
-                        error,
-                    });
+                    documents.push((source, Err(error)));
                     // After a syntax error the stream cannot be read further: the
                     // document iterator would yield the same error forever (found by the
                     // `manifest` fuzz target: an unclosed flow mapping hung `vigil
                     // validate` and grew its memory without bound).
                     break;
                 }
-            };
-            if !is_vigil(&value) {
-                loaded.skipped += 1;
-                continue;
-            }
-            match validator.check(&value, default_namespace) {
-                Ok(object) => decoded.push((source, object)),
-                Err(errors) => {
-                    let object = Some(describe(&value));
-                    loaded
-                        .problems
-                        .extend(errors.into_iter().map(|error| Problem {
-                            source: source.clone(),
-                            object: object.clone(),
-                            error,
-                        }));
-                }
             }
         }
+    }
+    // The schema and CEL checks on every core; the problems in reading order.
+    let checked = crate::parallel::map(&documents, |(_, value)| {
+        value
+            .as_ref()
+            .ok()
+            .map(|value| validator.check(value, default_namespace))
+    });
+    let mut decoded: Vec<(Source, Object)> = Vec::new();
+    for ((source, value), checked) in documents.into_iter().zip(checked) {
+        let problems = match (value, checked) {
+            (_, Some(Ok(object))) => {
+                decoded.push((source, object));
+                continue;
+            }
+            (Ok(value), Some(Err(errors))) => (Some(describe(&value)), errors),
+            (Err(error), _) => (None, vec![error]),
+            (Ok(_), None) => continue,
+        };
+        let (object, errors) = problems;
+        loaded
+            .problems
+            .extend(errors.into_iter().map(|error| Problem {
+                source: source.clone(),
+                object: object.clone(),
+                error,
+            }));
     }
     // The same object twice (in two files, or twice in one) would be applied twice, the
     // second silently winning: refuse the later ones.
@@ -194,9 +202,9 @@ pub fn load_texts_with(
     for (_, object) in &decoded {
         all.insert(object.clone());
     }
-    for (source, object) in decoded {
+    let verdicts = crate::parallel::map(&decoded, |(_, object)| object.validate(&all));
+    for ((source, object), errors) in decoded.into_iter().zip(verdicts) {
         let label = format!("{}/{}", object.kind(), object.key());
-        let errors = object.validate(&all);
         if errors.is_empty() {
             loaded.sources.push((source, label));
             loaded.inventory.insert(object);

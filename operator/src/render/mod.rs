@@ -45,11 +45,12 @@ pub struct Desired {
 /// objects of this cluster.
 pub fn render(inventory: &Inventory) -> Desired {
     let mut desired = Desired::default();
-    for slo in &inventory.service_level_objectives {
-        if let Ok(rendered) = slo::render_slo(slo, slo.spec.output.kind) {
-            desired.objects.push(rendered.object);
-            desired.files.push(rendered.file);
-        }
+    let slos = crate::parallel::map(&inventory.service_level_objectives, |slo| {
+        slo::render_slo(slo, slo.spec.output.kind).ok()
+    });
+    for rendered in slos.into_iter().flatten() {
+        desired.objects.push(rendered.object);
+        desired.files.push(rendered.file);
     }
     for dns in &inventory.cross_cloud_dns {
         if let Ok(configs) = dns::render_cross_cloud_dns(dns, inventory, &|_| true) {
