@@ -23,6 +23,13 @@ fuzz_target!(|data: &[u8]| {
         "default",
     );
     let _ = vigil::render::render(&loaded.inventory);
+    // Vigil's rule-file writer gives exactly serde_yaml_ng's YAML, whatever the SLO holds.
+    for slo in &loaded.inventory.service_level_objectives {
+        if let Ok(rules) = vigil::render::slo::render_rules(slo) {
+            let expected = serde_yaml_ng::to_string(&rules).expect("serde_yaml_ng writes rules");
+            assert_eq!(rules.to_yaml(), expected);
+        }
+    }
     for pipeline in &loaded.inventory.telemetry_pipelines {
         if let Ok(configs) =
             vigil::render::otel::render_collector_configs(pipeline, &loaded.inventory, Some(50.0))

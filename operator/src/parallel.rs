@@ -21,7 +21,10 @@ pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
             .collect();
         parts
             .into_iter()
-            .flat_map(|part| part.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .flat_map(|part| {
+                part.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .collect()
     })
 }
@@ -35,7 +38,11 @@ mod tests {
         for n in [0, 1, 63, 64, 65, 1000, 4097] {
             let items: Vec<usize> = (0..n).collect();
             let mapped = map(&items, |i| i * 2);
-            assert_eq!(mapped, items.iter().map(|i| i * 2).collect::<Vec<_>>(), "{n}");
+            assert_eq!(
+                mapped,
+                items.iter().map(|i| i * 2).collect::<Vec<_>>(),
+                "{n}"
+            );
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod dns;
 pub mod otel;
+mod rule_yaml;
 pub mod slo;
 
 use std::path::PathBuf;
