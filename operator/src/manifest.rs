@@ -102,9 +102,17 @@ pub fn load(paths: &[PathBuf], default_namespace: &str) -> std::io::Result<Loade
     Ok(load_texts(texts, default_namespace))
 }
 
-/// [`load`] of texts already read, each with the file name it is reported under.
+/// [`load`] of texts already read, each with the file name it is reported under. The
+/// validator (every CRD's schema and CEL rules compiled) is built while the texts are read.
 pub fn load_texts(texts: Vec<(PathBuf, String)>, default_namespace: &str) -> Loaded {
-    load_texts_with(&SchemaValidator::new(), texts, default_namespace)
+    std::thread::scope(|scope| {
+        let validator = scope.spawn(SchemaValidator::new);
+        let documents = read_documents(texts);
+        let validator = validator
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        check_documents(&validator, documents, default_namespace)
+    })
 }
 
 /// [`load_texts`] with a validator built once (building one compiles every CRD's schema
@@ -114,9 +122,20 @@ pub fn load_texts_with(
     texts: Vec<(PathBuf, String)>,
     default_namespace: &str,
 ) -> Loaded {
-    let mut loaded = Loaded::default();
-    // Reading a YAML stream is sequential; checking its documents is not.
-    let mut documents: Vec<(Source, Result<Value, FieldError>)> = Vec::new();
+    check_documents(validator, read_documents(texts), default_namespace)
+}
+
+/// The Vigil documents of YAML texts, in reading order, each parsed or with its syntax
+/// error, and how many documents of other API groups were skipped.
+struct Documents {
+    documents: Vec<(Source, Result<Value, FieldError>)>,
+    skipped: usize,
+}
+
+/// Reading a YAML stream is sequential; checking its documents is not.
+fn read_documents(texts: Vec<(PathBuf, String)>) -> Documents {
+    let mut skipped = 0;
+    let mut documents = Vec::new();
     for (file, text) in texts {
         for (index, document) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
             let source = Source {
@@ -125,7 +144,7 @@ pub fn load_texts_with(
             };
             match Value::deserialize(document) {
                 Ok(Value::Null) => {}
-                Ok(value) if !is_vigil(&value) => loaded.skipped += 1,
+                Ok(value) if !is_vigil(&value) => skipped += 1,
                 Ok(value) => documents.push((source, Ok(value))),
                 Err(e) => {
                     let error = FieldError::new("", format!("not valid YAML: {e}"));
@@ -139,6 +158,18 @@ pub fn load_texts_with(
             }
         }
     }
+    Documents { documents, skipped }
+}
+
+fn check_documents(
+    validator: &SchemaValidator,
+    Documents { documents, skipped }: Documents,
+    default_namespace: &str,
+) -> Loaded {
+    let mut loaded = Loaded {
+        skipped,
+        ..Loaded::default()
+    };
     // The schema and CEL checks on every core; the problems in reading order.
     let checked = crate::parallel::map(&documents, |(_, value)| {
         value

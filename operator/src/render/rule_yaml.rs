@@ -396,7 +396,12 @@ mod tests {
         for slo in slos {
             let rules = super::super::slo::render_rules(slo).expect("rules");
             let expected = serde_yaml_ng::to_string(&rules).expect("serde_yaml_ng");
-            assert_eq!(write(&rules).as_deref(), Some(expected.as_str()), "{:?}", slo.metadata.name);
+            assert_eq!(
+                write(&rules).as_deref(),
+                Some(expected.as_str()),
+                "{:?}",
+                slo.metadata.name
+            );
         }
     }
 
