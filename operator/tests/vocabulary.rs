@@ -2,6 +2,7 @@
 //! `docs/` (in backticks, as users see it in `kubectl describe`).
 
 use vigil::api::cross_cloud_dns::vocabulary as dns;
+use vigil::api::member_cluster::vocabulary as member;
 use vigil::api::service_level_objective::vocabulary as slo;
 
 fn documented(page: &str, words: &[&str]) {
@@ -26,4 +27,9 @@ fn every_slo_condition_and_reason_is_documented() {
 #[test]
 fn every_cross_cloud_dns_reason_is_documented() {
     documented("dns.md", dns::ALL);
+}
+
+#[test]
+fn every_member_cluster_condition_and_reason_is_documented() {
+    documented("member-clusters.md", member::ALL);
 }

@@ -136,3 +136,50 @@ pub struct MemberClusterStatus {
 }
 
 impl_has_conditions!(MemberClusterStatus);
+
+/// The condition types of a MemberCluster's status besides `Ready`, and the reasons its
+/// controller writes (in conditions and Events). `docs/member-clusters.md` explains each; a
+/// test holds it to that.
+pub mod vocabulary {
+    /// Condition: the API server answered a version request.
+    pub const API_REACHABLE: &str = "ApiReachable";
+    /// Condition: every DNS endpoint answered a query.
+    pub const DNS_REACHABLE: &str = "DnsReachable";
+
+    /// The probe (or both) answered.
+    pub const REACHABLE: &str = "Reachable";
+    /// The API server refused or failed the request.
+    pub const API_UNREACHABLE: &str = "ApiUnreachable";
+    /// The API server did not answer in time.
+    pub const API_TIMEOUT: &str = "ApiTimeout";
+    /// Neither `spec.apiServer` nor `spec.local`.
+    pub const NO_API_SERVER: &str = "NoApiServer";
+    /// The kubeconfig Secret does not exist.
+    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    /// The kubeconfig Secret could not be read.
+    pub const SECRET_UNREADABLE: &str = "SecretUnreadable";
+    /// The Secret has no such key.
+    pub const KUBECONFIG_MISSING: &str = "KubeconfigMissing";
+    /// The key holds no usable kubeconfig.
+    pub const KUBECONFIG_INVALID: &str = "KubeconfigInvalid";
+    /// A DNS endpoint did not answer.
+    pub const DNS_UNREACHABLE: &str = "DnsUnreachable";
+    /// `spec.dns.endpoints` is empty: nothing to probe.
+    pub const NO_ENDPOINTS: &str = "NoEndpoints";
+
+    /// Every condition type and reason above.
+    pub const ALL: &[&str] = &[
+        API_REACHABLE,
+        DNS_REACHABLE,
+        REACHABLE,
+        API_UNREACHABLE,
+        API_TIMEOUT,
+        NO_API_SERVER,
+        SECRET_NOT_FOUND,
+        SECRET_UNREADABLE,
+        KUBECONFIG_MISSING,
+        KUBECONFIG_INVALID,
+        DNS_UNREACHABLE,
+        NO_ENDPOINTS,
+    ];
+}

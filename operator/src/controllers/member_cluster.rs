@@ -20,13 +20,11 @@ use crate::api::{MemberCluster, MemberClusterStatus, READY};
 use crate::metrics::ProbeLabels;
 use crate::validate::{Validate, parse_duration};
 
-/// Condition type: the API server answered a version request.
-pub const API_REACHABLE: &str = "ApiReachable";
-/// Condition type: every DNS endpoint answered a query.
-pub const DNS_REACHABLE: &str = "DnsReachable";
+use crate::api::member_cluster::vocabulary::*;
+pub use crate::api::member_cluster::vocabulary::{API_REACHABLE, DNS_REACHABLE};
 
 /// How long one API probe may take.
-const API_TIMEOUT: Duration = Duration::from_secs(10);
+const API_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a probe failed: a condition reason and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +125,7 @@ pub fn member_status(
         Ok(version) => condition(
             API_REACHABLE,
             Some(true),
-            "Reachable",
+            REACHABLE,
             format!("API server answers, Kubernetes {version}"),
         ),
         Err(f) => condition(API_REACHABLE, Some(false), f.reason, f.message.clone()),
@@ -136,13 +134,13 @@ pub fn member_status(
         Ok(Some(count)) => condition(
             DNS_REACHABLE,
             Some(true),
-            "Reachable",
+            REACHABLE,
             format!("all {count} DNS endpoints answer"),
         ),
         Ok(None) => condition(
             DNS_REACHABLE,
             None,
-            "NoEndpoints",
+            NO_ENDPOINTS,
             "spec.dns.endpoints is empty: nothing to probe",
         ),
         Err(f) => condition(DNS_REACHABLE, Some(false), f.reason, f.message.clone()),
@@ -156,7 +154,7 @@ pub fn member_status(
         (Ok(_), Ok(_)) => condition(
             READY,
             Some(true),
-            "Reachable",
+            REACHABLE,
             "the API server and DNS answer",
         ),
         (Err(f), _) | (Ok(_), Err(f)) => {
@@ -174,17 +172,17 @@ pub fn member_status(
 /// the operator's own client for the local cluster).
 async fn probe_api(member: &MemberCluster, ctx: &Context) -> Result<String, ProbeFailure> {
     let (client, server) = member_client(member, ctx).await?;
-    match tokio::time::timeout(API_TIMEOUT, client.apiserver_version()).await {
+    match tokio::time::timeout(API_PROBE_TIMEOUT, client.apiserver_version()).await {
         Ok(Ok(info)) => Ok(info.git_version),
         Ok(Err(error)) => Err(ProbeFailure::new(
-            "ApiUnreachable",
+            API_UNREACHABLE,
             format!("API server {server}: {}", describe_kube_error(&error)),
         )),
         Err(_) => Err(ProbeFailure::new(
-            "ApiTimeout",
+            API_TIMEOUT,
             format!(
                 "API server {server} did not answer within {}s",
-                API_TIMEOUT.as_secs()
+                API_PROBE_TIMEOUT.as_secs()
             ),
         )),
     }
@@ -200,7 +198,7 @@ pub async fn member_client(
         Some(api_server) => remote_client(ctx, &api_server.kubeconfig_secret_ref).await,
         None if member.spec.local => Ok((ctx.client.clone(), "of the local cluster".to_owned())),
         None => Err(ProbeFailure::new(
-            "NoApiServer",
+            NO_API_SERVER,
             "spec.apiServer is not set and the cluster is not local",
         )),
     }
@@ -258,11 +256,11 @@ async fn remote_client(
         .await
         .map_err(|e| {
             ProbeFailure::new(
-                "SecretUnreadable",
+                SECRET_UNREADABLE,
                 format!("{at}: {}", describe_kube_error(&e)),
             )
         })?
-        .ok_or_else(|| ProbeFailure::new("SecretNotFound", format!("{at} does not exist")))?;
+        .ok_or_else(|| ProbeFailure::new(SECRET_NOT_FOUND, format!("{at} does not exist")))?;
     let key = format!(
         "{}/{}/{}",
         reference.namespace, reference.name, reference.key
@@ -277,19 +275,19 @@ async fn remote_client(
         .and_then(|d| d.get(&reference.key))
         .ok_or_else(|| {
             ProbeFailure::new(
-                "KubeconfigMissing",
+                KUBECONFIG_MISSING,
                 format!("{at} has no key {:?}", reference.key),
             )
         })?;
     let text = std::str::from_utf8(&bytes.0).map_err(|_| {
         ProbeFailure::new(
-            "KubeconfigInvalid",
+            KUBECONFIG_INVALID,
             format!("{at} key {:?} is not UTF-8", reference.key),
         )
     })?;
     let invalid = |e: &dyn std::fmt::Display| {
         ProbeFailure::new(
-            "KubeconfigInvalid",
+            KUBECONFIG_INVALID,
             format!("{at} key {:?}: {e}", reference.key),
         )
     };
@@ -298,7 +296,7 @@ async fn remote_client(
         .await
         .map_err(|e| invalid(&e))?;
     config.connect_timeout = Some(Duration::from_secs(5));
-    config.read_timeout = Some(API_TIMEOUT);
+    config.read_timeout = Some(API_PROBE_TIMEOUT);
     let server = config
         .cluster_url
         .to_string()
@@ -329,7 +327,7 @@ pub async fn probe_dns(
         Ok(Some(endpoints.len()))
     } else {
         Err(ProbeFailure::new(
-            "DnsUnreachable",
+            DNS_UNREACHABLE,
             format!("DNS {}", failures.join("; ")),
         ))
     }
@@ -443,5 +441,169 @@ mod tests {
                 .get("vigil-system/vmware/kubeconfig", "41")
                 .is_none()
         );
+    }
+}
+
+/// The controller against a mocked API server and a real resolver on loopback: every call
+/// of a probe, when the cluster is up, again with nothing changed, and when its API server
+/// fails.
+#[cfg(test)]
+mod scenario {
+    use std::sync::Arc;
+
+    use http::{Method, StatusCode};
+    use kube::runtime::controller::Action;
+    use serde_json::json;
+
+    use super::*;
+    use crate::controllers::mock::{Log, context, mock_api, not_found, resolver, silent};
+
+    const VERSION: &str = "/version";
+    const STATUS: &str = "/apis/vigil.io/v1alpha1/memberclusters/east/status";
+    const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
+
+    fn east(endpoint: &str, status: Option<MemberClusterStatus>) -> MemberCluster {
+        let mut member: MemberCluster = serde_json::from_value(json!({
+            "apiVersion": "vigil.io/v1alpha1", "kind": "MemberCluster",
+            "metadata": {"name": "east", "uid": "e0000000-0000-0000-0000-000000000001", "generation": 1},
+            "spec": {"provider": "aws", "region": "us-east-1", "local": true, "probeInterval": "15s",
+                     "dns": {"endpoints": [endpoint], "clusterDomain": "cluster.local"}},
+        }))
+        .expect("a MemberCluster");
+        member.status = status;
+        member
+    }
+
+    /// The local API server: its version, or a 503 when `down`.
+    fn cluster(down: bool) -> (Client, Log) {
+        mock_api(move |r| {
+            let path = r.uri.split('?').next().unwrap_or_default();
+            match (&r.method, path) {
+                (&Method::GET, VERSION) if down => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "ServiceUnavailable", "code": 503, "message": "etcd is unavailable"}),
+                ),
+                (&Method::GET, VERSION) => (
+                    StatusCode::OK,
+                    json!({"major": "1", "minor": "36", "gitVersion": "v1.36.3", "gitCommit": "", "gitTreeState": "clean",
+                           "buildDate": "2026-11-01T00:00:00Z", "goVersion": "go1.26", "compiler": "gc", "platform": "linux/amd64"}),
+                ),
+                (&Method::PATCH, STATUS) => {
+                    let mut member =
+                        serde_json::to_value(east("127.0.0.1:53", None)).expect("encode");
+                    member["status"] = r.body["status"].clone();
+                    (StatusCode::OK, member)
+                }
+                (&Method::POST, EVENTS) => (StatusCode::CREATED, r.body.clone()),
+                _ => not_found(),
+            }
+        })
+    }
+
+    fn calls(log: &Log) -> Vec<(Method, String)> {
+        log.lock()
+            .expect("log")
+            .iter()
+            .map(|r| {
+                (
+                    r.method.clone(),
+                    r.uri.split('?').next().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn call(method: Method, path: &str) -> (Method, String) {
+        (method, path.to_owned())
+    }
+
+    fn written_status(log: &Log) -> MemberClusterStatus {
+        let log = log.lock().expect("log");
+        let patch = log
+            .iter()
+            .find(|r| r.uri.starts_with(STATUS))
+            .expect("a status write");
+        serde_json::from_value(patch.body["status"].clone()).expect("a status")
+    }
+
+    #[tokio::test]
+    async fn a_cluster_that_answers_is_ready_once_and_then_left_alone() {
+        let (client, log) = cluster(false);
+        let ctx = context(client);
+        let endpoint = resolver().await;
+        let action = Arc::new(east(&endpoint, None))
+            .reconcile(ctx.clone())
+            .await
+            .expect("probed");
+        assert_eq!(
+            calls(&log),
+            [
+                call(Method::GET, VERSION),
+                call(Method::PATCH, STATUS),
+                call(Method::POST, EVENTS)
+            ]
+        );
+        let status = written_status(&log);
+        assert_eq!(status.kubernetes_version.as_deref(), Some("v1.36.3"));
+        assert_eq!(status.conditions[0].reason, "Reachable");
+        assert_eq!(status.conditions[2].message, "all 1 DNS endpoints answer");
+        {
+            let log = log.lock().expect("log");
+            assert_eq!(log[2].body["type"], "Normal");
+            assert_eq!(log[2].body["reason"], "Reachable");
+        }
+        assert_eq!(action, Action::requeue(Duration::from_secs(15)));
+
+        // The next probe finds the same: one read, no write, no Event.
+        log.lock().expect("log").clear();
+        Arc::new(east(&endpoint, Some(status)))
+            .reconcile(ctx)
+            .await
+            .expect("probed again");
+        assert_eq!(calls(&log), [call(Method::GET, VERSION)]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_api_server_and_a_silent_resolver_are_reported_not_errors() {
+        let (client, log) = cluster(true);
+        let ctx = context(client);
+        let was_ready = member_status(&Ok("v1.36.3".into()), &Ok(Some(1)));
+        Arc::new(east(&silent(), Some(was_ready)))
+            .reconcile(ctx)
+            .await
+            .expect("a failed probe is the cluster's state, not an error");
+        assert_eq!(
+            calls(&log),
+            [
+                call(Method::GET, VERSION),
+                call(Method::PATCH, STATUS),
+                call(Method::POST, EVENTS)
+            ]
+        );
+        let status = written_status(&log);
+        let reasons: Vec<(&str, &str)> = status
+            .conditions
+            .iter()
+            .map(|c| (c.status.as_str(), c.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("False", "ApiUnreachable"),
+                ("False", "ApiUnreachable"),
+                ("False", "DnsUnreachable")
+            ]
+        );
+        assert!(
+            status.conditions[1]
+                .message
+                .contains("etcd is unavailable (503 ServiceUnavailable)"),
+            "{}",
+            status.conditions[1].message
+        );
+        assert!(status.kubernetes_version.is_none());
+        let log = log.lock().expect("log");
+        assert_eq!(log[2].body["type"], "Warning");
+        assert_eq!(log[2].body["reason"], "ApiUnreachable");
     }
 }

@@ -119,3 +119,27 @@ pub fn context_with(client: Client, members: Vec<MemberCluster>) -> Arc<Context>
         member_clients: super::member_cluster::MemberClients::default(),
     })
 }
+
+/// A resolver on loopback that answers every query (an empty NOERROR).
+pub async fn resolver() -> String {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("a UDP port");
+    let address = socket.local_addr().expect("its address").to_string();
+    tokio::spawn(async move {
+        let mut buffer = vec![0u8; 4096];
+        while let Ok((n, from)) = socket.recv_from(&mut buffer).await {
+            if let Ok(mut reply) = hickory_proto::op::Message::from_vec(&buffer[..n]) {
+                reply.metadata.message_type = hickory_proto::op::MessageType::Response;
+                let _ = socket.send_to(&reply.to_vec().expect("encode"), from).await;
+            }
+        }
+    });
+    address
+}
+
+/// A port on loopback where nothing listens: a probe is refused at once.
+pub fn silent() -> String {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP port");
+    socket.local_addr().expect("its address").to_string()
+}

@@ -4,43 +4,20 @@
 
 use std::sync::Arc;
 
-use hickory_proto::op::{Message, MessageType};
 use http::{Method, StatusCode};
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
 use crate::api::{CrossCloudDNS, CrossCloudDNSStatus, MemberCluster};
 use crate::controllers::Reconcile;
-use crate::controllers::mock::{Log, Recorded, context_with, mock_api, not_found};
+use crate::controllers::mock::{
+    Log, Recorded, context_with, mock_api, not_found, resolver, silent,
+};
 
 const OBJECT: &str = "/apis/vigil.io/v1alpha1/crossclouddnses/mesh";
 const STATUS: &str = "/apis/vigil.io/v1alpha1/crossclouddnses/mesh/status";
 const IMPORT: &str = "/api/v1/namespaces/kube-system/configmaps/coredns-custom";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
-
-/// A resolver on loopback that answers every query (an empty NOERROR).
-async fn resolver() -> String {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("a UDP port");
-    let address = socket.local_addr().expect("its address").to_string();
-    tokio::spawn(async move {
-        let mut buffer = vec![0u8; 4096];
-        while let Ok((n, from)) = socket.recv_from(&mut buffer).await {
-            if let Ok(mut reply) = Message::from_vec(&buffer[..n]) {
-                reply.metadata.message_type = MessageType::Response;
-                let _ = socket.send_to(&reply.to_vec().expect("encode"), from).await;
-            }
-        }
-    });
-    address
-}
-
-/// A port on loopback where nothing listens: a probe is refused at once.
-fn silent() -> String {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP port");
-    socket.local_addr().expect("its address").to_string()
-}
 
 /// The local cluster `east`, whose resolver is at `endpoint`.
 fn east(endpoint: &str) -> MemberCluster {
