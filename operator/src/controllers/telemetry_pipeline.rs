@@ -81,49 +81,12 @@ impl Reconcile for TelemetryPipeline {
         let configs = render_collector_configs(&self, &inventory, boosted)
             .map_err(|e| Error::InvalidSpec(vec![FieldError::new("spec", e.0)]))?;
         let previous = self.status.clone().unwrap_or_default().clusters;
-        let mut entries = Vec::new();
-        let mut rollouts = Vec::new();
-        for config in &configs {
-            let before = previous.iter().find(|c| c.cluster == config.cluster);
-            let Some(member) = inventory.member_cluster(&config.cluster) else {
-                continue;
-            };
-            let (entry, rollout) = match roll_out(&ctx, &self, member, config, before).await {
-                Ok(done) => done,
-                Err(message) => (
-                    PipelineClusterStatus {
-                        cluster: config.cluster.clone(),
-                        active_config: before.and_then(|b| b.active_config.clone()),
-                        candidate_config: before.and_then(|b| b.candidate_config.clone()),
-                        message: Some(message.clone()),
-                    },
-                    Rollout::Unreachable(message),
-                ),
-            };
-            announce(&ctx, &self, before, &entry, &rollout).await;
-            entries.push(entry);
-            rollouts.push(rollout);
-        }
+        let (entries, rollouts) = roll_out_all(&ctx, &self, &inventory, &configs, &previous).await;
         let (validated, ready) = conditions(&entries, &rollouts);
         let before = self.status.as_ref().and_then(|s| s.sampling.as_ref());
-        if let Some(before) = before
-            && before.percentage != sampling.percentage
-        {
-            let (reason, verb) = if sampling.boosted_by.is_some() {
-                ("SamplingBoosted", "raised")
-            } else {
-                ("SamplingRestored", "returned")
-            };
-            ctx.publish(
-                self.as_ref(),
-                EventType::Normal,
-                reason,
-                format!(
-                    "trace sampling {verb} from {}% to {}%: {}",
-                    before.percentage, sampling.percentage, sampling.reason
-                ),
-            )
-            .await;
+        if let Some((reason, note)) = sampling_event(before, &sampling) {
+            ctx.publish(self.as_ref(), EventType::Normal, reason, note)
+                .await;
         }
         let boosts = !self.spec.sampling.slo_boost.is_empty();
         let status = TelemetryPipelineStatus {
@@ -133,16 +96,79 @@ impl Reconcile for TelemetryPipeline {
             sampling: Some(sampling),
         };
         update_status(&ctx.client, self.as_ref(), status).await?;
-        Ok(Action::requeue(
-            if rollouts.contains(&Rollout::Validating) {
-                VALIDATING_RECHECK
-            } else if boosts {
-                // Burns are read from Prometheus as often as error budgets.
-                ctx.status_interval.min(RESYNC)
-            } else {
-                RESYNC
-            },
-        ))
+        Ok(Action::requeue(requeue(
+            &rollouts,
+            boosts,
+            ctx.status_interval,
+        )))
+    }
+}
+
+/// Rolls each cluster's configuration out (or goes on with its rollout), announcing what
+/// changed; a cluster that cannot be reached keeps its configurations in its entry.
+async fn roll_out_all(
+    ctx: &Context,
+    pipeline: &TelemetryPipeline,
+    inventory: &crate::inventory::Inventory,
+    configs: &[CollectorConfig],
+    previous: &[PipelineClusterStatus],
+) -> (Vec<PipelineClusterStatus>, Vec<Rollout>) {
+    let mut entries = Vec::new();
+    let mut rollouts = Vec::new();
+    for config in configs {
+        let before = previous.iter().find(|c| c.cluster == config.cluster);
+        let Some(member) = inventory.member_cluster(&config.cluster) else {
+            continue;
+        };
+        let (entry, rollout) = match roll_out(ctx, pipeline, member, config, before).await {
+            Ok(done) => done,
+            Err(message) => (
+                PipelineClusterStatus {
+                    cluster: config.cluster.clone(),
+                    active_config: before.and_then(|b| b.active_config.clone()),
+                    candidate_config: before.and_then(|b| b.candidate_config.clone()),
+                    message: Some(message.clone()),
+                },
+                Rollout::Unreachable(message),
+            ),
+        };
+        announce(ctx, pipeline, before, &entry, &rollout).await;
+        entries.push(entry);
+        rollouts.push(rollout);
+    }
+    (entries, rollouts)
+}
+
+/// The Event when the sampling percentage moved: raised by a burning SLO, or back.
+fn sampling_event(
+    before: Option<&SamplingStatus>,
+    now: &SamplingStatus,
+) -> Option<(&'static str, String)> {
+    let before = before.filter(|b| b.percentage != now.percentage)?;
+    let (reason, verb) = if now.boosted_by.is_some() {
+        ("SamplingBoosted", "raised")
+    } else {
+        ("SamplingRestored", "returned")
+    };
+    Some((
+        reason,
+        format!(
+            "trace sampling {verb} from {}% to {}%: {}",
+            before.percentage, now.percentage, now.reason
+        ),
+    ))
+}
+
+/// When to look again: soon while a validation Job runs; with the status interval while
+/// burns can boost sampling (they are read from Prometheus as often as error budgets);
+/// otherwise at the resync.
+fn requeue(rollouts: &[Rollout], boosts: bool, status_interval: Duration) -> Duration {
+    if rollouts.contains(&Rollout::Validating) {
+        VALIDATING_RECHECK
+    } else if boosts {
+        status_interval.min(RESYNC)
+    } else {
+        RESYNC
     }
 }
 
@@ -766,6 +792,53 @@ async fn prune(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sampling(percentage: f64, boosted_by: Option<&str>, reason: &str) -> SamplingStatus {
+        SamplingStatus {
+            percentage,
+            reason: reason.into(),
+            boosted_by: boosted_by.map(Into::into),
+            calm_since: None,
+        }
+    }
+
+    #[test]
+    fn a_moved_percentage_is_announced_once_either_way() {
+        let base = sampling(10.0, None, "the base percentage");
+        let boosted = sampling(
+            100.0,
+            Some("checkout"),
+            "SLO shop/checkout burns its budget",
+        );
+        assert_eq!(sampling_event(None, &base), None, "the first status");
+        assert_eq!(sampling_event(Some(&base), &base), None);
+        assert_eq!(
+            sampling_event(Some(&base), &boosted),
+            Some((
+                "SamplingBoosted",
+                "trace sampling raised from 10% to 100%: SLO shop/checkout burns its budget".into()
+            ))
+        );
+        assert_eq!(
+            sampling_event(Some(&boosted), &base),
+            Some((
+                "SamplingRestored",
+                "trace sampling returned from 100% to 10%: the base percentage".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_running_validation_is_looked_at_soon_and_burns_at_the_status_interval() {
+        let interval = Duration::from_secs(15);
+        let running = [Rollout::Running, Rollout::Refused("bad".into())];
+        let validating = [Rollout::Running, Rollout::Validating];
+        assert_eq!(requeue(&validating, true, interval), VALIDATING_RECHECK);
+        assert_eq!(requeue(&running, true, interval), interval);
+        assert_eq!(requeue(&running, true, Duration::from_secs(600)), RESYNC);
+        assert_eq!(requeue(&running, false, interval), RESYNC);
+        assert_eq!(requeue(&[], false, interval), RESYNC);
+    }
 
     #[test]
     fn a_boost_holds_until_the_burn_has_stopped_for_hold_for() {
