@@ -427,7 +427,6 @@ impl Reconcile for SupervisedWorkload {
             .uid()
             .unwrap_or_else(|| format!("{namespace}/{}", self.name_any()));
         let kind = self.spec.target.kind;
-        let target = &self.spec.target.name;
         let workloads: Api<DynamicObject> =
             Api::namespaced_with(ctx.client.clone(), &namespace, &resource(kind));
         let previous = ctx
@@ -435,224 +434,232 @@ impl Reconcile for SupervisedWorkload {
             .get(&key)
             .or_else(|| self.status.clone())
             .unwrap_or_default();
-        let Some(workload) = workloads.get_opt(target).await? else {
-            let status = SupervisedWorkloadStatus {
-                conditions: vec![condition(
-                    READY,
-                    Some(false),
-                    "TargetNotFound",
-                    format!("{kind:?} {namespace}/{target} does not exist"),
-                )],
-                ..previous
-            };
-            update_status(&ctx.client, self.as_ref(), status).await?;
-            // The target may be created right after: look again soon.
-            return Ok(Action::requeue(Duration::from_secs(10)));
+        let Some(workload) = workloads.get_opt(&self.spec.target.name).await? else {
+            return target_not_found(&self, &ctx, previous).await;
         };
         let now = Timestamp::now();
         if kind == WorkloadKind::CronJob {
             forbid_overlap(&self, &ctx, &workloads, &workload).await?;
         }
-
-        // Crashes not seen before, oldest first, with their logs and panic summaries.
-        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-        let mut seen: HashSet<String> = previous.seen_crashes.iter().cloned().collect();
-        let mut fresh = Vec::new();
-        let mut refused = Vec::new();
-        if let Some(selector) = pod_selector(&ctx, &namespace, kind, &workload).await? {
-            for pod in pods
-                .list(&ListParams::default().labels(&selector))
-                .await?
-                .items
-            {
-                refused.extend(refused_by_kubelet(&pod));
-                // A pod created after this object: all its restarts are in scope.
-                let pod_is_newer = pod.creation_timestamp() >= self.creation_timestamp();
-                for mut crash in crashes_of(&pod) {
-                    if seen.contains(&crash.id()) {
-                        continue;
-                    }
-                    // Restarts between the last one seen and this one were not seen: the
-                    // status keeps only the last termination. They count as crashes.
-                    let prefix = format!("{}/{}/", crash.pod_uid, crash.container);
-                    let last_seen = seen
-                        .iter()
-                        .filter_map(|id| id.strip_prefix(&prefix)?.parse::<i32>().ok())
-                        .max()
-                        .or(pod_is_newer.then_some(0));
-                    crash.unseen_restarts =
-                        last_seen.map_or(0, |last| (crash.restart_count - last - 1).max(0));
-                    seen.insert(crash.id());
-                    fresh.push(crash);
-                }
-            }
-        }
-        // A termination without a finish time counts as happening now.
-        for crash in &mut fresh {
-            if crash.time.is_empty() {
-                crash.time = now.to_string();
-            }
-        }
-        fresh.sort_by(|a, b| a.time.cmp(&b.time));
-        let capture = &self.spec.crash_capture;
-        let (lines, max_bytes) = (capture.log_tail_lines, capture.max_snapshot_bytes);
-        let read_at = Timestamp::now();
-        let mut logs = Vec::with_capacity(fresh.len());
-        for crash in &fresh {
-            logs.push(read_log(&pods, crash, lines, max_bytes).await);
-        }
-        settle_logs(&fresh).await;
-        let mut late = Vec::new();
-        for (index, (crash, log)) in fresh.iter_mut().zip(logs).enumerate() {
-            let unsettled = parse_time(&crash.time)
-                .and_then(|t| t.checked_add(LOG_SETTLE).ok())
-                .is_none_or(|settled| settled > read_at);
-            let log = match log {
-                first if unsettled => read_log(&pods, crash, lines, max_bytes).await.or(first),
-                first => first,
-            };
-            crash.log_tail = log.unwrap_or_else(|why| format!("log unavailable: {why}"));
-            crash.panic = crate::crash::parse::summarize(&crash.log_tail)
-                .or_else(|| crate::crash::parse::summarize(&crash.termination_message));
-            if unsettled && crash.panic.is_none() && crash.reason == "Error" {
-                late.push(index);
-            }
-        }
-        // On a saturated node the runtime can take longer still to copy the panic: a
-        // recent crash that exited with an error and shows no panic yet is read once more,
-        // a settle later. A tail that still has none is kept as read.
-        if !late.is_empty() {
-            tokio::time::sleep(LOG_SETTLE).await;
-            for index in late {
-                let crash = &mut fresh[index];
-                if let Ok(log) = read_log(&pods, crash, lines, max_bytes).await
-                    && let Some(panic) = crate::crash::parse::summarize(&log)
-                {
-                    crash.log_tail = log;
-                    crash.panic = Some(panic);
-                }
-            }
-        }
-
-        // The breaker.
-        let window = settings(&self).map_or(DEFAULT_WINDOW, |(s, _)| s.window);
-        let mut recent: Vec<Timestamp> = previous
-            .recent_crashes
-            .iter()
-            .filter_map(|t| parse_time(t))
-            .chain(fresh.iter().flat_map(|c| {
-                let times = 1 + usize::try_from(c.unseen_restarts).unwrap_or(0);
-                std::iter::repeat_n(parse_time(&c.time), times).flatten()
-            }))
-            .collect();
-        recent.sort();
-        let in_window = |t: &Timestamp| {
-            Duration::try_from(now.duration_since(*t)).unwrap_or(Duration::ZERO) <= window
-        };
-        let paused = self
-            .annotations()
-            .get(PAUSE_ANNOTATION)
-            .is_some_and(|v| v == "true");
-        let before = breaker::State {
-            phase: Phase::parse(previous.breaker.as_deref()),
-            since: previous.breaker_since.as_deref().and_then(parse_time),
-            cooldown: Duration::from_secs(
-                u64::try_from(previous.breaker_cooldown_seconds.unwrap_or(0)).unwrap_or(0),
-            ),
-        };
-        // A manual override (validated above): a new one moves the breaker at once; an
-        // `Open` one holds it open; a `Close` one forgets the crashes before it.
-        let overriding = BreakerOverride::requested(&self).ok().flatten();
-        let applied = previous.breaker_override.as_ref().filter(|o| {
-            overriding
-                .as_ref()
-                .is_some_and(|r| r.requested_at == o.requested_at)
-        });
-        if let Some(asked) = overriding
-            .as_ref()
-            .filter(|o| o.action == OverrideAction::Close)
-            && let Some(at) = parse_time(&asked.requested_at)
-        {
-            // Termination times are kept to the second: one in the second of the request
-            // counts, as on probation (a crash missed is worse than one counted).
-            recent.retain(|t| t.as_second() >= at.as_second());
-        }
-        let (after, transition) = match (settings(&self), &overriding) {
-            (None, _) => (before.clone(), None),
-            (Some((settings, _)), Some(asked)) if applied.is_none() => {
-                let to = match asked.action {
-                    OverrideAction::Open => Phase::Open,
-                    OverrideAction::Close => Phase::Closed,
-                };
-                breaker::force(&settings, &before, to, now)
-            }
-            (Some(_), Some(asked)) if asked.action == OverrideAction::Open => {
-                (before.clone(), None)
-            }
-            (Some((settings, _)), _) if !paused => breaker::step(&settings, &before, &recent, now),
-            _ => (before.clone(), None),
-        };
-        let breaker_override = match (&overriding, applied) {
-            (Some(_), Some(applied)) => Some(applied.clone()),
-            (Some(asked), None) if settings(&self).is_some() => Some(BreakerOverride {
-                applied_at: Some(now.to_string()),
-                ..asked.clone()
-            }),
-            _ => None,
-        };
-        let manual = breaker_override.is_some() && applied.is_none();
-
-        // Snapshots (and the sealed one) in one write.
-        let config_map_name = format!("{}-crashes", self.name_any());
-        let max_bytes = usize::try_from(capture.max_snapshot_bytes).unwrap_or(65536);
-        let sealing = matches!(transition, Some(Transition::Open | Transition::Reopen));
-        if !fresh.is_empty() || sealing {
-            let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-            let data: BTreeMap<String, String> = config_maps
-                .get_opt(&config_map_name)
-                .await?
-                .and_then(|cm| cm.data)
-                .unwrap_or_default();
-            let texts: Vec<String> = fresh.iter().map(|c| c.to_bounded_json(max_bytes)).collect();
-            let (mut data, _) =
-                ring_add(&data, &texts, usize::try_from(capture.retain).unwrap_or(10));
-            if sealing {
-                let newest = texts.last().cloned().or_else(|| {
-                    data.iter()
-                        .filter(|(k, _)| k.starts_with("crash-"))
-                        .map(|(_, v)| v.clone())
-                        .next_back()
-                });
-                if let Some(newest) = newest {
-                    data.insert(SEALED_KEY.to_owned(), newest);
-                }
-            }
-            let object: DynamicObject = serde_json::from_value(serde_json::json!({
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": config_map_name, "namespace": namespace,
-                    "labels": {"vigil.io/supervised-workload": self.name_any()}},
-                "data": data,
-            }))
-            .map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
-            apply_owned(&ctx.client, self.as_ref(), object).await?;
-        }
-        for crash in &fresh {
-            announce_crash(&self, &ctx, &namespace, crash).await;
-        }
-
-        // The action.
-        let action_note = match (transition, settings(&self)) {
+        let (fresh, refused) = new_crashes(&self, &ctx, &workload, &previous, now).await?;
+        let breaker = decide_breaker(&self, &previous, &fresh, now);
+        record_snapshots(&self, &ctx, &fresh, breaker.sealing()).await?;
+        let action_note = match (breaker.transition, settings(&self)) {
             (Some(transition), Some((_, action))) => {
                 act(&workloads, &workload, kind, action, transition).await?
             }
             _ => String::new(),
         };
-        if let (true, Some(asked)) = (manual, &breaker_override) {
+        for (type_, reason, note) in breaker.events(&previous, &action_note, now) {
+            ctx.publish(self.as_ref(), type_, reason, note).await;
+        }
+        let config = match &self.spec.config {
+            Some(_) => Some(
+                reconcile_config(
+                    &self, &ctx, &namespace, &workloads, &workload, &previous, &fresh, now,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let isolated = isolation_condition(&self, kind, &workload, &refused);
+        announce_refusal(&self, &ctx, &previous, &refused, &isolated).await;
+        let status = new_status(&self, &previous, &fresh, &breaker, isolated, config, now);
+        update_status(&ctx.client, self.as_ref(), status.clone()).await?;
+        ctx.workloads.put(&key, &status);
+        Ok(Action::requeue(breaker.next_check(&self, now)))
+    }
+}
+
+/// A Warning when the kubelet refused to start isolated pods, once per refusal.
+async fn announce_refusal(
+    object: &SupervisedWorkload,
+    ctx: &Context,
+    previous: &SupervisedWorkloadStatus,
+    refused: &[String],
+    isolated: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition,
+) {
+    let was = previous.conditions.iter().find(|c| c.type_ == ISOLATED);
+    if !refused.is_empty()
+        && was.is_none_or(|c| c.reason != isolated.reason || c.message != isolated.message)
+    {
+        let note = isolated.message.clone();
+        ctx.publish(object, EventType::Warning, "IsolationRefused", note)
+            .await;
+    }
+}
+
+/// The target does not exist (yet): `Ready=False`, the rest of the status kept.
+async fn target_not_found(
+    object: &SupervisedWorkload,
+    ctx: &Context,
+    previous: SupervisedWorkloadStatus,
+) -> Result<Action, Error> {
+    let (kind, target) = (object.spec.target.kind, &object.spec.target.name);
+    let namespace = object.namespace().unwrap_or_default();
+    let status = SupervisedWorkloadStatus {
+        conditions: vec![condition(
+            READY,
+            Some(false),
+            "TargetNotFound",
+            format!("{kind:?} {namespace}/{target} does not exist"),
+        )],
+        ..previous
+    };
+    update_status(&ctx.client, object, status).await?;
+    // The target may be created right after: look again soon.
+    Ok(Action::requeue(Duration::from_secs(10)))
+}
+
+/// Crashes of the workload's pods not seen before, oldest first, with their logs and
+/// panic summaries; and the pods the kubelet refused to start.
+async fn new_crashes(
+    object: &SupervisedWorkload,
+    ctx: &Context,
+    workload: &DynamicObject,
+    previous: &SupervisedWorkloadStatus,
+    now: Timestamp,
+) -> Result<(Vec<Snapshot>, Vec<String>), Error> {
+    let namespace = object.namespace().unwrap_or_default();
+    let kind = object.spec.target.kind;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut seen: HashSet<String> = previous.seen_crashes.iter().cloned().collect();
+    let mut fresh = Vec::new();
+    let mut refused = Vec::new();
+    if let Some(selector) = pod_selector(ctx, &namespace, kind, workload).await? {
+        for pod in pods
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+        {
+            refused.extend(refused_by_kubelet(&pod));
+            // A pod created after this object: all its restarts are in scope.
+            let pod_is_newer = pod.creation_timestamp() >= object.creation_timestamp();
+            for mut crash in crashes_of(&pod) {
+                if seen.contains(&crash.id()) {
+                    continue;
+                }
+                // Restarts between the last one seen and this one were not seen: the
+                // status keeps only the last termination. They count as crashes.
+                let prefix = format!("{}/{}/", crash.pod_uid, crash.container);
+                let last_seen = seen
+                    .iter()
+                    .filter_map(|id| id.strip_prefix(&prefix)?.parse::<i32>().ok())
+                    .max()
+                    .or(pod_is_newer.then_some(0));
+                crash.unseen_restarts =
+                    last_seen.map_or(0, |last| (crash.restart_count - last - 1).max(0));
+                seen.insert(crash.id());
+                fresh.push(crash);
+            }
+        }
+    }
+    // A termination without a finish time counts as happening now.
+    for crash in &mut fresh {
+        if crash.time.is_empty() {
+            crash.time = now.to_string();
+        }
+    }
+    fresh.sort_by(|a, b| a.time.cmp(&b.time));
+    read_logs(object, &pods, &mut fresh).await;
+    Ok((fresh, refused))
+}
+
+/// Reads the log tail of each crash and summarizes its panic, waiting for the runtime to
+/// copy a recent one.
+async fn read_logs(object: &SupervisedWorkload, pods: &Api<Pod>, fresh: &mut [Snapshot]) {
+    let capture = &object.spec.crash_capture;
+    let (lines, max_bytes) = (capture.log_tail_lines, capture.max_snapshot_bytes);
+    let read_at = Timestamp::now();
+    let mut logs = Vec::with_capacity(fresh.len());
+    for crash in fresh.iter() {
+        logs.push(read_log(pods, crash, lines, max_bytes).await);
+    }
+    settle_logs(fresh).await;
+    let mut late = Vec::new();
+    for (index, (crash, log)) in fresh.iter_mut().zip(logs).enumerate() {
+        let unsettled = parse_time(&crash.time)
+            .and_then(|t| t.checked_add(LOG_SETTLE).ok())
+            .is_none_or(|settled| settled > read_at);
+        let log = match log {
+            first if unsettled => read_log(pods, crash, lines, max_bytes).await.or(first),
+            first => first,
+        };
+        crash.log_tail = log.unwrap_or_else(|why| format!("log unavailable: {why}"));
+        crash.panic = crate::crash::parse::summarize(&crash.log_tail)
+            .or_else(|| crate::crash::parse::summarize(&crash.termination_message));
+        if unsettled && crash.panic.is_none() && crash.reason == "Error" {
+            late.push(index);
+        }
+    }
+    // On a saturated node the runtime can take longer still to copy the panic: a
+    // recent crash that exited with an error and shows no panic yet is read once more,
+    // a settle later. A tail that still has none is kept as read.
+    if !late.is_empty() {
+        tokio::time::sleep(LOG_SETTLE).await;
+        for index in late {
+            let crash = &mut fresh[index];
+            if let Ok(log) = read_log(pods, crash, lines, max_bytes).await
+                && let Some(panic) = crate::crash::parse::summarize(&log)
+            {
+                crash.log_tail = log;
+                crash.panic = Some(panic);
+            }
+        }
+    }
+}
+
+/// What the breaker decided, from the crashes it knew, the fresh ones and a request by
+/// hand.
+struct BreakerDecision {
+    /// The crash-count window.
+    window: Duration,
+    /// Crash times known, oldest first (those before a close by hand forgotten).
+    recent: Vec<Timestamp>,
+    /// The breaker after this reconcile.
+    after: breaker::State,
+    /// The transition it made, if any.
+    transition: Option<Transition>,
+    /// The manual override in force, as recorded in status.
+    breaker_override: Option<BreakerOverride>,
+    /// Whether the override is new: this reconcile applied it.
+    manual: bool,
+    /// Whether the pause annotation holds the breaker.
+    paused: bool,
+}
+
+impl BreakerDecision {
+    fn in_window(&self, t: &Timestamp, now: Timestamp) -> bool {
+        Duration::try_from(now.duration_since(*t)).unwrap_or(Duration::ZERO) <= self.window
+    }
+
+    /// Whether the newest snapshot is sealed: the breaker opened.
+    fn sealing(&self) -> bool {
+        matches!(self.transition, Some(Transition::Open | Transition::Reopen))
+    }
+
+    /// When to look again: the breaker's next check, between 1 s and the resync.
+    fn next_check(&self, object: &SupervisedWorkload, now: Timestamp) -> Duration {
+        settings(object)
+            .and_then(|(s, _)| breaker::next_check(&s, &self.after, now))
+            .map_or(RESYNC, |d| d.clamp(Duration::from_secs(1), RESYNC))
+    }
+
+    /// The Events of this decision: an override applied or cleared, or the breaker's own
+    /// transition (`action_note` says what was done to the workload).
+    fn events(
+        &self,
+        previous: &SupervisedWorkloadStatus,
+        action_note: &str,
+        now: Timestamp,
+    ) -> Vec<(EventType, &'static str, String)> {
+        let mut events = Vec::new();
+        let after = &self.after;
+        if let (true, Some(asked)) = (self.manual, &self.breaker_override) {
             let done = if action_note.is_empty() {
                 format!("the breaker was already {}", after.phase.as_str())
             } else {
-                action_note.clone()
+                action_note.to_owned()
             };
             let note = format!(
                 "{} by hand (vigil breaker {}): {}; {done}",
@@ -666,28 +673,29 @@ impl Reconcile for SupervisedWorkload {
                 },
                 asked.reason
             );
-            ctx.publish(self.as_ref(), EventType::Normal, "CircuitOverridden", note)
-                .await;
-        } else if previous.breaker_override.is_some() && breaker_override.is_none() {
-            ctx.publish(
-                self.as_ref(),
+            events.push((EventType::Normal, "CircuitOverridden", note));
+        } else if previous.breaker_override.is_some() && self.breaker_override.is_none() {
+            events.push((
                 EventType::Normal,
                 "CircuitOverrideCleared",
                 format!(
                     "the breaker runs by itself again from {}",
                     after.phase.as_str()
                 ),
-            )
-            .await;
+            ));
         }
-        if let Some(transition) = transition.filter(|_| !manual) {
-            let (type_, reason, note) = match transition {
+        if let Some(transition) = self.transition.filter(|_| !self.manual) {
+            let window = self.window;
+            events.push(match transition {
                 Transition::Open => (
                     EventType::Warning,
                     "CircuitOpened",
                     format!(
                         "{} crashes within {}; {action_note}",
-                        recent.iter().filter(|t| in_window(t)).count(),
+                        self.recent
+                            .iter()
+                            .filter(|t| self.in_window(t, now))
+                            .count(),
                         humantime(window)
                     ),
                 ),
@@ -712,160 +720,277 @@ impl Reconcile for SupervisedWorkload {
                     "CircuitClosed",
                     format!("no crash on probation; {action_note}"),
                 ),
+            });
+        }
+        events
+    }
+}
+
+/// The breaker's step (pure): the crashes known and fresh, a manual override (a new one
+/// moves the breaker at once; an `Open` one holds it open; a `Close` one forgets the
+/// crashes before it), the pause annotation.
+fn decide_breaker(
+    object: &SupervisedWorkload,
+    previous: &SupervisedWorkloadStatus,
+    fresh: &[Snapshot],
+    now: Timestamp,
+) -> BreakerDecision {
+    let window = settings(object).map_or(DEFAULT_WINDOW, |(s, _)| s.window);
+    let mut recent: Vec<Timestamp> = previous
+        .recent_crashes
+        .iter()
+        .filter_map(|t| parse_time(t))
+        .chain(fresh.iter().flat_map(|c| {
+            let times = 1 + usize::try_from(c.unseen_restarts).unwrap_or(0);
+            std::iter::repeat_n(parse_time(&c.time), times).flatten()
+        }))
+        .collect();
+    recent.sort();
+    let paused = object
+        .annotations()
+        .get(PAUSE_ANNOTATION)
+        .is_some_and(|v| v == "true");
+    let before = breaker::State {
+        phase: Phase::parse(previous.breaker.as_deref()),
+        since: previous.breaker_since.as_deref().and_then(parse_time),
+        cooldown: Duration::from_secs(
+            u64::try_from(previous.breaker_cooldown_seconds.unwrap_or(0)).unwrap_or(0),
+        ),
+    };
+    // A manual override (validated before): a new one moves the breaker at once.
+    let overriding = BreakerOverride::requested(object).ok().flatten();
+    let applied = previous.breaker_override.as_ref().filter(|o| {
+        overriding
+            .as_ref()
+            .is_some_and(|r| r.requested_at == o.requested_at)
+    });
+    if let Some(asked) = overriding
+        .as_ref()
+        .filter(|o| o.action == OverrideAction::Close)
+        && let Some(at) = parse_time(&asked.requested_at)
+    {
+        // Termination times are kept to the second: one in the second of the request
+        // counts, as on probation (a crash missed is worse than one counted).
+        recent.retain(|t| t.as_second() >= at.as_second());
+    }
+    let (after, transition) = match (settings(object), &overriding) {
+        (None, _) => (before.clone(), None),
+        (Some((settings, _)), Some(asked)) if applied.is_none() => {
+            let to = match asked.action {
+                OverrideAction::Open => Phase::Open,
+                OverrideAction::Close => Phase::Closed,
             };
-            ctx.publish(self.as_ref(), type_, reason, note).await;
+            breaker::force(&settings, &before, to, now)
         }
+        (Some(_), Some(asked)) if asked.action == OverrideAction::Open => (before.clone(), None),
+        (Some((settings, _)), _) if !paused => breaker::step(&settings, &before, &recent, now),
+        _ => (before.clone(), None),
+    };
+    let breaker_override = match (&overriding, applied) {
+        (Some(_), Some(applied)) => Some(applied.clone()),
+        (Some(asked), None) if settings(object).is_some() => Some(BreakerOverride {
+            applied_at: Some(now.to_string()),
+            ..asked.clone()
+        }),
+        _ => None,
+    };
+    let manual = breaker_override.is_some() && applied.is_none();
+    BreakerDecision {
+        window,
+        recent,
+        after,
+        transition,
+        breaker_override,
+        manual,
+        paused,
+    }
+}
 
-        // Config hot-reload.
-        let config = match &self.spec.config {
-            Some(_) => Some(
-                reconcile_config(
-                    &self, &ctx, &namespace, &workloads, &workload, &previous, &fresh, now,
-                )
-                .await?,
-            ),
-            None => None,
-        };
+/// The ring ConfigMap of snapshots.
+fn snapshots_config_map(object: &SupervisedWorkload) -> String {
+    format!("{}-crashes", object.name_any())
+}
 
-        // Status.
-        let mut seen_list: Vec<String> = previous.seen_crashes.clone();
-        seen_list.extend(fresh.iter().map(Snapshot::id));
-        let excess = seen_list.len().saturating_sub(SEEN_LIMIT);
-        seen_list.drain(..excess);
-        let recent_kept: Vec<String> = recent
-            .iter()
-            .filter(|t| in_window(t))
-            .map(|t| t.to_string())
-            .collect();
-        let recent_kept = recent_kept[recent_kept.len().saturating_sub(RECENT_LIMIT)..].to_vec();
-        let crashes_in_window = i32::try_from(recent_kept.len()).unwrap_or(i32::MAX);
-        let last_crash = fresh
-            .last()
-            .map(Snapshot::one_line)
-            .or(previous.last_crash.clone());
-        let breaker_condition = match (settings(&self), after.phase) {
-            (None, _) => None,
-            (Some(_), phase) => {
-                // The override is named while the phase is the one it set: after a close
-                // by hand, a later automatic opening is the breaker's own.
-                let by_hand = breaker_override.as_ref().filter(|o| {
-                    matches!(
-                        (o.action, phase),
-                        (OverrideAction::Open, Phase::Open)
-                            | (OverrideAction::Close, Phase::Closed)
-                    )
-                });
-                let pause = match (by_hand, paused) {
-                    (Some(o), _) => format!(
-                        " ({} by hand at {}: {}{})",
-                        match o.action {
-                            OverrideAction::Open => "opened",
-                            OverrideAction::Close => "closed",
-                        },
-                        o.applied_at.as_deref().unwrap_or(&o.requested_at),
-                        o.reason,
-                        match o.action {
-                            OverrideAction::Open =>
-                                "; held open until vigil breaker close or clear",
-                            OverrideAction::Close => "",
-                        }
-                    ),
-                    (None, true) => format!(" (paused by annotation {PAUSE_ANNOTATION})"),
-                    (None, false) => String::new(),
-                };
-                Some(match phase {
-                    Phase::Open => condition(
-                        CIRCUIT_OPEN,
-                        Some(true),
-                        "CrashLoop",
-                        format!(
-                            "open since {}, retry after {}{pause}; last crash: {}; sealed snapshot in ConfigMap {config_map_name} key {SEALED_KEY}",
-                            after.since.map(|t| t.to_string()).unwrap_or_default(),
-                            humantime(after.cooldown),
-                            last_crash.clone().unwrap_or_default()
-                        ),
-                    ),
-                    Phase::HalfOpen => condition(
-                        CIRCUIT_OPEN,
-                        Some(false),
-                        "Probation",
-                        format!(
-                            "half-open since {}: one replica on probation for {}{pause}",
-                            after.since.map(|t| t.to_string()).unwrap_or_default(),
-                            humantime(window)
-                        ),
-                    ),
-                    Phase::Closed => condition(
-                        CIRCUIT_OPEN,
-                        Some(false),
-                        "Closed",
-                        format!(
-                            "{crashes_in_window} crashes within {}{pause}",
-                            humantime(window)
-                        ),
-                    ),
-                })
+/// The fresh snapshots (and the sealed one when the breaker opened) in one write of the
+/// ring ConfigMap, and one Event per crash.
+async fn record_snapshots(
+    object: &SupervisedWorkload,
+    ctx: &Context,
+    fresh: &[Snapshot],
+    sealing: bool,
+) -> Result<(), Error> {
+    let namespace = object.namespace().unwrap_or_default();
+    let capture = &object.spec.crash_capture;
+    let config_map_name = snapshots_config_map(object);
+    let max_bytes = usize::try_from(capture.max_snapshot_bytes).unwrap_or(65536);
+    if !fresh.is_empty() || sealing {
+        let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+        let data: BTreeMap<String, String> = config_maps
+            .get_opt(&config_map_name)
+            .await?
+            .and_then(|cm| cm.data)
+            .unwrap_or_default();
+        let texts: Vec<String> = fresh.iter().map(|c| c.to_bounded_json(max_bytes)).collect();
+        let (mut data, _) = ring_add(&data, &texts, usize::try_from(capture.retain).unwrap_or(10));
+        if sealing {
+            let newest = texts.last().cloned().or_else(|| {
+                data.iter()
+                    .filter(|(k, _)| k.starts_with("crash-"))
+                    .map(|(_, v)| v.clone())
+                    .next_back()
+            });
+            if let Some(newest) = newest {
+                data.insert(SEALED_KEY.to_owned(), newest);
             }
-        };
-        let ready = condition(
-            READY,
-            Some(true),
-            "Supervising",
-            format!(
-                "capturing crashes of {kind:?} {target} ({crashes_in_window} within {})",
-                humantime(window),
-            ),
-        );
-        let isolated = isolation_condition(&self, kind, &workload, &refused);
-        let was = previous.conditions.iter().find(|c| c.type_ == ISOLATED);
-        if !refused.is_empty()
-            && was.is_none_or(|c| c.reason != isolated.reason || c.message != isolated.message)
-        {
-            ctx.publish(
-                self.as_ref(),
-                EventType::Warning,
-                "IsolationRefused",
-                isolated.message.clone(),
-            )
-            .await;
         }
-        let status = SupervisedWorkloadStatus {
-            observed_generation: None,
-            conditions: std::iter::once(ready)
-                .chain(std::iter::once(isolated))
-                .chain(breaker_condition)
-                .chain(config.as_ref().map(|c| c.condition.clone()))
-                .collect(),
-            breaker: settings(&self).map(|_| after.phase.as_str().to_owned()),
-            breaker_since: after.since.map(|t| t.to_string()),
-            breaker_cooldown_seconds: settings(&self)
-                .map(|_| i64::try_from(after.cooldown.as_secs()).unwrap_or(i64::MAX)),
-            last_crash,
-            crashes_in_window,
-            crashes_total: previous.crashes_total
-                + fresh
-                    .iter()
-                    .map(|c| 1 + i64::from(c.unseen_restarts))
-                    .sum::<i64>(),
-            snapshots_config_map: (previous.snapshots_config_map.is_some() || !fresh.is_empty())
-                .then(|| config_map_name.clone()),
-            recent_crashes: recent_kept,
-            seen_crashes: seen_list,
-            config_revision: config.as_ref().and_then(|c| c.revision.clone()),
-            config_switched_at: config.as_ref().and_then(|c| c.switched_at.clone()),
-            config_revisions: config
-                .as_ref()
-                .map(|c| c.revisions.clone())
-                .unwrap_or_default(),
-            breaker_override,
-            config_rollback: config.and_then(|c| c.rollback),
-        };
-        update_status(&ctx.client, self.as_ref(), status.clone()).await?;
-        ctx.workloads.put(&key, &status);
-        let next = settings(&self)
-            .and_then(|(s, _)| breaker::next_check(&s, &after, now))
-            .map_or(RESYNC, |d| d.clamp(Duration::from_secs(1), RESYNC));
-        Ok(Action::requeue(next))
+        let ring: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": config_map_name, "namespace": namespace,
+                "labels": {"vigil.io/supervised-workload": object.name_any()}},
+            "data": data,
+        }))
+        .map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
+        apply_owned(&ctx.client, object, ring).await?;
+    }
+    for crash in fresh {
+        announce_crash(object, ctx, &namespace, crash).await;
+    }
+    Ok(())
+}
+
+/// The new status (pure): the conditions, the breaker, the crash bookkeeping and the
+/// config revisions.
+fn new_status(
+    object: &SupervisedWorkload,
+    previous: &SupervisedWorkloadStatus,
+    fresh: &[Snapshot],
+    breaker: &BreakerDecision,
+    isolated: k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition,
+    config: Option<ConfigOutcome>,
+    now: Timestamp,
+) -> SupervisedWorkloadStatus {
+    let (kind, target) = (object.spec.target.kind, &object.spec.target.name);
+    let (window, after, paused) = (breaker.window, &breaker.after, breaker.paused);
+    let breaker_override = breaker.breaker_override.clone();
+    let config_map_name = snapshots_config_map(object);
+    let mut seen_list: Vec<String> = previous.seen_crashes.clone();
+    seen_list.extend(fresh.iter().map(Snapshot::id));
+    let excess = seen_list.len().saturating_sub(SEEN_LIMIT);
+    seen_list.drain(..excess);
+    let recent_kept: Vec<String> = breaker
+        .recent
+        .iter()
+        .filter(|t| breaker.in_window(t, now))
+        .map(|t| t.to_string())
+        .collect();
+    let recent_kept = recent_kept[recent_kept.len().saturating_sub(RECENT_LIMIT)..].to_vec();
+    let crashes_in_window = i32::try_from(recent_kept.len()).unwrap_or(i32::MAX);
+    let last_crash = fresh
+        .last()
+        .map(Snapshot::one_line)
+        .or(previous.last_crash.clone());
+    let breaker_condition = match (settings(object), after.phase) {
+        (None, _) => None,
+        (Some(_), phase) => {
+            // The override is named while the phase is the one it set: after a close
+            // by hand, a later automatic opening is the breaker's own.
+            let by_hand = breaker_override.as_ref().filter(|o| {
+                matches!(
+                    (o.action, phase),
+                    (OverrideAction::Open, Phase::Open) | (OverrideAction::Close, Phase::Closed)
+                )
+            });
+            let pause = match (by_hand, paused) {
+                (Some(o), _) => format!(
+                    " ({} by hand at {}: {}{})",
+                    match o.action {
+                        OverrideAction::Open => "opened",
+                        OverrideAction::Close => "closed",
+                    },
+                    o.applied_at.as_deref().unwrap_or(&o.requested_at),
+                    o.reason,
+                    match o.action {
+                        OverrideAction::Open => "; held open until vigil breaker close or clear",
+                        OverrideAction::Close => "",
+                    }
+                ),
+                (None, true) => format!(" (paused by annotation {PAUSE_ANNOTATION})"),
+                (None, false) => String::new(),
+            };
+            Some(match phase {
+                Phase::Open => condition(
+                    CIRCUIT_OPEN,
+                    Some(true),
+                    "CrashLoop",
+                    format!(
+                        "open since {}, retry after {}{pause}; last crash: {}; sealed snapshot in ConfigMap {config_map_name} key {SEALED_KEY}",
+                        after.since.map(|t| t.to_string()).unwrap_or_default(),
+                        humantime(after.cooldown),
+                        last_crash.clone().unwrap_or_default()
+                    ),
+                ),
+                Phase::HalfOpen => condition(
+                    CIRCUIT_OPEN,
+                    Some(false),
+                    "Probation",
+                    format!(
+                        "half-open since {}: one replica on probation for {}{pause}",
+                        after.since.map(|t| t.to_string()).unwrap_or_default(),
+                        humantime(window)
+                    ),
+                ),
+                Phase::Closed => condition(
+                    CIRCUIT_OPEN,
+                    Some(false),
+                    "Closed",
+                    format!(
+                        "{crashes_in_window} crashes within {}{pause}",
+                        humantime(window)
+                    ),
+                ),
+            })
+        }
+    };
+    let ready = condition(
+        READY,
+        Some(true),
+        "Supervising",
+        format!(
+            "capturing crashes of {kind:?} {target} ({crashes_in_window} within {})",
+            humantime(window),
+        ),
+    );
+    SupervisedWorkloadStatus {
+        observed_generation: None,
+        conditions: std::iter::once(ready)
+            .chain(std::iter::once(isolated))
+            .chain(breaker_condition)
+            .chain(config.as_ref().map(|c| c.condition.clone()))
+            .collect(),
+        breaker: settings(object).map(|_| after.phase.as_str().to_owned()),
+        breaker_since: after.since.map(|t| t.to_string()),
+        breaker_cooldown_seconds: settings(object)
+            .map(|_| i64::try_from(after.cooldown.as_secs()).unwrap_or(i64::MAX)),
+        last_crash,
+        crashes_in_window,
+        crashes_total: previous.crashes_total
+            + fresh
+                .iter()
+                .map(|c| 1 + i64::from(c.unseen_restarts))
+                .sum::<i64>(),
+        snapshots_config_map: (previous.snapshots_config_map.is_some() || !fresh.is_empty())
+            .then(|| config_map_name.clone()),
+        recent_crashes: recent_kept,
+        seen_crashes: seen_list,
+        config_revision: config.as_ref().and_then(|c| c.revision.clone()),
+        config_switched_at: config.as_ref().and_then(|c| c.switched_at.clone()),
+        config_revisions: config
+            .as_ref()
+            .map(|c| c.revisions.clone())
+            .unwrap_or_default(),
+        breaker_override,
+        config_rollback: config.and_then(|c| c.rollback),
     }
 }
 
