@@ -1571,6 +1571,7 @@ fn humantime(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::supervised_workload::BREAKER_OVERRIDE_ANNOTATION;
 
     fn pod(owner_kind: &str, owner: &str, hash: Option<&str>) -> Pod {
         let mut labels = serde_json::Map::new();
@@ -1604,6 +1605,142 @@ mod tests {
         );
         assert_eq!(workload_of(&pod("Job", "one-off", None)), None);
         assert_eq!(workload_of(&pod("ReplicaSet", "bare-rs", None)), None);
+    }
+
+    /// The example: at most 5 crashes in 10m, a 5m cooldown.
+    fn checkout(annotations: &[(&str, &str)]) -> SupervisedWorkload {
+        let text = include_str!("../../../examples/supervised-workload/checkout.yaml");
+        let mut object: SupervisedWorkload = serde_yaml_ng::from_str(text).expect("the example");
+        object.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        object
+    }
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + second).expect("a time")
+    }
+
+    fn crashes(times: &[i64]) -> Vec<Snapshot> {
+        times
+            .iter()
+            .map(|t| {
+                serde_json::from_value(serde_json::json!({
+                    "time": at(*t).to_string(), "pod": "p", "podUid": "u", "container": "c",
+                    "containerId": format!("containerd://{t}"), "image": "i", "exitCode": 2,
+                    "reason": "Error", "restartCount": 1, "terminationMessage": "", "logTail": ""
+                }))
+                .expect("a snapshot")
+            })
+            .collect()
+    }
+
+    /// (transition, phase after, manual, the Events' reasons) of a decision.
+    fn decided(
+        object: &SupervisedWorkload,
+        previous: &SupervisedWorkloadStatus,
+        fresh: &[Snapshot],
+    ) -> (Option<Transition>, Phase, bool, Vec<&'static str>) {
+        let decision = decide_breaker(object, previous, fresh, at(100));
+        let events = decision.events(previous, "scaled Deployment checkout to 0", at(100));
+        (
+            decision.transition,
+            decision.after.phase,
+            decision.manual,
+            events.into_iter().map(|(_, reason, _)| reason).collect(),
+        )
+    }
+
+    #[test]
+    fn the_breaker_opens_on_the_fifth_crash_unless_paused_or_held() {
+        let fresh = SupervisedWorkloadStatus::default();
+        let open =
+            r#"{"action":"Open","reason":"bad release","requestedAt":"2027-01-15T08:00:50Z"}"#;
+        let cases = [
+            (
+                "four crashes",
+                checkout(&[]),
+                crashes(&[10, 20, 30, 40]),
+                (None, Phase::Closed, false, vec![]),
+            ),
+            (
+                "five crashes",
+                checkout(&[]),
+                crashes(&[10, 20, 30, 40, 50]),
+                (
+                    Some(Transition::Open),
+                    Phase::Open,
+                    false,
+                    vec!["CircuitOpened"],
+                ),
+            ),
+            (
+                "paused",
+                checkout(&[(PAUSE_ANNOTATION, "true")]),
+                crashes(&[10, 20, 30, 40, 50]),
+                (None, Phase::Closed, false, vec![]),
+            ),
+            (
+                "opened by hand without a crash",
+                checkout(&[(BREAKER_OVERRIDE_ANNOTATION, open)]),
+                Vec::new(),
+                (
+                    Some(Transition::Open),
+                    Phase::Open,
+                    true,
+                    vec!["CircuitOverridden"],
+                ),
+            ),
+        ];
+        for (case, object, fresh_crashes, expected) in cases {
+            assert_eq!(decided(&object, &fresh, &fresh_crashes), expected, "{case}");
+        }
+        let opened = decide_breaker(
+            &checkout(&[]),
+            &fresh,
+            &crashes(&[10, 20, 30, 40, 50]),
+            at(100),
+        );
+        assert!(opened.sealing());
+        let events = opened.events(&fresh, "scaled Deployment checkout to 0", at(100));
+        assert_eq!(
+            events[0].2,
+            "5 crashes within 10m; scaled Deployment checkout to 0"
+        );
+        // Crashes older than the window do not count.
+        let (transition, ..) = decided(&checkout(&[]), &fresh, &crashes(&[-900, 10, 20, 30, 40]));
+        assert_eq!(transition, None);
+    }
+
+    #[test]
+    fn an_override_is_applied_once_and_its_removal_is_told() {
+        let open =
+            r#"{"action":"Open","reason":"bad release","requestedAt":"2027-01-15T08:00:50Z"}"#;
+        let object = checkout(&[(BREAKER_OVERRIDE_ANNOTATION, open)]);
+        let first = decide_breaker(&object, &SupervisedWorkloadStatus::default(), &[], at(100));
+        let status = SupervisedWorkloadStatus {
+            breaker: Some(first.after.phase.as_str().to_owned()),
+            breaker_since: first.after.since.map(|t| t.to_string()),
+            breaker_cooldown_seconds: Some(300),
+            breaker_override: first.breaker_override.clone(),
+            ..Default::default()
+        };
+        assert_eq!(
+            first.events(&SupervisedWorkloadStatus::default(), "", at(100))[0].2,
+            "opened by hand (vigil breaker open): bad release; the breaker was already Open"
+        );
+        // Seen again: held open, nothing new to tell.
+        assert_eq!(
+            decided(&object, &status, &crashes(&[60])),
+            (None, Phase::Open, false, vec![])
+        );
+        // The annotation removed: cleared, and said so.
+        let (_, _, manual, events) = decided(&checkout(&[]), &status, &[]);
+        assert!(!manual);
+        assert_eq!(events, ["CircuitOverrideCleared"]);
     }
 
     #[test]
