@@ -4,9 +4,12 @@
 //! not.
 
 use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
 use super::Error;
+use crate::api::MemberCluster;
+use crate::inventory::Inventory;
 
 /// Whether `object` carries `finalizer`.
 pub fn has<K: Resource>(object: &K, finalizer: &str) -> bool {
@@ -70,6 +73,57 @@ where
         }
         other => other,
     }
+}
+
+/// Lets an object that wrote into member clusters go: runs `clean_up` in each of
+/// `clusters` whose MemberCluster still exists (one that no longer does cannot be reached
+/// and is skipped), then removes `finalizer`. While a cluster fails, the object stays and
+/// the error names each failed cluster and why.
+pub async fn release_after_clean_up<'a, K, F, Fut>(
+    object: &K,
+    api: &Api<K>,
+    finalizer: &str,
+    inventory: &'a Inventory,
+    clusters: &[String],
+    clean_up: F,
+) -> Result<Action, Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    F: Fn(&'a MemberCluster) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    if !has(object, finalizer) {
+        return Ok(Action::await_change());
+    }
+    let mut failures = Vec::new();
+    for cluster in clusters {
+        let Some(member) = inventory.member_cluster(cluster) else {
+            continue;
+        };
+        if let Err(error) = clean_up(member).await {
+            failures.push(format!("{cluster}: {error}"));
+        }
+    }
+    if !failures.is_empty() {
+        return Err(Error::Cleanup(failures.join("; ")));
+    }
+    remove(object, api, finalizer).await?;
+    Ok(Action::await_change())
+}
+
+/// The clusters of `spec` followed by those only `status` still names (taken out of the
+/// spec, not cleaned up yet).
+pub fn spec_and_status_clusters<'a>(
+    spec: &[String],
+    status: impl IntoIterator<Item = &'a String>,
+) -> Vec<String> {
+    let mut clusters = spec.to_vec();
+    for cluster in status {
+        if !clusters.contains(cluster) {
+            clusters.push(cluster.clone());
+        }
+    }
+    clusters
 }
 
 async fn patch_finalizers<K>(

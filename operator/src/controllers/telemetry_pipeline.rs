@@ -670,38 +670,23 @@ fn shorten(message: &str) -> String {
 }
 
 /// The pipeline is being deleted: remove what it wrote in every cluster of its spec or
-/// status, then let it go. A cluster whose MemberCluster no longer exists cannot be
-/// reached and is skipped; one that fails keeps the pipeline (and says why) until it
-/// succeeds.
+/// status, then let it go.
 async fn finalize(
     pipeline: &TelemetryPipeline,
     ctx: &Context,
     api: &Api<TelemetryPipeline>,
 ) -> Result<Action, Error> {
-    if !finalizer::has(pipeline, FINALIZER) {
-        return Ok(Action::await_change());
-    }
     let inventory = ctx.stores.references();
-    let mut clusters = pipeline.spec.clusters.clone();
-    for entry in pipeline.status.iter().flat_map(|s| &s.clusters) {
-        if !clusters.contains(&entry.cluster) {
-            clusters.push(entry.cluster.clone());
-        }
-    }
-    let mut failures = Vec::new();
-    for cluster in &clusters {
-        let Some(member) = inventory.member_cluster(cluster) else {
-            continue;
-        };
-        if let Err(error) = clean_up(ctx, pipeline, member).await {
-            failures.push(format!("{cluster}: {error}"));
-        }
-    }
-    if !failures.is_empty() {
-        return Err(Error::Cleanup(failures.join("; ")));
-    }
-    finalizer::remove(pipeline, api, FINALIZER).await?;
-    Ok(Action::await_change())
+    let written = pipeline
+        .status
+        .iter()
+        .flat_map(|s| &s.clusters)
+        .map(|c| &c.cluster);
+    let clusters = finalizer::spec_and_status_clusters(&pipeline.spec.clusters, written);
+    finalizer::release_after_clean_up(pipeline, api, FINALIZER, &inventory, &clusters, |member| {
+        clean_up(ctx, pipeline, member)
+    })
+    .await
 }
 
 /// Removes from one cluster everything a pipeline writes there.

@@ -89,38 +89,22 @@ async fn probe(
 }
 
 /// The object is being deleted: remove its configuration from every cluster it was applied
-/// to, then let it go. A cluster whose MemberCluster no longer exists cannot be reached and
-/// is skipped; one that fails keeps the object (and says why) until it succeeds.
+/// to, then let it go.
 async fn finalize(
     dns: &CrossCloudDNS,
     ctx: &Context,
     api: &Api<CrossCloudDNS>,
 ) -> Result<Action, Error> {
-    if !finalizer::has(dns, FINALIZER) {
-        return Ok(Action::await_change());
-    }
     let inventory = ctx.stores.references();
     let target = Target::of(dns);
-    let mut clusters: Vec<String> = dns.spec.clusters.clone();
-    if let Some(status) = &dns.status {
-        for entry in &status.clusters {
-            if !clusters.contains(&entry.cluster) {
-                clusters.push(entry.cluster.clone());
-            }
-        }
-    }
-    let mut failures = Vec::new();
-    for cluster in &clusters {
-        let Some(member) = inventory.member_cluster(cluster) else {
-            continue;
-        };
-        if let Err(error) = remote::clean_up(ctx, dns, &target, member).await {
-            failures.push(format!("{cluster}: {error}"));
-        }
-    }
-    if !failures.is_empty() {
-        return Err(Error::Cleanup(failures.join("; ")));
-    }
-    finalizer::remove(dns, api, FINALIZER).await?;
-    Ok(Action::await_change())
+    let applied = dns
+        .status
+        .iter()
+        .flat_map(|s| &s.clusters)
+        .map(|c| &c.cluster);
+    let clusters = finalizer::spec_and_status_clusters(&dns.spec.clusters, applied);
+    finalizer::release_after_clean_up(dns, api, FINALIZER, &inventory, &clusters, |member| {
+        remote::clean_up(ctx, dns, &target, member)
+    })
+    .await
 }
