@@ -4,6 +4,7 @@
 use vigil::api::cross_cloud_dns::vocabulary as dns;
 use vigil::api::member_cluster::vocabulary as member;
 use vigil::api::service_level_objective::vocabulary as slo;
+use vigil::api::telemetry_pipeline::vocabulary as telemetry;
 
 fn documented(page: &str, words: &[&str]) {
     let path = format!("{}/../docs/{page}", env!("CARGO_MANIFEST_DIR"));
@@ -32,4 +33,9 @@ fn every_cross_cloud_dns_reason_is_documented() {
 #[test]
 fn every_member_cluster_condition_and_reason_is_documented() {
     documented("member-clusters.md", member::ALL);
+}
+
+#[test]
+fn every_telemetry_pipeline_condition_and_reason_is_documented() {
+    documented("telemetry.md", telemetry::ALL);
 }

@@ -276,6 +276,44 @@ pub struct TelemetryPipelineStatus {
 
 impl_has_conditions!(TelemetryPipelineStatus);
 
+/// The condition types of a TelemetryPipeline's status besides `Ready`, and the reasons its
+/// controller writes (in conditions and Events). `docs/telemetry.md` explains each; a test
+/// holds it to that.
+pub mod vocabulary {
+    /// Condition: whether the Collector accepted the configuration of this spec.
+    pub const VALIDATED: &str = "Validated";
+
+    /// `Ready`: every cluster runs the configuration of this spec.
+    pub const ROLLED_OUT: &str = "RolledOut";
+    /// A validation Job has not finished.
+    pub const VALIDATING: &str = "Validating";
+    /// `Validated`: the Collector accepted it.
+    pub const ACCEPTED: &str = "Validated";
+    /// The Collector refused it; the collectors keep the last good one (also a Warning).
+    pub const VALIDATION_FAILED: &str = "ValidationFailed";
+    /// A cluster could not be reached or written.
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// Event: a cluster's collectors switched to a validated configuration.
+    pub const CONFIG_SWITCHED: &str = "ConfigSwitched";
+    /// Event: a burning SLO raised the sampling.
+    pub const SAMPLING_BOOSTED: &str = "SamplingBoosted";
+    /// Event: the sampling returned to its base.
+    pub const SAMPLING_RESTORED: &str = "SamplingRestored";
+
+    /// Every condition type and reason above.
+    pub const ALL: &[&str] = &[
+        VALIDATED,
+        ROLLED_OUT,
+        VALIDATING,
+        ACCEPTED,
+        VALIDATION_FAILED,
+        APPLY_FAILED,
+        CONFIG_SWITCHED,
+        SAMPLING_BOOSTED,
+        SAMPLING_RESTORED,
+    ];
+}
+
 /// Where one cluster's Collector configuration stands.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -34,8 +34,11 @@ use crate::render::otel::{
 use crate::render::slo::page_burn_conditions;
 use crate::validate::{FieldError, Validate};
 
-/// Condition type: the Collector accepted the configuration of every cluster.
-pub const VALIDATED: &str = "Validated";
+pub use crate::api::telemetry_pipeline::vocabulary::VALIDATED;
+use crate::api::telemetry_pipeline::vocabulary::{
+    ACCEPTED, APPLY_FAILED, CONFIG_SWITCHED, ROLLED_OUT, SAMPLING_BOOSTED, SAMPLING_RESTORED,
+    VALIDATING, VALIDATION_FAILED,
+};
 /// Set on every valid pipeline: deleting it first removes its collectors, configurations,
 /// validation Jobs and cluster-wide RBAC from every cluster it rolled out to.
 pub const FINALIZER: &str = "vigil.io/telemetrypipeline-cleanup";
@@ -146,9 +149,9 @@ fn sampling_event(
 ) -> Option<(&'static str, String)> {
     let before = before.filter(|b| b.percentage != now.percentage)?;
     let (reason, verb) = if now.boosted_by.is_some() {
-        ("SamplingBoosted", "raised")
+        (SAMPLING_BOOSTED, "raised")
     } else {
-        ("SamplingRestored", "returned")
+        (SAMPLING_RESTORED, "returned")
     };
     Some((
         reason,
@@ -336,7 +339,7 @@ fn conditions(
         condition(
             VALIDATED,
             Some(false),
-            "ValidationFailed",
+            VALIDATION_FAILED,
             format!(
                 "the Collector refused the new configuration, the collectors keep the last good one: {}",
                 refused.join("; ")
@@ -346,7 +349,7 @@ fn conditions(
         condition(
             VALIDATED,
             None,
-            "Validating",
+            VALIDATING,
             format!(
                 "the Collector is validating the new configuration in {}",
                 validating
@@ -360,7 +363,7 @@ fn conditions(
         condition(
             VALIDATED,
             Some(true),
-            "Validated",
+            ACCEPTED,
             "the Collector accepted the configuration of every cluster it reached",
         )
     };
@@ -368,28 +371,28 @@ fn conditions(
         condition(
             READY,
             Some(false),
-            "ApplyFailed",
+            APPLY_FAILED,
             format!("not rolled out in {first}"),
         )
     } else if !refused.is_empty() {
         condition(
             READY,
             Some(false),
-            "ValidationFailed",
+            VALIDATION_FAILED,
             "the collectors run the last good configuration, not the current spec (see Validated)",
         )
     } else if !validating.is_empty() {
         condition(
             READY,
             Some(false),
-            "Validating",
+            VALIDATING,
             "waiting for the validation Jobs",
         )
     } else {
         condition(
             READY,
             Some(true),
-            "RolledOut",
+            ROLLED_OUT,
             format!(
                 "every cluster runs the configuration of this spec ({} clusters)",
                 entries.len()
@@ -415,7 +418,7 @@ async fn announce(
         ctx.publish(
             pipeline,
             EventType::Normal,
-            "ConfigSwitched",
+            CONFIG_SWITCHED,
             format!("{cluster}: the collectors run ConfigMap {active}, validated by the Collector"),
         )
         .await;
@@ -427,7 +430,7 @@ async fn announce(
         ctx.publish(
             pipeline,
             EventType::Warning,
-            "ValidationFailed",
+            VALIDATION_FAILED,
             format!(
                 "{cluster}: the Collector refused ConfigMap {}: {message}; the collectors keep {}",
                 after.candidate_config.as_deref().unwrap_or_default(),
