@@ -456,7 +456,9 @@ mod scenario {
     use serde_json::json;
 
     use super::*;
-    use crate::controllers::mock::{Log, context, mock_api, not_found, resolver, silent};
+    use crate::controllers::mock::{
+        Log, call, calls, context, mock_api, not_found, resolver, silent,
+    };
 
     const VERSION: &str = "/version";
     const STATUS: &str = "/apis/vigil.io/v1alpha1/memberclusters/east/status";
@@ -498,23 +500,6 @@ mod scenario {
                 _ => not_found(),
             }
         })
-    }
-
-    fn calls(log: &Log) -> Vec<(Method, String)> {
-        log.lock()
-            .expect("log")
-            .iter()
-            .map(|r| {
-                (
-                    r.method.clone(),
-                    r.uri.split('?').next().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect()
-    }
-
-    fn call(method: Method, path: &str) -> (Method, String) {
-        (method, path.to_owned())
     }
 
     fn written_status(log: &Log) -> MemberClusterStatus {

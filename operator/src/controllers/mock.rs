@@ -71,6 +71,23 @@ pub fn mock_api(
     (Client::new(service, "default"), log)
 }
 
+/// The method and path (without the query) of each call, in order.
+pub fn calls(log: &Log) -> Vec<(Method, String)> {
+    log.lock()
+        .expect("log")
+        .iter()
+        .map(|r| {
+            let path = r.uri.split('?').next().unwrap_or_default().to_owned();
+            (r.method.clone(), path)
+        })
+        .collect()
+}
+
+/// One expected call, as [`calls`] lists it.
+pub fn call(method: Method, path: &str) -> (Method, String) {
+    (method, path.to_owned())
+}
+
 /// The API server's 404.
 pub fn not_found() -> (StatusCode, Value) {
     (

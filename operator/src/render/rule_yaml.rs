@@ -80,19 +80,12 @@ fn map(out: &mut String, key: &str, entries: &BTreeMap<String, String>) -> Optio
     let _ = writeln!(out, "    {key}:");
     for (name, value) in entries {
         out.push_str("      ");
-        key_scalar(out, name)?;
+        // A key: plain or single-quoted, on one line.
+        single_line(out, name)?;
         out.push_str(": ");
         scalar(out, value, 6)?;
     }
     Some(())
-}
-
-/// A mapping key: plain or single-quoted, on one line.
-fn key_scalar(out: &mut String, key: &str) -> Option<()> {
-    if key.contains('\n') {
-        return None;
-    }
-    single_line(out, key)
 }
 
 /// A value at a key indented by `indent`, then the line break.

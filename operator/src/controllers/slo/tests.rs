@@ -9,7 +9,7 @@ use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
 use crate::api::ServiceLevelObjective;
-use crate::controllers::mock::{Log, Recorded, context, mock_api, not_found};
+use crate::controllers::mock::{Log, Recorded, call, calls, context, mock_api, not_found};
 use crate::controllers::{Error, Reconcile};
 
 /// The first SLO of the example: 30 days, page and ticket, a PrometheusRule asked for.
@@ -20,22 +20,6 @@ fn checkout() -> ServiceLevelObjective {
     slo.metadata.uid = Some("5e0a0000-0000-0000-0000-000000000001".into());
     slo.metadata.generation = Some(2);
     slo
-}
-
-/// The method and path (without the query) of each call.
-fn calls(log: &Log) -> Vec<(Method, String)> {
-    log.lock()
-        .expect("log")
-        .iter()
-        .map(|r| {
-            let path = r.uri.split('?').next().unwrap_or_default().to_owned();
-            (r.method.clone(), path)
-        })
-        .collect()
-}
-
-fn call(method: Method, path: &str) -> (Method, String) {
-    (method, path.to_owned())
 }
 
 const DISCOVERY: &str = "/apis/monitoring.coreos.com/v1";
